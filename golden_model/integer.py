@@ -1,0 +1,64 @@
+"""Integer building blocks shared by every golden operator.
+
+Everything here works on ``int64`` numpy arrays and spells out the hardware semantics:
+``>>`` is an arithmetic shift right (floor), rounding is written out, saturation is explicit.
+"""
+import numpy as np
+
+from .errors import ConfigError, IntvitError
+
+
+def as_int_array(x, name: str = "input") -> np.ndarray:
+    """Return ``x`` as an int64 array; refuse float, complex, object and bool input.
+
+    ``astype`` keeps ndarray subclasses, so a test can pass an array type that traps float ops.
+    """
+    array = np.asanyarray(x)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise IntvitError(f"{name} must be an integer array (got dtype {array.dtype}); "
+                          "quantize it first")
+    return array.astype(np.int64, copy=False)
+
+
+def signed_range(bits: int) -> tuple[int, int]:
+    """The two's-complement range of a ``bits``-bit signed integer."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def unsigned_range(bits: int) -> tuple[int, int]:
+    """The range of a ``bits``-bit unsigned integer."""
+    return 0, (1 << bits) - 1
+
+
+def clamp(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Saturate to ``[lo, hi]``."""
+    return np.minimum(np.maximum(x, lo), hi)
+
+
+def round_half_up_shift(x: np.ndarray, shift: int) -> np.ndarray:
+    """``round(x / 2**shift)`` with ties towards +inf: ``(x + 2**(shift-1)) >> shift``.
+
+    ``shift = 0`` returns ``x``. The adder is one bit wider than ``x``.
+    """
+    if shift == 0:
+        return x
+    return (x + (1 << (shift - 1))) >> shift
+
+
+def check_int(owner: str, field: str, value, lo: int, hi: int, hint: str = "") -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an int in ``[lo, hi]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        extra = f"; {hint}" if hint else ""
+        raise ConfigError(f"{owner}: {field} must be an integer in {lo}..{hi} (got {value!r}){extra}")
+
+
+def check_scale(owner: str, field: str, value) -> float:
+    """Raise :class:`ConfigError` unless ``value`` is a finite, positive real; return it."""
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{owner}: {field} must be a real number (got {value!r})") from None
+    if not np.isfinite(scale) or scale <= 0.0:
+        raise ConfigError(f"{owner}: {field} must be finite and > 0 (got {value!r}); "
+                          "check the calibration statistics")
+    return scale

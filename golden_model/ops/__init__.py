@@ -1,0 +1,1 @@
+"""Integer operators, one module per operator family (requantizer, softmax, GELU, LayerNorm)."""

@@ -1,0 +1,102 @@
+"""Test-vector files: one ``.npz`` format for every consumer, plus ``$readmemh`` hex export.
+
+An ``.npz`` holds ``op`` (name), ``config_json`` (every config field), ``cfg_<field>`` (each
+integer field on its own), ``x`` and ``y`` (input and expected output ints) and the port formats
+``in_bits``, ``in_signed``, ``out_bits``, ``out_signed``.
+"""
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IntvitError
+
+REQUIRED_KEYS = ("op", "config_json", "x", "y", "in_bits", "in_signed", "out_bits", "out_signed")
+
+
+@dataclass(frozen=True)
+class Vectors:
+    op: str
+    config: dict
+    x: np.ndarray
+    y: np.ndarray
+    in_bits: int
+    in_signed: bool
+    out_bits: int
+    out_signed: bool
+
+
+def make_vectors(op_name: str, config, x: np.ndarray, y: np.ndarray) -> Vectors:
+    return Vectors(op=op_name, config=dataclasses.asdict(config), x=np.asarray(x, np.int64),
+                   y=np.asarray(y, np.int64), in_bits=config.in_bits,
+                   in_signed=bool(config.in_signed), out_bits=config.out_bits,
+                   out_signed=bool(config.out_signed))
+
+
+def save_vectors(path, vectors: Vectors) -> Path:
+    """Write ``vectors`` to ``path`` atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    integer_fields = {f"cfg_{k}": np.int64(v) for k, v in vectors.config.items()
+                      if isinstance(v, (int, np.integer)) and not isinstance(v, bool)}
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez_compressed(stream, op=vectors.op, config_json=json.dumps(vectors.config),
+                                x=vectors.x, y=vectors.y, in_bits=vectors.in_bits,
+                                in_signed=vectors.in_signed, out_bits=vectors.out_bits,
+                                out_signed=vectors.out_signed, **integer_fields)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_vectors(path) -> Vectors:
+    """Read a vector file; a missing or malformed file is a one-line :class:`IntvitError`."""
+    path = Path(path)
+    hint = "regenerate it with `intvit vectors`"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in REQUIRED_KEYS if k not in data.files]
+            if missing:
+                raise IntvitError(f"vector file {path} is malformed: missing {', '.join(missing)}; "
+                                  f"{hint}")
+            x, y = data["x"], data["y"]
+            if not (np.issubdtype(x.dtype, np.integer) and np.issubdtype(y.dtype, np.integer)):
+                raise IntvitError(f"vector file {path} is malformed: x and y must be integer "
+                                  f"arrays; {hint}")
+            if x.shape[:-1] != y.shape[:-1] or (x.ndim == 1 and x.shape != y.shape):
+                raise IntvitError(f"vector file {path} is malformed: x {x.shape} and y {y.shape} "
+                                  f"do not pair up; {hint}")
+            return Vectors(op=str(data["op"]), config=json.loads(str(data["config_json"])),
+                           x=x.astype(np.int64), y=y.astype(np.int64),
+                           in_bits=int(data["in_bits"]), in_signed=bool(data["in_signed"]),
+                           out_bits=int(data["out_bits"]), out_signed=bool(data["out_signed"]))
+    except FileNotFoundError:
+        raise IntvitError(f"vector file {path} does not exist; {hint}") from None
+    except (OSError, ValueError, KeyError) as error:
+        if isinstance(error, IntvitError):
+            raise
+        raise IntvitError(f"vector file {path} is not a readable .npz ({error}); {hint}") from None
+
+
+def export_hex(vectors: Vectors, directory, stem: str) -> tuple[Path, Path]:
+    """Write ``<stem>_x.hex`` and ``<stem>_y.hex`` for ``$readmemh``: one element a line,
+    two's complement, ``ceil(bits/4)`` hex digits, rows flattened in order."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix, values, bits in (("x", vectors.x, vectors.in_bits), ("y", vectors.y, vectors.out_bits)):
+        digits = (bits + 3) // 4
+        mask = (1 << bits) - 1
+        text = "".join(f"{int(v) & mask:0{digits}x}\n" for v in values.reshape(-1))
+        target = directory / f"{stem}_{suffix}.hex"
+        target.write_text(text)
+        paths.append(target)
+    return paths[0], paths[1]

@@ -1,0 +1,1 @@
+"""Amaranth generators: one ``wiring.Component`` per operator unit, built from golden configs."""

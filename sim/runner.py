@@ -1,0 +1,125 @@
+"""Build a unit once under Verilator (cached by a hash of its Verilog) and run a cocotb bench.
+
+The cocotb test writes its verdict (vectors checked, mismatches, cycles, first mismatch) to a
+JSON file; a failing run is repeated with waveform tracing so that ``dump.fst`` is kept.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cocotb
+
+from fpga.export import export_verilog
+
+from .toolchain import use_verilator_env, verilator_version
+
+TOPLEVEL = "top"
+
+
+def cache_root() -> Path:
+    """``$INTVIT_CACHE_DIR`` or ``~/.cache/intvit``."""
+    return Path(os.environ.get("INTVIT_CACHE_DIR", Path.home() / ".cache" / "intvit"))
+
+
+@dataclass(frozen=True)
+class SimResult:
+    checked: int
+    mismatches: int
+    cycles: int
+    first_mismatch: str | None
+    waveform: Path | None
+    build_cached: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatches == 0 and self.checked > 0
+
+
+def build_unit(component) -> tuple[Path, bool]:
+    """Verilate ``component`` with FST tracing compiled in; return (build dir, was cached)."""
+    use_verilator_env()
+    verilog = export_verilog(component, TOPLEVEL)
+    key = hashlib.sha256("\n".join([verilog, repr(verilator_version()), cocotb.__version__])
+                         .encode()).hexdigest()[:20]
+    build_dir = cache_root() / "sim" / key
+    stamp = build_dir / "build.complete"
+    if stamp.exists():
+        return build_dir, True
+    from cocotb_tools.runner import get_runner
+
+    shutil.rmtree(build_dir, ignore_errors=True)
+    build_dir.mkdir(parents=True)
+    source = build_dir / f"{TOPLEVEL}.v"
+    source.write_text(verilog)
+    runner = get_runner("verilator")
+    runner.build(sources=[source], hdl_toplevel=TOPLEVEL, build_dir=build_dir, waves=True,
+                 build_args=trace_args(build_dir), log_file=build_dir / "build.log")
+    stamp.write_text(key)
+    return build_dir, False
+
+
+def trace_args(build_dir: Path) -> list[str]:
+    """FST tracing when the system's liblz4 runtime exists (Verilator's FST writer links
+    ``-llz4``; the header is ours, in ``sim/csrc``, and a ``liblz4.so`` link in the build dir
+    stands in for the development package), else VCD tracing (``dump.vcd``)."""
+    library = find_shared_library("lz4")
+    if library is None:
+        return ["--trace"]
+    link_dir = build_dir / "lib"
+    link_dir.mkdir(exist_ok=True)
+    (link_dir / "liblz4.so").symlink_to(library)
+    csrc = Path(__file__).parent / "csrc"
+    return ["--trace-fst", "-CFLAGS", f"-I{csrc}", "-LDFLAGS", f"-L{link_dir}"]
+
+
+def find_shared_library(name: str) -> Path | None:
+    """Full path of the system's ``lib<name>.so*`` from the dynamic linker cache, or None."""
+    ldconfig = shutil.which("ldconfig") or next(
+        (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if Path(p).exists()), None)
+    if ldconfig is None:
+        return None
+    listing = subprocess.run([ldconfig, "-p"], capture_output=True, text=True).stdout
+    for line in listing.splitlines():
+        entry = line.strip()
+        if entry.startswith(f"lib{name}.so") and "=>" in entry:
+            path = Path(entry.split("=>")[-1].strip())
+            if path.exists():
+                return path
+    return None
+
+
+def run_bench(component, test_module: str, vectors: Path, env: dict[str, str] | None = None,
+              work_dir: Path | None = None) -> SimResult:
+    """Run cocotb ``test_module`` against ``component`` fed with the ``vectors`` file."""
+    from cocotb_tools.runner import get_runner
+
+    build_dir, cached = build_unit(component)
+    work_dir = Path(work_dir or tempfile.mkdtemp(prefix="intvit-sim-"))
+    verdict_path = work_dir / "verdict.json"
+
+    def attempt(waves: bool) -> dict:
+        verdict_path.unlink(missing_ok=True)
+        runner = get_runner("verilator")
+        runner.test(test_module=test_module, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
+                    build_dir=build_dir, test_dir=work_dir, waves=waves,
+                    results_xml=str(work_dir / "results.xml"), log_file=work_dir / "sim.log",
+                    extra_env={"INTVIT_VECTORS": str(Path(vectors).resolve()),
+                               "INTVIT_VERDICT": str(verdict_path), **(env or {})})
+        if not verdict_path.exists():
+            raise RuntimeError(f"the testbench {test_module} wrote no verdict; see "
+                               f"{work_dir / 'sim.log'}")
+        return json.loads(verdict_path.read_text())
+
+    verdict = attempt(waves=False)
+    waveform = None
+    if verdict["mismatches"] or verdict["checked"] == 0:
+        attempt(waves=True)
+        waveform = next(work_dir.glob("dump.*"), None)
+    return SimResult(checked=verdict["checked"], mismatches=verdict["mismatches"],
+                     cycles=verdict["cycles"], first_mismatch=verdict.get("first_mismatch"),
+                     waveform=waveform, build_cached=cached)
