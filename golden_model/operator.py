@@ -39,6 +39,10 @@ class Operator:
         where the input space is small, else random plus corner cases).
     row_wise : bool
         True for operators that reduce over the last axis (softmax, LayerNorm).
+    calibrate : callable or None
+        For the selectable kinds: ``calibrate(in_scale, samples, *, in_bits=8, out_bits=8,
+        **layer_params) -> config``, the config for one model layer from its input scale and a
+        sample of its real (float) inputs; LayerNorm also takes ``gamma`` and ``beta``.
     """
 
     name: str
@@ -50,6 +54,7 @@ class Operator:
     example_config: Callable[..., Any]
     sweep_inputs: Callable[[Any, np.random.Generator], np.ndarray]
     row_wise: bool = False
+    calibrate: Callable[..., Any] | None = None
 
     @property
     def kind(self) -> str:
