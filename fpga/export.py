@@ -13,3 +13,8 @@ def export_verilog(component, name: str) -> str:
     """Verilog text of ``component`` as module ``name``, ports named after its signature
     (``i__payload``, ``i__valid``, ``i__ready``, ``o__...``, ``clk``, ``rst``)."""
     return LINT_PRAGMA + verilog.convert(component, name=name, emit_src=False)
+
+
+def module_name(op_name: str) -> str:
+    """Verilog module name of an operator's unit: ``softmax/iptq`` -> ``intvit_softmax_iptq``."""
+    return "intvit_" + op_name.replace("/", "_")

@@ -6,14 +6,13 @@ integer field on its own), ``x`` and ``y`` (input and expected output ints) and 
 """
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import IntvitError
+from .files import atomic_output
 
 REQUIRED_KEYS = ("op", "config_json", "x", "y", "in_bits", "in_signed", "out_bits", "out_signed")
 
@@ -40,20 +39,13 @@ def make_vectors(op_name: str, config, x: np.ndarray, y: np.ndarray) -> Vectors:
 def save_vectors(path, vectors: Vectors) -> Path:
     """Write ``vectors`` to ``path`` atomically (a temporary file renamed into place)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     integer_fields = {f"cfg_{k}": np.int64(v) for k, v in vectors.config.items()
                       if isinstance(v, (int, np.integer)) and not isinstance(v, bool)}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez_compressed(stream, op=vectors.op, config_json=json.dumps(vectors.config),
-                                x=vectors.x, y=vectors.y, in_bits=vectors.in_bits,
-                                in_signed=vectors.in_signed, out_bits=vectors.out_bits,
-                                out_signed=vectors.out_signed, **integer_fields)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, "wb") as stream:
+        np.savez_compressed(stream, op=vectors.op, config_json=json.dumps(vectors.config),
+                            x=vectors.x, y=vectors.y, in_bits=vectors.in_bits,
+                            in_signed=vectors.in_signed, out_bits=vectors.out_bits,
+                            out_signed=vectors.out_signed, **integer_fields)
     return path
 
 

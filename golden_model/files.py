@@ -1,0 +1,31 @@
+"""Atomic file output: a result is either written whole or not at all."""
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_output(path, mode: str = "w"):
+    """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Creates the parent directory. On any exception the temporary file is removed, so a failed
+    command leaves nothing half-written on disk.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, mode) as stream:
+            yield stream
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically and return the path."""
+    with atomic_output(path, "w") as stream:
+        stream.write(text)
+    return Path(path)
