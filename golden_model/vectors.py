@@ -27,6 +27,15 @@ class Vectors:
     in_signed: bool
     out_bits: int
     out_signed: bool
+    lengths: np.ndarray | None = None
+    """Row operators with rows of several lengths: row ``i`` is ``x[i, :lengths[i]]`` (the rest
+    is padding); ``None`` when every row is whole."""
+
+    def rows(self):
+        """``(input row, expected row)`` pairs, padding removed."""
+        x, y = np.atleast_2d(self.x), np.atleast_2d(self.y)
+        lengths = self.lengths if self.lengths is not None else [x.shape[-1]] * len(x)
+        return [(x[i, :n], y[i, :n]) for i, n in enumerate(lengths)]
 
 
 def make_vectors(op_name: str, config, x: np.ndarray, y: np.ndarray) -> Vectors:
@@ -34,6 +43,22 @@ def make_vectors(op_name: str, config, x: np.ndarray, y: np.ndarray) -> Vectors:
                    y=np.asarray(y, np.int64), in_bits=config.in_bits,
                    in_signed=bool(config.in_signed), out_bits=config.out_bits,
                    out_signed=bool(config.out_signed))
+
+
+def make_row_vectors(op_name: str, config, rows, run) -> Vectors:
+    """Vectors for a row operator from rows of any lengths: each row goes through ``run`` on its
+    own, and rows are stored zero-padded to the longest with their ``lengths``."""
+    rows = [np.asarray(row, np.int64).reshape(-1) for row in rows]
+    if not rows or min(len(r) for r in rows) < 1:
+        raise IntvitError("row vectors need at least one row, each of length >= 1")
+    width = max(len(r) for r in rows)
+    x = np.zeros((len(rows), width), np.int64)
+    y = np.zeros((len(rows), width), np.int64)
+    for i, row in enumerate(rows):
+        x[i, :len(row)] = row
+        y[i, :len(row)] = np.asarray(run(config, row[None, :]), np.int64).reshape(-1)
+    return dataclasses.replace(make_vectors(op_name, config, x, y),
+                               lengths=np.array([len(r) for r in rows], np.int64))
 
 
 def save_vectors(path, vectors: Vectors) -> Path:
@@ -45,7 +70,8 @@ def save_vectors(path, vectors: Vectors) -> Path:
         np.savez_compressed(stream, op=vectors.op, config_json=json.dumps(vectors.config),
                             x=vectors.x, y=vectors.y, in_bits=vectors.in_bits,
                             in_signed=vectors.in_signed, out_bits=vectors.out_bits,
-                            out_signed=vectors.out_signed, **integer_fields)
+                            out_signed=vectors.out_signed, **integer_fields,
+                            **({} if vectors.lengths is None else {"lengths": vectors.lengths}))
     return path
 
 
@@ -66,10 +92,16 @@ def load_vectors(path) -> Vectors:
             if x.shape[:-1] != y.shape[:-1] or (x.ndim == 1 and x.shape != y.shape):
                 raise IntvitError(f"vector file {path} is malformed: x {x.shape} and y {y.shape} "
                                   f"do not pair up; {hint}")
+            lengths = data["lengths"].astype(np.int64) if "lengths" in data.files else None
+            if lengths is not None and (x.ndim != 2 or lengths.shape != x.shape[:1]
+                                        or lengths.min() < 1 or lengths.max() > x.shape[1]):
+                raise IntvitError(f"vector file {path} is malformed: lengths do not fit the "
+                                  f"rows of x; {hint}")
             return Vectors(op=str(data["op"]), config=json.loads(str(data["config_json"])),
                            x=x.astype(np.int64), y=y.astype(np.int64),
                            in_bits=int(data["in_bits"]), in_signed=bool(data["in_signed"]),
-                           out_bits=int(data["out_bits"]), out_signed=bool(data["out_signed"]))
+                           out_bits=int(data["out_bits"]), out_signed=bool(data["out_signed"]),
+                           lengths=lengths)
     except FileNotFoundError:
         raise IntvitError(f"vector file {path} does not exist; {hint}") from None
     except (OSError, ValueError, KeyError) as error:

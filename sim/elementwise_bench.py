@@ -49,7 +49,7 @@ async def outputs_match_golden(dut):
     checked, mismatches, first = 0, 0, None
     inputs = [b[0] for b in beats]
     for index, (n, (want, want_last), (got, got_last)) in enumerate(
-            zip(used, expected_beats, received)):
+            zip(used, expected_beats, [r[:2] for r in received])):
         for lane in range(n):
             checked += 1
             if got[lane] != want[lane]:

@@ -23,22 +23,38 @@ def from_field(raw: int, bits: int, signed: bool) -> int:
 
 
 class BeatFormat:
-    """Packs and unpacks ``lanes`` elements of ``bits`` bits plus ``last``."""
+    """Packs and unpacks ``lanes`` elements of ``bits`` bits, then (row units) ``keep``, then
+    ``last`` on top, as Amaranth lays out ``hw.stream.row_beat`` / ``hw.rowpipe.keyed_beat``."""
 
-    def __init__(self, bits: int, signed: bool, lanes: int):
-        self.bits, self.signed, self.lanes = bits, signed, lanes
+    def __init__(self, bits: int, signed: bool, lanes: int, keyed: bool = False):
+        self.bits, self.signed, self.lanes, self.keyed = bits, signed, lanes, keyed
 
-    def pack(self, elements, last: bool) -> int:
+    def pack(self, elements, last: bool, keep: int | None = None) -> int:
         word = 0
         for k, value in enumerate(elements):
             word |= to_field(int(value), self.bits) << (k * self.bits)
-        return word | (int(last) << (self.lanes * self.bits))
+        top = self.lanes * self.bits
+        if self.keyed:
+            word |= (((1 << self.lanes) - 1) if keep is None else keep) << top
+            top += self.lanes
+        return word | (int(last) << top)
 
     def unpack(self, word: int) -> tuple[list[int], bool]:
+        """``(elements, last)``; see :meth:`unpack_keyed` for row beats."""
+        elements, last, _ = self.unpack_keyed(word)
+        return elements, last
+
+    def unpack_keyed(self, word: int) -> tuple[list[int], bool, int]:
+        """``(elements, last, keep)``; ``keep`` is all ones for unkeyed beats."""
         mask = (1 << self.bits) - 1
         elements = [from_field((word >> (k * self.bits)) & mask, self.bits, self.signed)
                     for k in range(self.lanes)]
-        return elements, bool(word >> (self.lanes * self.bits) & 1)
+        top = self.lanes * self.bits
+        keep = (1 << self.lanes) - 1
+        if self.keyed:
+            keep = (word >> top) & keep
+            top += self.lanes
+        return elements, bool(word >> top & 1), keep
 
 
 class TB:
@@ -57,6 +73,7 @@ class TB:
         self.cycle = 0
         self.first_accept = None
         self.last_receive = None
+        self.receive_cycles = []
 
     async def start(self):
         cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
@@ -75,13 +92,14 @@ class TB:
             self.cycle += 1
 
     async def send(self, beats):
-        """Drive ``beats`` (lists of (elements, last)) on ``i`` honouring ``i.ready``."""
+        """Drive ``beats`` (``(elements, last)`` or ``(elements, last, keep)``) on ``i``
+        honouring ``i.ready``."""
         dut = self.dut
-        for elements, last in beats:
+        for elements, last, *keep in beats:
             while self.source_idle and self.rng.random() < self.source_idle:
                 dut.i__valid.value = 0
                 await RisingEdge(dut.clk)
-            dut.i__payload.value = self.in_format.pack(elements, last)
+            dut.i__payload.value = self.in_format.pack(elements, last, *keep)
             dut.i__valid.value = 1
             await RisingEdge(dut.clk)
             while not dut.i__ready.value:
@@ -91,7 +109,9 @@ class TB:
         dut.i__valid.value = 0
 
     async def receive(self, count: int, timeout_cycles: int):
-        """Collect ``count`` beats from ``o`` with random back-pressure; stop after a timeout."""
+        """Collect ``count`` beats ``(elements, last, keep)`` from ``o`` with random
+        back-pressure; stop after ``timeout_cycles`` cycles without one. Records the cycle of
+        every beat in ``self.receive_cycles``."""
         dut = self.dut
         beats = []
         idle = 0
@@ -100,8 +120,9 @@ class TB:
             dut.o__ready.value = int(ready)
             await RisingEdge(dut.clk)
             if ready and dut.o__valid.value:
-                beats.append(self.out_format.unpack(dut.o__payload.value.to_unsigned()))
+                beats.append(self.out_format.unpack_keyed(dut.o__payload.value.to_unsigned()))
                 self.last_receive = self.cycle
+                self.receive_cycles.append(self.cycle)
                 idle = 0
             else:
                 idle += 1

@@ -1,52 +1,12 @@
-"""The row-unit framework on a toy three-pass row operator, against numpy.
-
-Toy operator: ``y = x - max(x)``; ``s = sum(y + 256)``; ``r = floor(2**20 / s)``;
-``out = (y * r) >> 8``. It exercises every mechanism the softmax and LayerNorm units use: a max
-and a sum reduction, a sequential row step, in-place buffering, partial final beats, overlapped
-rows and back-pressure.
-"""
+"""The row-unit framework on a toy three-pass row operator (``toy_row``), against numpy, in
+Amaranth's simulator: partial final beats, overlapped rows and back-pressure."""
 import random
 
 import numpy as np
 import pytest
-from amaranth import signed, unsigned
 from amaranth.sim import Simulator
 
-from hw.rowpipe import Reduction, RowPass, RowUnit
-from hw.seqmath import RestoringDivider
-
-
-def toy_golden(row):
-    y = np.asarray(row, np.int64) - max(row)
-    s = int(np.sum(y + 256))
-    return list((y * ((1 << 20) // s)) >> 8)
-
-
-class ToyRowUnit(RowUnit):
-    def __init__(self, *, lanes, max_row):
-        super().__init__(signed(8), signed(16), lanes=lanes, max_row=max_row)
-
-    def passes(self):
-        return [
-            RowPass(signed(8), reductions={"max": Reduction("max", signed(8))}),
-            RowPass(signed(9), stages=[lambda v, ctx: v - ctx.scalars["max"]],
-                    reductions={"sum": Reduction("sum", unsigned(20),
-                                                 lambda v, ctx: v + 256)}),
-            RowPass(signed(16), stages=[lambda v, ctx: v * ctx.scalars["recip"],
-                                        lambda v, ctx: v >> 8]),
-        ]
-
-    def row_step(self, m, gap, start, values):
-        if gap != 1:
-            return start, {}
-        divider = RestoringDivider(21, 20)
-        m.submodules.divider = divider
-        m.d.comb += [divider.start.eq(start), divider.numerator.eq(1 << 20),
-                     divider.denominator.eq(values["sum"])]
-        return divider.done, {"recip": divider.quotient}
-
-    def row_step_cycles(self, gap):
-        return 21 if gap == 1 else 0
+from toy_row import ToyRowUnit, toy_golden
 
 
 def run_rows(unit, rows, *, stall, seed):
