@@ -124,3 +124,34 @@ def export_hex(vectors: Vectors, directory, stem: str) -> tuple[Path, Path]:
         target.write_text(text)
         paths.append(target)
     return paths[0], paths[1]
+
+
+def row_sweep(operator, config, rng: np.random.Generator, max_len: int,
+              count: int = 2000) -> list[np.ndarray]:
+    """Rows for a row unit's testbench: the operator's own sweep rows, corner rows (all equal at
+    the extremes and zero, one large outlier, the most negative value everywhere, length 1,
+    maximum length) and ``count`` random rows of random length in ``1..max_len``.
+
+    A config that fixes the row length (LayerNorm: ``config.channels``) gets rows of that
+    length only."""
+    fixed = getattr(config, "channels", None)
+    if fixed is not None and fixed > max_len:
+        raise IntvitError(f"{operator.name}: rows have {fixed} channels but the unit holds "
+                          f"{max_len}; raise max_row")
+    lo = -(1 << (config.in_bits - 1)) if config.in_signed else 0
+    hi = (1 << (config.in_bits - 1)) - 1 if config.in_signed else (1 << config.in_bits) - 1
+
+    def length(n):
+        return fixed if fixed is not None else n
+
+    corners = [np.full(length(max_len), v) for v in (lo, hi, 0, lo + 1)]
+    outlier = np.full(length(max_len), lo // 4 if lo < 0 else hi // 4)
+    outlier[length(max_len) // 2] = hi
+    corners += [outlier, np.full(length(1), lo), np.full(length(1), hi),
+                rng.integers(lo, hi, length(max_len), endpoint=True)]
+    own = [np.asarray(r)[:length(max_len)] for r in
+           np.atleast_2d(operator.sweep_inputs(config, rng))]
+    own = [r for r in own if fixed is None or len(r) == fixed]
+    randoms = [rng.integers(lo, hi, length(int(rng.integers(1, max_len + 1))), endpoint=True)
+               for _ in range(count)]
+    return corners + own + randoms

@@ -70,12 +70,13 @@ def cmd_doctor(args) -> int:
 
 def cmd_ops(args) -> int:
     from golden_model.registry import REGISTRY
-    from hw.units import UNITS
+    from hw.units import available_units
 
+    units = set(available_units())
     print(f"{'name':18s} {'hw':3s} {'shape':8s} description (source)")
     for name, operator in sorted(REGISTRY.items()):
         shape = "row" if operator.row_wise else "element"
-        hw = "yes" if name in UNITS else "-"
+        hw = "yes" if name in units else "-"
         print(f"{name:18s} {hw:3s} {shape:8s} {operator.description} ({operator.source})")
     return 0
 
@@ -86,11 +87,10 @@ def cmd_verilog(args) -> int:
     from hw.units import build_unit
 
     _, _, config = operator_config(args.op, args.set)
-    unit = build_unit(args.op, config, lanes=args.lanes)
+    unit = build_unit(args.op, config, lanes=args.lanes, max_row=args.max_row)
     text = export_verilog(unit, module_name(args.op))
     write_text_atomic(args.output, text)
-    print(f"wrote {args.output}: module {module_name(args.op)}, {args.lanes} lane(s), "
-          f"latency {unit.latency} cycles")
+    print(f"wrote {args.output}: module {module_name(args.op)}, {args.lanes} lane(s)")
     return 0
 
 
@@ -111,7 +111,8 @@ def cmd_sim(args) -> int:
 
     _, _, config = operator_config(args.op, args.set)
     work_dir = Path(args.work_dir or Path("runs") / "sim" / args.op.replace("/", "_"))
-    outcome = verify(args.op, config, lanes=args.lanes, work_dir=work_dir, seed=args.seed,
+    outcome = verify(args.op, config, lanes=args.lanes, max_row=args.max_row,
+                     work_dir=work_dir, seed=args.seed,
                      source_idle=args.stall, sink_stall=args.stall, vectors_path=args.vectors)
     print(outcome.summary())
     return 0 if outcome.result.passed else 1
@@ -153,6 +154,9 @@ def add_unit_options(parser: argparse.ArgumentParser) -> None:
 
 def add_lanes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lanes", type=int, default=1, help="elements per beat (default 1)")
+    parser.add_argument("--max-row", type=int, default=None,
+                        help="row units: longest row the buffer holds (default: LayerNorm's "
+                             "channels, else 256)")
 
 
 def build_parser() -> argparse.ArgumentParser:

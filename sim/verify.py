@@ -6,19 +6,21 @@ import numpy as np
 
 from golden_model import registry
 from golden_model.errors import IntvitError
-from golden_model.vectors import load_vectors, make_vectors, save_vectors
+from golden_model.vectors import (load_vectors, make_row_vectors, make_vectors, row_sweep,
+                                  save_vectors)
 from hw.units import build_unit
 
 from .runner import SimResult, run_bench
 
 ELEMENTWISE_BENCH = "sim.elementwise_bench"
+ROW_BENCH = "sim.row_bench"
+ROW_COUNT = 2000
+"""Random rows of random length per row-unit sweep (on top of corner and the operator's rows)."""
 
 
 def bench_module(operator) -> str:
     """The cocotb bench that drives this kind of unit."""
-    if operator.row_wise:
-        raise NotImplementedError(f"no row-unit bench yet for {operator.name}")
-    return ELEMENTWISE_BENCH
+    return ROW_BENCH if operator.row_wise else ELEMENTWISE_BENCH
 
 
 @dataclass(frozen=True)
@@ -39,27 +41,35 @@ class Verification:
         return text
 
 
-def sweep_vectors(name: str, config, seed: int = 0):
-    """The operator's sweep inputs and the golden outputs for them."""
+def sweep_vectors(name: str, config, seed: int = 0, max_row: int | None = None):
+    """The operator's sweep inputs and the golden outputs for them; for row operators, rows of
+    random lengths up to the unit's ``max_row`` plus corner rows (:func:`row_sweep`)."""
     operator = registry.get(name)
-    x = operator.sweep_inputs(config, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    if operator.row_wise:
+        return make_row_vectors(name, config, row_sweep(operator, config, rng, max_row,
+                                                        ROW_COUNT), operator.run)
+    x = operator.sweep_inputs(config, rng)
     return make_vectors(name, config, x, operator.run(config, x))
 
 
-def verify(name: str, config, *, lanes: int = 1, work_dir: Path, seed: int = 0,
-           source_idle: float = 0.0, sink_stall: float = 0.0,
+def verify(name: str, config, *, lanes: int = 1, max_row: int | None = None, work_dir: Path,
+           seed: int = 0, source_idle: float = 0.0, sink_stall: float = 0.0,
            vectors_path: Path | None = None) -> Verification:
-    """Simulate ``name``'s unit on ``vectors_path`` (or a fresh sweep written into ``work_dir``)."""
+    """Simulate ``name``'s unit on ``vectors_path`` (or a fresh sweep written into ``work_dir``).
+    ``max_row`` sizes a row unit's buffer (default: :func:`hw.units.default_max_row`)."""
     operator = registry.get(name)
     work_dir = Path(work_dir)
+    unit = build_unit(name, config, lanes=lanes, max_row=max_row)
     if vectors_path is None:
-        vectors_path = save_vectors(work_dir / "vectors.npz", sweep_vectors(name, config, seed))
+        vectors_path = save_vectors(work_dir / "vectors.npz",
+                                    sweep_vectors(name, config, seed,
+                                                  getattr(unit, "max_row", None)))
     else:
         vectors = load_vectors(vectors_path)
         if vectors.op != name:
             raise IntvitError(f"vector file {vectors_path} is for {vectors.op!r}, "
                                        f"not {name!r}")
-    unit = build_unit(name, config, lanes=lanes)
     result = run_bench(unit, bench_module(operator), vectors_path, work_dir=work_dir / "sim",
                        env={"INTVIT_LANES": str(lanes), "INTVIT_SEED": str(seed),
                             "INTVIT_SOURCE_IDLE": str(source_idle),
