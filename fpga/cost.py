@@ -1,0 +1,147 @@
+"""One cost-table entry per (operator, config, lanes, target): resources, Fmax, throughput.
+
+Tool results are cached under ``cache_root()/cost/<key>.json``, the key a SHA-256 of the unit's
+Verilog, the target, the tool versions and the flow settings (device, seed, target clock), so an
+unchanged unit is not synthesized again. Only tool results are cached; the entry's description
+of the request (operator, config, command) is rebuilt on every call.
+"""
+import hashlib
+import json
+import shutil
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from tempfile import mkdtemp
+
+from golden_model import registry
+from golden_model.errors import IntvitError
+from golden_model.files import write_text_atomic
+from hw.pipeline import ElementwisePipeline
+from hw.units import build_unit
+from sim.runner import cache_root
+
+from .export import export_verilog, module_name
+from .synth import (ECP5_DEVICE, PNR_SEED, PNR_TARGET_MHZ, XILINX_FAMILY, place_and_route_ecp5,
+                    synth_ecp5, synth_xilinx, tool_versions)
+
+TARGETS = ("ecp5", "xilinx")
+"""``ecp5``: Yosys ``synth_ecp5`` then nextpnr-ecp5 (resources and Fmax); ``xilinx``: Yosys
+``synth_xilinx`` for 7-series (resources only, no open place and route)."""
+
+FLOW_SETTINGS = {"ecp5": f"{' '.join(ECP5_DEVICE)} --seed {PNR_SEED} --freq {PNR_TARGET_MHZ:g}",
+                 "xilinx": f"-family {XILINX_FAMILY}"}
+"""Everything besides the Verilog and tool versions that changes a target's result."""
+
+
+def measure(op_name: str, config=None, *, lanes: int = 1, target: str = "ecp5",
+            config_options: dict | None = None) -> dict:
+    """The cost entry of ``op_name``'s unit built from ``config`` with ``lanes`` lanes.
+
+    ``config`` defaults to ``example_config(**config_options)``; ``config_options`` are the
+    options that built it, recorded as the ``--set`` values of the equivalent ``intvit cost``
+    command (``command`` is None when a hand-built config has no such options). ``latency`` is
+    None for a unit that does not state one.
+    """
+    if target not in TARGETS:
+        raise IntvitError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    operator = registry.get(op_name)
+    if config is None:
+        config = operator.example_config(**(config_options or {}))
+    unit = build_unit(op_name, config, lanes=lanes)
+    cycles = cycles_per_beat(unit)
+    top = module_name(op_name)
+    verilog = export_verilog(unit, top)
+    versions = tool_versions(target)
+    cache_file = cache_root() / "cost" / f"{cache_key(verilog, target, versions)}.json"
+    cached = cache_file.exists()
+    if cached:
+        result = json.loads(cache_file.read_text())
+    else:
+        result = run_flow(verilog, top, target)
+        write_text_atomic(cache_file, json.dumps(result, indent=1))
+    return {"op": op_name, "config": config_fields(config), "lanes": lanes, "target": target,
+            **result, "cycles_per_beat": cycles, "elements_per_cycle": lanes / cycles,
+            "latency": getattr(unit, "latency", None), "tools": versions,
+            "command": command_line(operator, config, lanes, target, config_options),
+            "cached": cached}
+
+
+def cache_key(verilog: str, target: str, versions: dict[str, str]) -> str:
+    text = "\n".join([verilog, target, json.dumps(versions, sort_keys=True),
+                      FLOW_SETTINGS[target]])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_flow(verilog: str, top: str, target: str) -> dict:
+    """Synthesize (and on ECP5 place and route) in a scratch directory: ``resources``,
+    ``cells`` (raw cell counts), ``fmax_mhz`` (None on Xilinx) and ``pnr`` (ECP5 only). The
+    directory is removed on success and kept, for its logs, when a tool fails."""
+    work = Path(mkdtemp(prefix="intvit-cost-"))
+    if target == "xilinx":
+        result = {**synth_xilinx(verilog, top, work), "fmax_mhz": None}
+    else:
+        synth = synth_ecp5(verilog, top, work)
+        pnr = place_and_route_ecp5(synth.pop("netlist"))
+        result = {**synth, "fmax_mhz": pnr.pop("fmax_mhz"), "pnr": pnr}
+    shutil.rmtree(work)
+    return result
+
+
+def cycles_per_beat(unit) -> float:
+    """Steady-state cycles per input beat: the unit's own ``cycles_per_beat`` if it states one;
+    1 for element-wise pipelines; for row units (``max_beats``, ``row_overhead``) the worst
+    initiation interval of a full row, ``(max_beats + row_overhead) / max_beats``."""
+    stated = getattr(unit, "cycles_per_beat", None)
+    if stated is not None:
+        return stated
+    if isinstance(unit, ElementwisePipeline):
+        return 1
+    if hasattr(unit, "max_beats") and hasattr(unit, "row_overhead"):
+        return (unit.max_beats + unit.row_overhead) / unit.max_beats
+    raise IntvitError(f"{type(unit).__name__} does not state cycles_per_beat, so its throughput "
+                      "is unknown; give the unit a cycles_per_beat attribute")
+
+
+def config_fields(config) -> dict:
+    """The config's fields as JSON values: numbers, bools, strings and None as they are, tuples as
+    lists, nested dataclasses as dicts; other values are left out."""
+    encoded = {}
+    for field in fields(config):
+        value = plain_value(getattr(config, field.name))
+        if value is not OMIT:
+            encoded[field.name] = value
+    return encoded
+
+
+OMIT = object()
+
+
+def plain_value(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if is_dataclass(value) and not isinstance(value, type):
+        return config_fields(value)
+    if isinstance(value, (tuple, list)):
+        items = [plain_value(item) for item in value]
+        return OMIT if any(item is OMIT for item in items) else items
+    return OMIT
+
+
+def command_line(operator, config, lanes: int, target: str, options: dict | None) -> str | None:
+    """``intvit cost OP --target T --lanes N --set k=v ...`` that rebuilds this entry, or None when
+    ``config`` was built by hand and is not the example config."""
+    if options is None:
+        if config != operator.example_config():
+            return None
+        options = {}
+    settings = "".join(f" --set {key}={format_option(value)}" for key, value in options.items())
+    return f"intvit cost {operator.name} --target {target} --lanes {lanes}{settings}"
+
+
+def format_option(value) -> str:
+    """As ``intvit``'s ``--set`` parser reads it back: bools as ``true``/``false``."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def write_cost_json(entry: dict, path) -> Path:
+    """Write one cost entry as JSON, atomically (a temporary file renamed onto ``path``)."""
+    return write_text_atomic(path, json.dumps(entry, indent=2) + "\n")
