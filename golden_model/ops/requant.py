@@ -126,6 +126,50 @@ def requantize_reference(cfg: RequantConfig, x) -> np.ndarray:
     return np.clip(np.asarray(x, dtype=np.float64), lo - cfg.zero_point, hi - cfg.zero_point)
 
 
+@dataclass(frozen=True)
+class ChannelRequant:
+    """Per-channel dyadic requantization along the last axis (per-channel weight scales make
+    ``S_in * S_w[c] / S_out`` differ per output channel): channel ``c`` uses ``m[c] / 2**e[c]``
+    exactly as :func:`requantize` (round half up, saturate to signed ``out_bits``)."""
+
+    multipliers: tuple
+    shifts: tuple
+    out_bits: int = 8
+
+    def __post_init__(self):
+        check_int("ChannelRequant", "out_bits", self.out_bits, 2, 16)
+        if len(self.multipliers) != len(self.shifts) or not self.multipliers:
+            raise IntvitError("ChannelRequant: give one multiplier and one shift per channel")
+        for m, e in zip(self.multipliers, self.shifts):
+            check_int("ChannelRequant", "multiplier", m, 0, (1 << MULTIPLIER_BITS) - 1)
+            check_int("ChannelRequant", "shift", e, 0, MAX_SHIFT)
+
+    @classmethod
+    def from_scales(cls, ratios, bits: int = 8) -> "ChannelRequant":
+        """One :meth:`RequantConfig.from_scale` per ratio; a ratio too small for any int32
+        accumulator to reach half an output step (below ``2**-32``) becomes ``m = 0``."""
+        multipliers, shifts = [], []
+        for ratio in np.asarray(ratios, dtype=np.float64).reshape(-1):
+            if 0.0 < ratio < 2.0 ** -32:
+                multipliers.append(0)
+                shifts.append(0)
+                continue
+            cfg = RequantConfig.from_scale(float(ratio), bits=bits)
+            multipliers.append(cfg.multiplier)
+            shifts.append(cfg.shift)
+        return cls(tuple(multipliers), tuple(shifts), bits)
+
+    def __call__(self, acc) -> np.ndarray:
+        acc = as_int_array(acc, "accumulator")
+        lo32, hi32 = signed_range(ACC_BITS)
+        if acc.size and (acc.min() < lo32 or acc.max() > hi32):
+            raise IntvitError("requantize: accumulators must fit int32; clip or widen the GEMM")
+        m = np.array(self.multipliers, dtype=np.int64)
+        e = np.array(self.shifts, dtype=np.int64)
+        rounded = (acc * m + ((np.int64(1) << e) >> 1)) >> e
+        return clamp(rounded, *signed_range(self.out_bits))
+
+
 EXAMPLE_RATIO = 0.0042
 """A typical ``S_in * S_w / S_out`` of an int8 layer with a few hundred inputs per output."""
 

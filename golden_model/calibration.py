@@ -1,0 +1,93 @@
+"""Scales of symmetric uniform quantizers, from calibration data (build time only).
+
+A real tensor ``x`` becomes ``q = clamp(round(x / S), -(2**(b-1) - 1), 2**(b-1) - 1)``
+(symmetric, zero point 0, the most negative code unused so that ``-q`` is always representable).
+Weights are quantized per output channel by their max-abs; activations per tensor by one of
+:data:`CALIBRATORS`.
+"""
+import numpy as np
+
+from .errors import IntvitError
+from .integer import check_int
+
+PERCENTILE = 99.99
+"""Percentile calibrator: the max-abs is taken at this percentile of ``|x|`` (FQ-ViT, PTQ4ViT
+and others use 99.9..99.999)."""
+MSE_GRID = 64
+"""MSE calibrator: clipping ratios ``1, (G-1)/G, ..., 1/G`` of the max-abs are tried."""
+
+
+def qmax(bits: int) -> int:
+    """Largest code of a symmetric ``bits``-bit quantizer."""
+    return (1 << (bits - 1)) - 1
+
+
+def finite_samples(owner: str, samples) -> np.ndarray:
+    """Calibration samples as a float64 array; empty or non-finite data is a one-line error."""
+    x = np.asarray(samples, dtype=np.float64)
+    if x.size == 0:
+        raise IntvitError(f"{owner}: no calibration data; give at least one image")
+    if not np.all(np.isfinite(x)):
+        raise IntvitError(f"{owner}: calibration data contains NaN or infinite values; check the "
+                          "model and the images")
+    return x
+
+
+def fake_quantize(x: np.ndarray, scale: float, bits: int) -> np.ndarray:
+    """Quantize-dequantize ``x`` (for choosing scales and for error figures, never run time)."""
+    limit = qmax(bits)
+    return np.clip(np.round(x / scale), -limit, limit) * scale
+
+
+def minmax_scale(x: np.ndarray, bits: int) -> float:
+    """``max|x| / qmax``: nothing clips."""
+    return max(float(np.max(np.abs(x))), 1e-8) / qmax(bits)
+
+
+def percentile_scale(x: np.ndarray, bits: int) -> float:
+    """``percentile(|x|, 99.99) / qmax``: rare outliers clip."""
+    return max(float(np.percentile(np.abs(x), PERCENTILE)), 1e-8) / qmax(bits)
+
+
+def mse_scale(x: np.ndarray, bits: int) -> float:
+    """The clipping of the max-abs (on a grid of :data:`MSE_GRID` ratios) that minimizes the
+    quantization MSE of ``x``."""
+    top = minmax_scale(x, bits)
+    flat = x.reshape(-1)
+    if flat.size > 200_000:  # a fixed, evenly spaced subsample keeps the search fast
+        flat = flat[:: flat.size // 200_000]
+    best, best_error = top, np.inf
+    for step in range(MSE_GRID, 0, -1):
+        scale = top * step / MSE_GRID
+        error = float(np.mean((fake_quantize(flat, scale, bits) - flat) ** 2))
+        if error < best_error:
+            best, best_error = scale, error
+    return best
+
+
+CALIBRATORS = {"minmax": minmax_scale, "percentile": percentile_scale, "mse": mse_scale}
+"""Per-tensor activation calibrators by name."""
+
+
+def activation_scale(owner: str, samples, bits: int, method: str) -> float:
+    """The scale of a per-tensor ``bits``-bit activation quantizer from ``samples``."""
+    check_int(owner, "bits", bits, 2, 16)
+    if method not in CALIBRATORS:
+        raise IntvitError(f"{owner}: unknown calibrator {method!r}; use one of "
+                          f"{', '.join(CALIBRATORS)}")
+    return CALIBRATORS[method](finite_samples(owner, samples), bits)
+
+
+def weight_scales(owner: str, weight, bits: int) -> np.ndarray:
+    """Per-output-channel (axis 0) max-abs scales of a weight tensor."""
+    check_int(owner, "weight bits", bits, 2, 8)
+    w = finite_samples(owner, weight)
+    peak = np.max(np.abs(w.reshape(w.shape[0], -1)), axis=1)
+    return np.maximum(peak, 1e-8) / qmax(bits)
+
+
+def quantize(x, scale, bits: int) -> np.ndarray:
+    """``clamp(round(x / scale))`` as int64 (``scale`` broadcasts: per channel on the last or
+    first axis as the caller arranges). Build time only."""
+    limit = qmax(bits)
+    return np.clip(np.round(np.asarray(x, np.float64) / scale), -limit, limit).astype(np.int64)

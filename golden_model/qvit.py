@@ -1,0 +1,404 @@
+"""The integer-only ViT: every operator on integers, built once from a float model and calibration
+images (post-training, no retraining).
+
+Build time (floats allowed): weights are quantized per output channel (symmetric, ``w_bits``),
+biases to ``S_in * S_w[c]`` in int32, activations per tensor by a calibrator
+(:mod:`golden_model.calibration`); every rescaling becomes a dyadic requantizer
+(:class:`~golden_model.ops.requant.ChannelRequant`); every non-linear layer becomes the config of
+its assigned candidate (``layer name -> operator name``), calibrated on that layer's inputs.
+
+Run time (:meth:`IntegerViT.forward`): int8 images in, int16 logits out, int64 numpy arithmetic
+only. Data path of one block (``R`` = the residual stream, ``residual_bits`` wide, one scale for
+the whole model so that residual additions are plain saturating integer additions):
+
+    R -> requant (per channel, to the LayerNorm's input codes) -> LayerNorm -> int8
+      -> QKV GEMM (int32) -> requant -> q, k, v int8
+      -> q @ k^T (int32) -> requant (folds head_dim**-0.5) -> softmax -> probabilities
+      -> probs @ v (int32; a log2 softmax shifts v instead) -> requant -> int8
+      -> proj GEMM -> requant to R's scale -> R + branch (saturating)
+    R -> requant -> LayerNorm -> FC1 GEMM -> requant -> GELU -> int8 -> FC2 GEMM -> requant -> R +
+and at the end the final LayerNorm, the head GEMM on the class token and a requant to int16
+logits. Patch embedding is a GEMM over flattened patches; the class token and position
+embedding are int constants on R's scale.
+"""
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from . import registry
+from .calibration import activation_scale, qmax, quantize, weight_scales
+from .errors import IntvitError
+from .integer import as_int_array, check_int, clamp, signed_range
+from .ops.requant import ChannelRequant, RequantConfig, requantize
+from .vit import VisionTransformer, nonlinear_layers
+
+IMAGE_BITS = 8
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """What to quantize how: weight bits (8 or 4: W8A8, W4A8), activation bits, the residual
+    stream's width and the activation calibrator (``minmax``, ``percentile`` or ``mse``)."""
+    weight_bits: int = 8
+    act_bits: int = 8
+    residual_bits: int = 16
+    calibrator: str = "percentile"
+
+    def __post_init__(self):
+        check_int("QuantSpec", "weight_bits", self.weight_bits, 2, 8)
+        check_int("QuantSpec", "act_bits", self.act_bits, 4, 8)
+        check_int("QuantSpec", "residual_bits", self.residual_bits, 8, 16)
+
+    @classmethod
+    def parse(cls, text: str, **options) -> "QuantSpec":
+        """``"w8a8"`` or ``"w4a8"`` style names."""
+        name = text.lower()
+        if not (name.startswith("w") and "a" in name):
+            raise IntvitError(f"bits {text!r}: write it as w8a8 or w4a8")
+        try:
+            w, a = (int(part) for part in name[1:].split("a"))
+        except ValueError:
+            raise IntvitError(f"bits {text!r}: write it as w8a8 or w4a8") from None
+        return cls(weight_bits=w, act_bits=a, **options)
+
+
+@dataclass(frozen=True)
+class IntLinear:
+    """``requant(x @ weight.T + bias)``: int weights ``(out, in)``, int32 bias, per-channel
+    requantizer (or ``None`` for a raw int32 output)."""
+    weight: np.ndarray
+    bias: np.ndarray
+    requant: ChannelRequant | None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        acc = x @ self.weight.T + self.bias
+        return acc if self.requant is None else self.requant(acc)
+
+
+@dataclass
+class LayerPlan:
+    """Build-time record of one non-linear layer: its operator, config and input/output scales."""
+    op: str
+    config: object
+    in_requant: object = None  # what turns the previous codes into this op's input codes
+
+
+@dataclass
+class IntegerViT:
+    """The integer model. ``forward`` is integer-only; ``scales`` and ``plans`` are build-time
+    records used to dequantize taps for metrics."""
+    depth: int
+    num_heads: int
+    patch_size: int
+    patch_embed: IntLinear
+    cls_pos: np.ndarray          # (N, D) residual codes of class token + position embedding
+    blocks: list
+    norm: dict
+    head: IntLinear
+    plans: dict                  # layer name -> LayerPlan
+    scales: dict                 # tap name -> input scale (float or per-channel array)
+    spec: QuantSpec
+    assignment: dict
+    residual_range: tuple = field(default=(0, 0))
+
+    def forward(self, images, taps: dict | None = None) -> np.ndarray:
+        """int8 images ``(B, C, H, W)`` -> int16 logits ``(B, classes)``; ``taps`` (a dict) gets
+        the integer input codes of every layer under the float model's tap names, and
+        ``"<layer>:out"`` for each non-linear layer's output codes."""
+        x = as_int_array(images, "images")
+        lo, hi = signed_range(IMAGE_BITS)
+        if x.ndim != 4 or x.size == 0 or x.min() < lo or x.max() > hi:
+            raise IntvitError("images must be int8 codes shaped (batch, channels, height, width)")
+        record = _recorder(taps)
+        record("patch_embed.proj", x)
+        r = self.patch_embed(_patchify(x, self.patch_size))
+        cls = np.broadcast_to(self.cls_pos[:1], (r.shape[0], 1, r.shape[2]))
+        r = self._saturate(np.concatenate([cls, r + self.cls_pos[1:]], axis=1))
+        for index, block in enumerate(self.blocks):
+            r = self._block(index, block, r, record)
+        record("norm", r)
+        h = self._nonlinear("norm", self.norm["in"](r), record)
+        record("head", h[:, 0])
+        return self.head(h[:, 0])
+
+    def _saturate(self, x):
+        return clamp(x, *self.residual_range)
+
+    def _nonlinear(self, name, q, record):
+        plan = self.plans[name]
+        record(f"{name}:in", q)
+        y = registry.get(plan.op).run(plan.config, q)
+        record(f"{name}:out", y)
+        return y
+
+    def _block(self, index, block, r, record):
+        prefix = f"blocks.{index}"
+        batch, tokens, dim = r.shape
+        heads = self.num_heads
+        record(f"{prefix}.norm1", r)
+        h = self._nonlinear(f"{prefix}.norm1", block["norm1_in"](r), record)
+        record(f"{prefix}.attn.qkv", h)
+        qkv = block["qkv"](h).reshape(batch, tokens, 3, heads, dim // heads)
+        q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
+        record(f"{prefix}.attn.q", q)
+        record(f"{prefix}.attn.k", k)
+        record(f"{prefix}.attn.v", v)
+        scores = block["scores"](q @ k.transpose(0, 1, 3, 2))
+        record(f"{prefix}.attn.softmax", scores)
+        probs = self._nonlinear(f"{prefix}.attn.softmax", scores, record)
+        record(f"{prefix}.attn.probs", probs)
+        context = block["context"](block["probs_v"](probs, v))
+        context = context.transpose(0, 2, 1, 3).reshape(batch, tokens, dim)
+        record(f"{prefix}.attn.proj", context)
+        r = self._saturate(r + block["proj"](context))
+        record(f"{prefix}.norm2", r)
+        h = self._nonlinear(f"{prefix}.norm2", block["norm2_in"](r), record)
+        record(f"{prefix}.mlp.fc1", h)
+        g = block["fc1"](h)
+        record(f"{prefix}.mlp.gelu", g)
+        g = self._nonlinear(f"{prefix}.mlp.gelu", g, record)
+        record(f"{prefix}.mlp.fc2", g)
+        return self._saturate(r + block["fc2"](g))
+
+    def dequantize(self, name: str, q) -> np.ndarray:
+        """Real values of a tap's codes (build-time records; for metrics and reports)."""
+        if name.endswith(":out"):
+            plan = self.plans[name[:-4]]
+            return plan.config.dequantize_output(q)
+        if name.endswith(":in"):
+            return np.asarray(q, np.float64) * _in_scale(self.plans[name[:-3]].config)
+        return np.asarray(q, np.float64) * self.scales[name]
+
+    def predict(self, images) -> np.ndarray:
+        return np.argmax(self.forward(images), axis=-1)
+
+
+def _in_scale(config):
+    scales = getattr(config, "channel_scales", None)
+    return scales if scales is not None else config.in_scale
+
+
+def _recorder(taps):
+    if taps is None:
+        return lambda name, value: None
+
+    def record(name, value):
+        taps[name] = value
+    return record
+
+
+def _patchify(x: np.ndarray, patch: int) -> np.ndarray:
+    """``(B, C, H, W) -> (B, P, C*patch*patch)`` in the conv weight's ``(C, kh, kw)`` order."""
+    b, c, h, w = x.shape
+    grid_h, grid_w = h // patch, w // patch
+    x = x.reshape(b, c, grid_h, patch, grid_w, patch).transpose(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, grid_h * grid_w, c * patch * patch)
+
+
+class _Requant:
+    """A per-tensor requantizer as a callable (build-time wrapper of :func:`requantize`)."""
+
+    def __init__(self, ratio: float, bits: int):
+        self.config = _requant_config(ratio, bits)
+
+    def __call__(self, acc):
+        return requantize(self.config, acc)
+
+
+def _requant_config(ratio: float, bits: int) -> RequantConfig:
+    if ratio < 2.0 ** -32:
+        return RequantConfig(multiplier=0, shift=0, out_bits=bits)
+    return RequantConfig.from_scale(ratio, bits=bits)
+
+
+class _ProbsTimesV:
+    """``probs @ v`` on integers. Linear probabilities (codes ``y / 2**b``): an int32 GEMM.
+    Log2 probabilities (FQ-ViT, codes ``k`` meaning ``2**-k``, the top code meaning 0):
+    ``sum_j v_j << (top - 1 - k_j)``, scale ``2**-(top - 1)`` (shifts only, FQ-ViT Sec. 3.3)."""
+
+    def __init__(self, config):
+        self.top = getattr(config, "top_code", None)
+
+    def __call__(self, probs, v):
+        if self.top is None:
+            return probs @ v
+        shift = np.where(probs == self.top, 0, self.top - 1 - probs)
+        weights = np.where(probs == self.top, 0, np.int64(1) << shift)
+        return weights @ v
+
+    def scale(self, config) -> float:
+        if self.top is None:
+            return float(config.dequantize_output(np.array(1)))
+        return 2.0 ** -(self.top - 1)
+
+
+def float_taps(model: VisionTransformer, images: torch.Tensor, batch: int = 256) -> dict:
+    """The float model's taps (numpy float64) and logits on ``images``, batched."""
+    taps: dict = {}
+    logits = []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            part: dict = {}
+            logits.append(model(images[start:start + batch], part))
+            for name, value in part.items():
+                taps.setdefault(name, []).append(value.double().numpy())
+    taps = {name: np.concatenate(parts) for name, parts in taps.items()}
+    taps["logits"] = torch.cat(logits).double().numpy()
+    return taps
+
+
+def default_assignment(model_config, method: str = "iptq") -> dict:
+    """Every non-linear layer on one method (``gelu/fqvit`` does not exist: FQ-ViT keeps GELU
+    in float, so an all-FQ-ViT model takes I-BERT's i-GELU, the integer GELU it builds on)."""
+    assignment = {}
+    for layer, kind in nonlinear_layers(model_config).items():
+        name = f"{kind}/{method}"
+        if name not in registry.REGISTRY:
+            name = f"{kind}/ibert"
+        assignment[layer] = name
+    return assignment
+
+
+def check_assignment(model_config, assignment: dict) -> dict:
+    """Every non-linear layer assigned exactly one registered candidate of its kind."""
+    layers = nonlinear_layers(model_config)
+    missing = [layer for layer in layers if layer not in assignment]
+    extra = [layer for layer in assignment if layer not in layers]
+    if missing or extra:
+        raise IntvitError(f"assignment does not match the model: missing {missing[:3]}, "
+                          f"unknown {extra[:3]}")
+    for layer, name in assignment.items():
+        operator = registry.get(name)
+        if operator.kind != layers[layer]:
+            raise IntvitError(f"layer {layer} is a {layers[layer]}, not a {operator.kind} "
+                              f"({name})")
+    return dict(assignment)
+
+
+def build_integer_vit(model: VisionTransformer, calibration_images, assignment: dict,
+                      spec: QuantSpec = QuantSpec(), taps: dict | None = None) -> IntegerViT:
+    """Quantize ``model`` with every non-linear layer on its assigned candidate.
+
+    ``taps`` are the (float) activations the activation scales and the non-linear configs are
+    calibrated on: by default the float model's on ``calibration_images``; the third IPTQ stage
+    passes the dequantized taps of the mixed integer model instead."""
+    config = model.config
+    assignment = check_assignment(config, assignment)
+    if taps is None:
+        taps = float_taps(model, calibration_images)
+    state = {k: v.detach().double().numpy() for k, v in model.state_dict().items()}
+    bits, wbits = spec.act_bits, spec.weight_bits
+    rbits = spec.residual_bits
+
+    def act_scale(name, samples=None):
+        return activation_scale(f"calibration of {name}", taps[name] if samples is None
+                                else samples, bits, spec.calibrator)
+
+    residual_taps = [taps[f"blocks.{i}.norm{j}"] for i in range(config.depth) for j in (1, 2)]
+    residual_taps.append(taps["norm"])
+    s_res = max(float(np.max(np.abs(t))) for t in residual_taps) * 1.25 / qmax(rbits)
+    scales: dict = {"patch_embed.proj": 1.0 / 8}
+    plans: dict = {}
+
+    def linear(prefix, s_in, out_scale, out_bits, weight=None):
+        w = state[f"{prefix}.weight"] if weight is None else weight
+        w = w.reshape(w.shape[0], -1)
+        s_w = weight_scales(prefix, w, wbits)
+        w_int = quantize(w, s_w[:, None], wbits)
+        bias = np.round(state[f"{prefix}.bias"] / (s_in * s_w)).astype(np.int64)
+        if out_scale is None:
+            return IntLinear(w_int, bias, None)
+        ratios = s_in * s_w / np.broadcast_to(out_scale, s_w.shape)
+        return IntLinear(w_int, bias, ChannelRequant.from_scales(ratios, out_bits))
+
+    def nonlinear(layer, s_in_samples_name, extra=None):
+        op_name = assignment[layer]
+        operator = registry.get(op_name)
+        samples = taps[s_in_samples_name]
+        in_scale = act_scale(s_in_samples_name)
+        params = dict(extra or {})
+        if operator.kind in ("gelu", "layernorm"):
+            params["out_bits"] = bits
+        cfg = operator.calibrate(in_scale, samples, in_bits=bits, **params)
+        plans[layer] = LayerPlan(op_name, cfg)
+        return cfg
+
+    def layernorm(layer):
+        cfg = nonlinear(layer, layer, {"gamma": state[f"{layer}.weight"],
+                                        "beta": state[f"{layer}.bias"]})
+        requant = ChannelRequant.from_scales(s_res / _in_scale(cfg), cfg.in_bits)
+        plans[layer].in_requant = requant
+        return cfg, requant
+
+    patch_embed = linear("patch_embed.proj", 1.0 / 8, s_res, rbits)
+    cls_pos = state["pos_embed"][0].copy()
+    cls_pos[0] += state["cls_token"][0, 0]
+    cls_pos = quantize(cls_pos, s_res, rbits)
+
+    blocks = []
+    dim, heads = config.embed_dim, config.num_heads
+    for i in range(config.depth):
+        p = f"blocks.{i}"
+        ln1, ln1_in = layernorm(f"{p}.norm1")
+        s_q, s_k, s_v = (act_scale(f"{p}.attn.{t}") for t in "qkv")
+        scales[f"{p}.norm1"] = s_res
+        scales[f"{p}.attn.qkv"] = ln1.out_scale
+        scales.update({f"{p}.attn.q": s_q, f"{p}.attn.k": s_k, f"{p}.attn.v": s_v})
+        qkv_out = np.concatenate([np.full(dim, s_q), np.full(dim, s_k), np.full(dim, s_v)])
+        qkv = linear(f"{p}.attn.qkv", ln1.out_scale, qkv_out, bits)
+        sm = nonlinear(f"{p}.attn.softmax", f"{p}.attn.softmax")
+        scales[f"{p}.attn.softmax"] = sm.in_scale
+        scores = _Requant(s_q * s_k * config.head_dim ** -0.5 / sm.in_scale, sm.in_bits)
+        probs_v = _ProbsTimesV(sm)
+        scales[f"{p}.attn.probs"] = None
+        s_ctx = act_scale(f"{p}.attn.proj")
+        scales[f"{p}.attn.proj"] = s_ctx
+        context = _Requant(probs_v.scale(sm) * s_v / s_ctx, bits)
+        proj = linear(f"{p}.attn.proj", s_ctx, s_res, rbits)
+        ln2, ln2_in = layernorm(f"{p}.norm2")
+        scales[f"{p}.norm2"] = s_res
+        scales[f"{p}.mlp.fc1"] = ln2.out_scale
+        gelu = nonlinear(f"{p}.mlp.gelu", f"{p}.mlp.gelu")
+        scales[f"{p}.mlp.gelu"] = gelu.in_scale
+        fc1 = linear(f"{p}.mlp.fc1", ln2.out_scale, gelu.in_scale, gelu.in_bits)
+        scales[f"{p}.mlp.fc2"] = gelu.out_scale
+        fc2 = linear(f"{p}.mlp.fc2", gelu.out_scale, s_res, rbits)
+        blocks.append({"norm1_in": ln1_in, "qkv": qkv, "scores": scores, "probs_v": probs_v,
+                       "context": context, "proj": proj, "norm2_in": ln2_in, "fc1": fc1,
+                       "fc2": fc2})
+    norm, norm_in = layernorm("norm")
+    scales["norm"] = s_res
+    scales["head"] = norm.out_scale
+    s_logit = float(np.max(np.abs(taps["logits"]))) * 1.25 / qmax(16)
+    head = linear("head", norm.out_scale, s_logit, 16)
+    scales["logits"] = s_logit
+    return IntegerViT(depth=config.depth, num_heads=heads, patch_size=config.patch_size,
+                      patch_embed=patch_embed, cls_pos=cls_pos, blocks=blocks,
+                      norm={"in": norm_in}, head=head, plans=plans, scales=scales, spec=spec,
+                      assignment=assignment, residual_range=signed_range(rbits))
+
+
+def quantize_images(images) -> np.ndarray:
+    """The bundled dataset's normalized images ``(p - 8) / 8`` as their exact int8 codes."""
+    x = np.asarray(images, np.float64) * 8
+    codes = np.round(x)
+    if np.max(np.abs(codes - x)) > 1e-6:
+        raise IntvitError("images are not on the 1/8 grid of the bundled dataset; quantize "
+                          "them with your own input scale")
+    return codes.astype(np.int64)
+
+
+def integer_taps(qmodel: IntegerViT, images_q) -> dict:
+    """The integer model's taps on ``images_q``, dequantized to floats (for metrics and for the
+    third IPTQ stage), with ``"logits"`` the dequantized logits."""
+    taps: dict = {}
+    logits = qmodel.forward(images_q, taps)
+    out = {}
+    for name, q in taps.items():
+        if name.endswith(":in") or name in ("patch_embed.proj",) or name.endswith(".probs"):
+            continue
+        out[name] = qmodel.dequantize(name, q)
+    out["logits"] = np.asarray(logits, np.float64) * qmodel.scales["logits"]
+    return out
