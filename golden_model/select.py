@@ -1,0 +1,151 @@
+"""Choosing one integer candidate per non-linear layer: IPTQ-ViT's three stages and the rules we
+compare it with.
+
+Stage 1 (score): every layer, every candidate of its kind, on the calibration images:
+  - ``Q`` = ASQNR (dB) of the layer's output against the float model's output of that layer, the
+    candidate fed with the layer's input as the *base* integer model (all-IPTQ candidates)
+    computes it, quantized by the candidate's own input quantizer;
+  - ``sqnr_diff`` = ``Q`` minus the ASQNR of that quantized input (Mixed-NLQ eq. 11);
+  - ``P`` = mean KL between the float model's output and the float model's output with only this
+    layer replaced by the candidate (quantize, integer run, dequantize);
+  - ``C`` = LUT-equivalents x cycles of the candidate over the layer's elements (cost table);
+  - ``Omega`` from the three (:func:`golden_model.metrics.omega`).
+Stage 2 (assign): the rule picks one candidate per layer.
+Stage 3 (calibrate the mix): the chosen mix is rebuilt with every activation scale and
+non-linear config calibrated on the mixed integer model's own (dequantized) activations instead
+of the float model's.
+
+Rules: ``iptq`` (highest Omega), ``sqnr-diff`` (Mixed-NLQ: lowest SQNR diff among I-BERT,
+FQ-ViT and I-ViT, the paper's wording), ``sqnr-out`` (highest output ASQNR among those three)
+and the single-method baselines ``all-iptq``, ``all-ivit``, ``all-ibert``, ``all-fqvit``.
+"""
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from . import registry
+from .costs import CostTable
+from .errors import IntvitError
+from .integer import clamp, signed_range, unsigned_range
+from .metrics import OmegaWeights, asqnr, mean_kl, omega
+from .qvit import (QuantSpec, build_integer_vit, default_assignment, float_taps, integer_taps,
+                   quantize_images)
+from .vit import nonlinear_layers
+
+METHODS = ("iptq", "ivit", "ibert", "fqvit")
+MIXED_NLQ_METHODS = ("ibert", "fqvit", "ivit")
+"""Mixed Non-linear Quantization chooses among these three (its Sec. 3)."""
+RULES = ("iptq", "sqnr-diff", "sqnr-out") + tuple(f"all-{m}" for m in METHODS)
+BASE_METHOD = "iptq"
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    op: str
+    sqnr_in: float
+    sqnr_out: float
+    sqnr_diff: float
+    perturbation: float
+    cost: float
+    omega: float = 0.0
+
+
+def quantize_input(config, x) -> np.ndarray:
+    """A candidate's input quantizer (build time, for scoring): codes of ``x`` at its scale."""
+    scales = getattr(config, "channel_scales", None)
+    scale = scales if scales is not None else config.in_scale
+    lo, hi = signed_range(config.in_bits) if config.in_signed else unsigned_range(config.in_bits)
+    return clamp(np.round(np.asarray(x, np.float64) / scale).astype(np.int64), lo, hi)
+
+
+def input_scale(config):
+    scales = getattr(config, "channel_scales", None)
+    return scales if scales is not None else config.in_scale
+
+
+def candidate_function(op_name: str, config):
+    """The candidate as a float -> float function (quantize, integer run, dequantize)."""
+    operator = registry.get(op_name)
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        y = operator.run(config, quantize_input(config, x.double().numpy()))
+        return torch.from_numpy(config.dequantize_output(y)).to(x.dtype)
+    return apply
+
+
+def candidates_of(kind: str) -> list[str]:
+    return [op.name for op in registry.by_kind(kind)]
+
+
+def score_layers(model, calibration_images, spec: QuantSpec, cost_table: CostTable,
+                 weights: OmegaWeights = OmegaWeights(), progress=None) -> dict:
+    """Stage 1: ``{layer: {op: CandidateScore}}`` for every non-linear layer and candidate."""
+    config = model.config
+    ftaps = float_taps(model, calibration_images)
+    builds = {m: build_integer_vit(model, None, default_assignment(config, m), spec, ftaps)
+              for m in METHODS}
+    base = builds[BASE_METHOD]
+    btaps = integer_taps(base, quantize_images(calibration_images.numpy()))
+    layers = nonlinear_layers(config)
+    scores = {}
+    for index, (layer, kind) in enumerate(layers.items()):
+        x_float = ftaps[layer]
+        x_base = btaps[layer]
+        elements = int(np.prod(x_float.shape[1:]))
+        terms, rows = {}, {}
+        for op_name in candidates_of(kind):
+            method = op_name.split("/")[1]
+            cfg = builds[method].plans[layer].config if method in builds else None
+            if cfg is None or builds[method].plans[layer].op != op_name:
+                continue
+            operator = registry.get(op_name)
+            q_in = quantize_input(cfg, x_base)
+            y_out = cfg.dequantize_output(operator.run(cfg, q_in))
+            sqnr_in = asqnr(x_float, q_in * input_scale(cfg))
+            sqnr_out = asqnr(operator.reference(cfg, x_float), y_out)
+            with torch.no_grad():
+                z = model(calibration_images, replace={layer: candidate_function(op_name, cfg)})
+            p = mean_kl(ftaps["logits"], z.double().numpy())
+            c = cost_table.layer_cost(op_name, elements)
+            terms[op_name] = (sqnr_out, p, c)
+            rows[op_name] = CandidateScore(op_name, sqnr_in, sqnr_out, sqnr_out - sqnr_in, p, c)
+        omegas = omega(terms, weights)
+        scores[layer] = {name: CandidateScore(**{**asdict(row), "omega": omegas[name]})
+                         for name, row in rows.items()}
+        if progress:
+            progress(index + 1, len(layers), layer)
+    return scores
+
+
+def assign(scores: dict, rule: str, model_config) -> dict:
+    """Stage 2: one candidate per layer by ``rule``."""
+    if rule not in RULES:
+        raise IntvitError(f"unknown selection rule {rule!r}; use one of {', '.join(RULES)}")
+    if rule.startswith("all-"):
+        return default_assignment(model_config, rule[4:])
+    chosen = {}
+    for layer, candidates in scores.items():
+        if rule == "iptq":
+            chosen[layer] = max(candidates.values(), key=lambda s: s.omega).op
+            continue
+        pool = [s for s in candidates.values() if s.op.split("/")[1] in MIXED_NLQ_METHODS]
+        if rule == "sqnr-diff":
+            chosen[layer] = min(pool, key=lambda s: s.sqnr_diff).op
+        else:
+            chosen[layer] = max(pool, key=lambda s: s.sqnr_out).op
+    return chosen
+
+
+def calibrate_mix(model, calibration_images, assignment: dict, spec: QuantSpec):
+    """Stage 3: build the mix on float activations, then rebuild it calibrated on its own
+    integer activations (dequantized)."""
+    first = build_integer_vit(model, calibration_images, assignment, spec)
+    own = integer_taps(first, quantize_images(calibration_images.numpy()))
+    return build_integer_vit(model, calibration_images, assignment, spec, taps=own)
+
+
+def accuracy(qmodel, images, labels) -> float:
+    """Top-1 accuracy of the integer model on float images of the bundled dataset."""
+    predictions = qmodel.predict(quantize_images(images.numpy()))
+    return float(np.mean(predictions == labels.numpy()))

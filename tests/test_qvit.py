@@ -1,0 +1,117 @@
+"""The integer-only ViT on the bundled model: integer-only forward, accuracy against the float
+model, per-channel requantization, calibration errors."""
+import numpy as np
+import pytest
+import torch
+
+from golden_model.calibration import activation_scale, mse_scale, minmax_scale, percentile_scale
+from golden_model.checkpoint import load_bundled
+from golden_model.dataset import load_splits
+from golden_model.errors import IntvitError
+from golden_model.metrics import asqnr
+from golden_model.ops.requant import ChannelRequant, RequantConfig, requantize
+from golden_model.qvit import (QuantSpec, build_integer_vit, check_assignment,
+                               default_assignment, float_taps, integer_taps, quantize_images)
+from integer_trap import trap_floats
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    model, config, meta = load_bundled()
+    return model, config, load_splits()
+
+
+@pytest.fixture(scope="module")
+def w8a8(bundled):
+    model, config, splits = bundled
+    return build_integer_vit(model, splits["calibration"].images,
+                             default_assignment(config, "iptq"), QuantSpec())
+
+
+def float_accuracy(model, split):
+    with torch.no_grad():
+        return float((model(split.images).argmax(-1) == split.labels).float().mean())
+
+
+def test_forward_is_integer_only(bundled, w8a8):
+    _, _, splits = bundled
+    images = quantize_images(splits["test"].images[:8].numpy())
+    plain = w8a8.forward(images)
+    trapped = w8a8.forward(trap_floats(images))
+    assert np.asarray(trapped).tolist() == plain.tolist()
+    assert plain.dtype == np.int64 and plain.min() >= -(1 << 15) and plain.max() < 1 << 15
+
+
+@pytest.mark.parametrize("method", ["iptq", "ivit", "ibert", "fqvit"])
+def test_w8a8_accuracy_close_to_float(bundled, method):
+    model, config, splits = bundled
+    q = build_integer_vit(model, splits["calibration"].images,
+                          default_assignment(config, method), QuantSpec())
+    test = splits["test"]
+    got = float(np.mean(q.predict(quantize_images(test.images.numpy())) == test.labels.numpy()))
+    assert got >= float_accuracy(model, test) - 0.02
+
+
+def test_w4a8_accuracy_close_to_float(bundled):
+    model, config, splits = bundled
+    q = build_integer_vit(model, splits["calibration"].images,
+                          default_assignment(config, "iptq"), QuantSpec(weight_bits=4))
+    test = splits["test"]
+    got = float(np.mean(q.predict(quantize_images(test.images.numpy())) == test.labels.numpy()))
+    assert got >= float_accuracy(model, test) - 0.05
+
+
+def test_integer_taps_track_float_taps(bundled, w8a8):
+    model, _, splits = bundled
+    images = splits["calibration"].images[:32]
+    ftaps = float_taps(model, images)
+    itaps = integer_taps(w8a8, quantize_images(images.numpy()))
+    assert asqnr(ftaps["blocks.0.norm1"], itaps["blocks.0.norm1"]) > 30
+    assert asqnr(ftaps["logits"], itaps["logits"]) > 15
+
+
+def test_channel_requant_equals_per_channel_requantizers():
+    ratios = [0.0042, 0.3, 3 / 64, 1e-12]
+    requant = ChannelRequant.from_scales(ratios, 8)
+    acc = np.random.default_rng(0).integers(-(1 << 31), 1 << 31, (300, 4))
+    y = requant(acc)
+    for c, ratio in enumerate(ratios[:3]):
+        assert y[:, c].tolist() == requantize(RequantConfig.from_scale(ratio), acc[:, c]).tolist()
+    assert not y[:, 3].any()
+
+
+def test_calibrators_clip_as_stated():
+    x = np.concatenate([np.random.default_rng(1).normal(size=100_000), [40.0]])
+    assert minmax_scale(x, 8) == pytest.approx(40.0 / 127)
+    assert percentile_scale(x, 8) < 6 / 127
+    assert mse_scale(x, 8) < minmax_scale(x, 8)
+
+
+def test_nan_calibration_data_is_one_line_error():
+    with pytest.raises(IntvitError, match="NaN") as error:
+        activation_scale("layer", np.array([1.0, np.nan]), 8, "minmax")
+    assert "\n" not in str(error.value)
+    with pytest.raises(IntvitError, match="calibrator"):
+        activation_scale("layer", np.ones(3), 8, "median")
+
+
+@pytest.mark.parametrize("text", ["w9a8", "w8a3", "x8", "w8", "wa8"])
+def test_bad_bit_specs(text):
+    with pytest.raises(IntvitError):
+        QuantSpec.parse(text)
+
+
+def test_assignment_must_match_the_model(bundled):
+    _, config, _ = bundled
+    good = default_assignment(config, "ivit")
+    with pytest.raises(IntvitError, match="missing"):
+        check_assignment(config, {k: v for k, v in list(good.items())[1:]})
+    wrong = dict(good)
+    wrong["blocks.0.norm1"] = "softmax/ivit"
+    with pytest.raises(IntvitError, match="layernorm"):
+        check_assignment(config, wrong)
+
+
+def test_images_off_the_grid_are_refused():
+    with pytest.raises(IntvitError, match="grid"):
+        quantize_images(np.full((1, 1, 8, 8), 0.01))
