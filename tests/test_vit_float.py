@@ -5,6 +5,7 @@ References are independent of ``golden_model.vit``: timm's key list written out 
 ``torch.nn.MultiheadAttention``, ``F.scaled_dot_product_attention`` / ``F.layer_norm`` /
 ``F.unfold``, the erf formula of GELU, and scikit-learn's raw digits.
 """
+import argparse
 import math
 from dataclasses import replace
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from golden_model.checkpoint import load_bundled, load_checkpoint
+from golden_model.checkpoint import infer_config, load_bundled, load_checkpoint
 from golden_model.dataset import SPLIT_SIZES, load_splits, split_indices
 from golden_model.errors import ConfigError, IntvitError
 from golden_model.vit import PRESETS, ViTConfig, VisionTransformer, nonlinear_layers, tap_names
@@ -57,7 +58,8 @@ VIT_TINY_PARAMETERS = 5_717_416
 
 
 def timm_vit_tiny_keys() -> list[tuple[str, tuple]]:
-    blocks = [(f"blocks.{i}.{name}", shape) for i in range(12) for name, shape in TIMM_VIT_TINY_BLOCK]
+    blocks = [(f"blocks.{i}.{name}", shape)
+              for i in range(12) for name, shape in TIMM_VIT_TINY_BLOCK]
     return TIMM_VIT_TINY_TOP + blocks + TIMM_VIT_TINY_END
 
 
@@ -258,11 +260,16 @@ def test_load_checkpoint_from_file(tmp_path, wrapper):
 
 
 def test_timm_shaped_checkpoint_infers_preset():
-    state = {key: torch.zeros(shape, dtype=torch.float16) for key, shape in timm_vit_tiny_keys()}
-    state["head.weight"], state["head.bias"] = torch.zeros(10, 192), torch.zeros(10)
-    model = load_checkpoint({"model": state})
-    assert model.config == replace(PRESETS["vit_tiny_patch16_224"], num_classes=10)
-    assert model.pos_embed.dtype == torch.float32
+    state = {key: torch.empty(shape) for key, shape in timm_vit_tiny_keys()}
+    state["head.weight"], state["head.bias"] = torch.empty(10, 192), torch.empty(10)
+    assert infer_config(state) == replace(PRESETS["vit_tiny_patch16_224"], num_classes=10)
+
+
+def test_half_precision_checkpoint_loads_as_float32():
+    model = random_model(PRESETS["bundled"]).float()
+    loaded = load_checkpoint({"model": model.half().state_dict()})
+    assert loaded.config == PRESETS["bundled"] and loaded.pos_embed.dtype == torch.float32
+    torch.testing.assert_close(loaded.pos_embed, model.pos_embed.float(), rtol=0, atol=0)
 
 
 def test_unknown_shape_needs_config():
@@ -273,6 +280,12 @@ def test_missing_key():
     state = random_model(SMALL).state_dict()
     del state["blocks.1.attn.qkv.bias"]
     assert "missing blocks.1.attn.qkv.bias" in one_line_error(state, SMALL)
+
+
+def test_missing_block_with_inferred_config():
+    state = VisionTransformer(PRESETS["bundled"]).state_dict()
+    state = {key: value for key, value in state.items() if not key.startswith("blocks.2.")}
+    assert "missing blocks.2.attn.proj.bias" in one_line_error(state)
 
 
 def test_unexpected_keys():
@@ -298,14 +311,19 @@ def test_wrong_shape_for_config():
     assert "head.weight" in message and "(5, 24)" in message
 
 
-def test_not_a_dict():
-    assert "list" in one_line_error([1, 2, 3])
+def test_not_a_state_dict():
+    assert "holds a list" in one_line_error([1, 2, 3])
+    assert "not named tensors" in one_line_error({"pos_embed": [0.0]})
 
 
-def test_corrupt_and_missing_files(tmp_path):
-    path = tmp_path / "broken.pth"
-    path.write_bytes(b"this is not a torch file\n" * 4)
-    assert "cannot read checkpoint" in one_line_error(path)
+def test_unreadable_files(tmp_path):
+    garbage, truncated, with_objects = (tmp_path / name for name in ("a.pth", "b.pth", "c.pth"))
+    garbage.write_bytes(b"this is not a torch file\n" * 4)
+    torch.save(random_model(SMALL).state_dict(), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:500])
+    torch.save({"model": {}, "args": argparse.Namespace(lr=0.1)}, with_objects)
+    for path in (garbage, truncated, with_objects):
+        assert f"cannot read checkpoint {path}" in one_line_error(path)
     assert "does not exist" in one_line_error(tmp_path / "absent.pth")
 
 

@@ -1,0 +1,155 @@
+"""Load timm ViT/DeiT checkpoints (and the bundled digits model) into :class:`VisionTransformer`.
+
+Accepted: a state dict with timm's ``VisionTransformer`` keys for a class-token model with
+``global_pool='token'`` and no register tokens, layer scale or pre-logits layer (timm's
+``vit_*_patch16_224`` and DeiT's non-distilled ``deit_*_patch16_224``), given as a dict, a path to
+a ``torch.save`` file, or wrapped as ``{"model": ...}`` / ``{"state_dict": ...}`` (DeiT releases).
+Tensors are converted to float32.
+
+Without a config, the shapes give every field but ``num_heads``, which no weight shape records:
+it is taken from the preset (:data:`golden_model.vit.PRESETS`) with the same image, patch,
+embedding, depth and MLP sizes; a model matching no preset needs an explicit config.
+"""
+import json
+import pickle
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .errors import ConfigError, IntvitError
+from .vit import PRESETS, ViTConfig, VisionTransformer
+
+DATA = Path(__file__).resolve().parent / "data"
+BUNDLED_WEIGHTS = DATA / "bundled_vit.pt"
+BUNDLED_META = DATA / "bundled_vit.json"
+WRAPPERS = ("model", "state_dict")
+"""Keys under which DeiT and other training scripts nest the state dict."""
+DISTILLED_KEYS = ("dist_token", "head_dist.weight", "head_dist.bias")
+SHOWN_KEYS = 3
+"""How many missing or unexpected keys an error message names."""
+HINT = ("export a timm VisionTransformer state dict (class token, global_pool='token', "
+        "no register tokens, layer scale or pre_logits)")
+
+
+def _read(path: Path) -> object:
+    """``torch.load`` with ``weights_only=True``: tensors and plain containers only, no code."""
+    if not path.is_file():
+        raise IntvitError(f"checkpoint {path} does not exist; give the path of a torch.save file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        reason = "it is damaged, or holds Python objects besides tensors"
+    except Exception as error:  # torch raises many types for a damaged or foreign file
+        reason = (str(error).strip().split(". ")[0].splitlines() or [type(error).__name__])[0]
+    raise IntvitError(f"cannot read checkpoint {path}: {reason}; give a file written by "
+                      "torch.save(model.state_dict(), path)")
+
+
+def _unwrap(checkpoint: object, source: str) -> dict[str, torch.Tensor]:
+    if not isinstance(checkpoint, dict):
+        raise IntvitError(f"checkpoint {source} holds a {type(checkpoint).__name__}, not a "
+                          f"state dict; {HINT}")
+    for wrapper in WRAPPERS:
+        if isinstance(checkpoint.get(wrapper), dict):
+            checkpoint = checkpoint[wrapper]
+            break
+    not_tensors = [key for key, value in checkpoint.items()
+                   if not (isinstance(key, str) and torch.is_tensor(value))]
+    if not_tensors:
+        raise IntvitError(f"checkpoint {source}: entries {_first(not_tensors)} are not named "
+                          f"tensors; {HINT}")
+    distilled = [key for key in DISTILLED_KEYS if key in checkpoint]
+    if distilled:
+        raise IntvitError(f"checkpoint {source} is a distilled DeiT ({', '.join(distilled)}), "
+                          "which intvit does not support; use the non-distilled "
+                          "deit_*_patch16_224 weights")
+    return checkpoint
+
+
+def _first(keys) -> str:
+    keys = sorted(map(str, keys))
+    more = f" (+{len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else ""
+    return ", ".join(keys[:SHOWN_KEYS]) + more
+
+
+def _key_mismatch(source: str, missing, unexpected) -> IntvitError:
+    parts = []
+    if missing:
+        parts.append(f"missing {_first(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {_first(unexpected)}")
+    return IntvitError(f"checkpoint {source} is not a supported ViT: {'; '.join(parts)}; {HINT}")
+
+
+def infer_config(state: dict[str, torch.Tensor], source: str = "(in memory)") -> ViTConfig:
+    """The config of a timm ViT state dict, from its tensor shapes (``num_heads`` from a preset)."""
+    needed = ("patch_embed.proj.weight", "pos_embed", "head.weight", "blocks.0.mlp.fc1.weight")
+    missing = [key for key in needed if key not in state]
+    if missing:
+        raise _key_mismatch(source, missing, [])
+    for key, ndim in zip(needed, (4, 3, 2, 2)):
+        if state[key].dim() != ndim:
+            raise IntvitError(f"checkpoint {source}: {key} has shape {tuple(state[key].shape)}, "
+                              f"expected {ndim} dimensions; {HINT}")
+    embed_dim, in_chans, patch_size, _ = state["patch_embed.proj.weight"].shape
+    patches = state["pos_embed"].shape[1] - 1
+    grid = round(patches ** 0.5)
+    if grid * grid != patches:
+        raise IntvitError(f"checkpoint {source}: pos_embed has {patches + 1} positions, not a "
+                          "square grid plus one class token; " + HINT)
+    depth = 1 + max(int(m.group(1)) for key in state if (m := re.match(r"blocks\.(\d+)\.", key)))
+    shapes = dict(img_size=grid * patch_size, patch_size=patch_size, embed_dim=embed_dim,
+                  depth=depth, mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim)
+    for preset in PRESETS.values():
+        if all(getattr(preset, field) == value for field, value in shapes.items()):
+            try:
+                return replace(preset, in_chans=in_chans,
+                               num_classes=state["head.weight"].shape[0])
+            except ConfigError as error:
+                raise IntvitError(f"checkpoint {source}: {error}") from None
+    described = ", ".join(f"{field}={value}" for field, value in shapes.items())
+    raise IntvitError(f"checkpoint {source} ({described}) matches no preset, so num_heads is "
+                      "unknown; pass config=ViTConfig(...) with its num_heads")
+
+
+def load_checkpoint(checkpoint, config: ViTConfig | None = None) -> VisionTransformer:
+    """A float :class:`VisionTransformer` in eval mode with the checkpoint's weights.
+
+    ``checkpoint`` is a path or a (possibly wrapped) state dict; ``config`` is inferred from the
+    shapes when omitted, else checked against them. Anything unsupported is a one-line
+    :class:`IntvitError` naming the first few offending keys.
+    """
+    if isinstance(checkpoint, (str, Path)):
+        source = str(checkpoint)
+        checkpoint = _read(Path(checkpoint))
+    else:
+        source = "(in memory)"
+    state = _unwrap(checkpoint, source)
+    if config is None:
+        config = infer_config(state, source)
+    model = VisionTransformer(config)
+    expected = model.state_dict()
+    missing = expected.keys() - state.keys()
+    unexpected = state.keys() - expected.keys()
+    if missing or unexpected:
+        raise _key_mismatch(source, missing, unexpected)
+    for key, tensor in expected.items():
+        if state[key].shape != tensor.shape:
+            raise IntvitError(f"checkpoint {source}: {key} has shape {tuple(state[key].shape)} "
+                              f"but the config needs {tuple(tensor.shape)}; pass the config the "
+                              "checkpoint was trained with (or none, to infer it)")
+    model.load_state_dict({key: value.float() for key, value in state.items()})
+    return model.eval()
+
+
+def load_bundled() -> tuple[VisionTransformer, ViTConfig, dict]:
+    """The bundled digits model: ``(model, config, meta)``, meta being ``bundled_vit.json``
+    (config, split seed, float accuracies, training record)."""
+    if not (BUNDLED_WEIGHTS.is_file() and BUNDLED_META.is_file()):
+        raise IntvitError(f"bundled model files are missing in {DATA}; "
+                          "run scripts/train_bundled.py to recreate them")
+    meta = json.loads(BUNDLED_META.read_text())
+    config = ViTConfig(**meta["config"])
+    return load_checkpoint(BUNDLED_WEIGHTS, config), config, meta
