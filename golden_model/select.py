@@ -149,3 +149,44 @@ def accuracy(qmodel, images, labels) -> float:
     """Top-1 accuracy of the integer model on float images of the bundled dataset."""
     predictions = qmodel.predict(quantize_images(images.numpy()))
     return float(np.mean(predictions == labels.numpy()))
+
+
+@dataclass
+class QuantizationResult:
+    """What ``intvit quantize`` computes and writes to ``quant.json``."""
+    spec: QuantSpec
+    rule: str
+    assignment: dict
+    scores: dict
+    accuracy: dict
+    model: object = None
+
+    def to_json(self) -> dict:
+        return {"spec": asdict(self.spec), "rule": self.rule, "assignment": self.assignment,
+                "accuracy": self.accuracy,
+                "scores": {layer: {op: asdict(s) for op, s in c.items()}
+                           for layer, c in self.scores.items()}}
+
+
+def quantize_model(model, splits: dict, spec: QuantSpec, rule: str = "iptq",
+                   weights: OmegaWeights = OmegaWeights(), cost_table: CostTable | None = None,
+                   scores: dict | None = None, progress=None) -> QuantizationResult:
+    """The three stages on ``splits["calibration"]``, evaluated on ``splits["test"]``:
+    accuracy of the float model, of the stage-2 mix and of the stage-3 (recalibrated) mix; the
+    stage-3 model is kept."""
+    from .costs import load_cost_table
+
+    calibration, test = splits["calibration"], splits["test"]
+    if scores is None:
+        scores = score_layers(model, calibration.images, spec, cost_table or load_cost_table(),
+                              weights, progress)
+    assignment = assign(scores, rule, model.config)
+    stage2 = build_integer_vit(model, calibration.images, assignment, spec)
+    stage3 = calibrate_mix(model, calibration.images, assignment, spec)
+    with torch.no_grad():
+        float_acc = float((model(test.images).argmax(-1) == test.labels).float().mean())
+    return QuantizationResult(spec, rule, assignment, scores,
+                              {"float": float_acc,
+                               "stage2": accuracy(stage2, test.images, test.labels),
+                               "stage3": accuracy(stage3, test.images, test.labels)},
+                              stage3)

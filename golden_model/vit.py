@@ -137,6 +137,14 @@ def _tap(taps: dict | None, name: str, tensor: torch.Tensor) -> None:
         taps[name] = tensor.detach()
 
 
+def _op(replace: dict | None, name: str, function, x: torch.Tensor) -> torch.Tensor:
+    """``function(x)``, or ``replace[name](x)`` when the caller swaps this non-linear layer (the
+    IPTQ perturbation term runs the float model with one layer on an integer candidate)."""
+    if replace and name in replace:
+        return replace[name](x)
+    return function(x)
+
+
 class PatchEmbed(nn.Module):
     """``proj``: conv ``patch x patch``, stride ``patch``; output flattened to
     ``(B, grid**2, D)``, patches in row-major order."""
@@ -163,7 +171,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(config.embed_dim, 3 * config.embed_dim)
         self.proj = nn.Linear(config.embed_dim, config.embed_dim)
 
-    def forward(self, x, taps=None):
+    def forward(self, x, taps=None, replace=None):
         batch, tokens, dim = x.shape
         _tap(taps, f"{self.name}.qkv", x)
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads)
@@ -172,7 +180,7 @@ class Attention(nn.Module):
         _tap(taps, f"{self.name}.k", k)
         scores = (q @ k.transpose(-2, -1)) * self.scale
         _tap(taps, f"{self.name}.softmax", scores)
-        probs = scores.softmax(dim=-1)
+        probs = _op(replace, f"{self.name}.softmax", lambda t: t.softmax(dim=-1), scores)
         _tap(taps, f"{self.name}.probs", probs)
         _tap(taps, f"{self.name}.v", v)
         context = (probs @ v).transpose(1, 2).reshape(batch, tokens, dim)
@@ -189,11 +197,11 @@ class Mlp(nn.Module):
         self.fc1 = nn.Linear(config.embed_dim, config.mlp_hidden)
         self.fc2 = nn.Linear(config.mlp_hidden, config.embed_dim)
 
-    def forward(self, x, taps=None):
+    def forward(self, x, taps=None, replace=None):
         _tap(taps, f"{self.name}.fc1", x)
         hidden = self.fc1(x)
         _tap(taps, f"{self.name}.gelu", hidden)
-        hidden = F.gelu(hidden)
+        hidden = _op(replace, f"{self.name}.gelu", F.gelu, hidden)
         _tap(taps, f"{self.name}.fc2", hidden)
         return self.fc2(hidden)
 
@@ -209,11 +217,11 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(config.embed_dim, eps=LAYERNORM_EPS)
         self.mlp = Mlp(config, f"{self.name}.mlp")
 
-    def forward(self, x, taps=None):
+    def forward(self, x, taps=None, replace=None):
         _tap(taps, f"{self.name}.norm1", x)
-        x = x + self.attn(self.norm1(x), taps)
+        x = x + self.attn(_op(replace, f"{self.name}.norm1", self.norm1, x), taps, replace)
         _tap(taps, f"{self.name}.norm2", x)
-        return x + self.mlp(self.norm2(x), taps)
+        return x + self.mlp(_op(replace, f"{self.name}.norm2", self.norm2, x), taps, replace)
 
 
 class VisionTransformer(nn.Module):
@@ -243,14 +251,17 @@ class VisionTransformer(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def forward(self, x: torch.Tensor, taps: dict | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, taps: dict | None = None,
+                replace: dict | None = None) -> torch.Tensor:
+        """Logits of ``x``; ``taps`` records layer inputs, ``replace`` maps non-linear layer names
+        (:func:`nonlinear_layers`) to functions used instead of the float operation."""
         tokens = self.patch_embed(x, taps)
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         tokens = torch.cat([cls, tokens], dim=1) + self.pos_embed
         for block in self.blocks:
-            tokens = block(tokens, taps)
+            tokens = block(tokens, taps, replace)
         _tap(taps, "norm", tokens)
-        features = self.norm(tokens)[:, 0]
+        features = _op(replace, "norm", self.norm, tokens)[:, 0]
         _tap(taps, "head", features)
         return self.head(features)
 

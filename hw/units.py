@@ -71,3 +71,13 @@ def build_unit(name: str, config, *, lanes: int = 1, max_row: int | None = None)
     if isinstance(max_row, bool) or not isinstance(max_row, int) or not 1 <= max_row <= 65536:
         raise IntvitError(f"max_row must be an integer in 1..65536 (got {max_row!r})")
     return cls(config, lanes=lanes, max_row=max_row)
+
+
+def build_gemm(*, rows: int = 8, cols: int = 8, weight_bits: int = 8, k_max: int = 4096,
+               requant=None):
+    """The GEMM array (not a registered operator: it has operand streams of its own)."""
+    from golden_model.gemm import example_config, example_requant
+
+    from .gemm import Gemm
+
+    return Gemm(example_config(rows, cols, weight_bits, k_max), requant or example_requant())

@@ -84,13 +84,17 @@ def cmd_ops(args) -> int:
 def cmd_verilog(args) -> int:
     from fpga.export import export_verilog, module_name
     from golden_model.files import write_text_atomic
-    from hw.units import build_unit
+    from hw.units import build_gemm, build_unit
 
-    _, _, config = operator_config(args.op, args.set)
-    unit = build_unit(args.op, config, lanes=args.lanes, max_row=args.max_row)
+    if args.op == "gemm":
+        unit = build_gemm(rows=args.rows, cols=args.cols, weight_bits=args.weight_bits,
+                          k_max=args.k_max)
+    else:
+        _, _, config = operator_config(args.op, args.set)
+        unit = build_unit(args.op, config, lanes=args.lanes, max_row=args.max_row)
     text = export_verilog(unit, module_name(args.op))
     write_text_atomic(args.output, text)
-    print(f"wrote {args.output}: module {module_name(args.op)}, {args.lanes} lane(s)")
+    print(f"wrote {args.output}: module {module_name(args.op)}")
     return 0
 
 
@@ -109,13 +113,29 @@ def cmd_vectors(args) -> int:
 def cmd_sim(args) -> int:
     from sim.verify import verify
 
-    _, _, config = operator_config(args.op, args.set)
     work_dir = Path(args.work_dir or Path("runs") / "sim" / args.op.replace("/", "_"))
+    if args.op == "gemm":
+        return sim_gemm(args, work_dir)
+    _, _, config = operator_config(args.op, args.set)
     outcome = verify(args.op, config, lanes=args.lanes, max_row=args.max_row,
                      work_dir=work_dir, seed=args.seed,
                      source_idle=args.stall, sink_stall=args.stall, vectors_path=args.vectors)
     print(outcome.summary())
     return 0 if outcome.result.passed else 1
+
+
+def sim_gemm(args, work_dir: Path) -> int:
+    from golden_model.gemm import example_config, example_requant
+    from sim.gemm_bench import SIM_SHAPES, verify_gemm
+
+    runs = verify_gemm(example_config(args.rows, args.cols, args.weight_bits, args.k_max),
+                       example_requant(), SIM_SHAPES, work_dir=work_dir, seed=args.seed,
+                       sink_stall=args.stall)
+    for run in runs:
+        print(run.summary())
+    mismatches = sum(run.result.mismatches for run in runs)
+    print(f"gemm: {len(runs)} products, {mismatches} mismatches in all")
+    return 0 if all(run.result.passed for run in runs) else 1
 
 
 def cmd_cost(args) -> int:
@@ -140,6 +160,49 @@ def format_cost(entry: dict) -> str:
     return f"{entry['op']} on {entry['target']}: {resources}{timing}{source}"
 
 
+def cmd_quantize(args) -> int:
+    from golden_model.checkpoint import load_bundled
+    from golden_model.costs import load_cost_table
+    from golden_model.dataset import load_splits
+    from golden_model.metrics import OmegaWeights
+    from golden_model.qvit import QuantSpec
+    from golden_model.quantfile import save_quant
+    from golden_model.select import quantize_model
+
+    spec = QuantSpec.parse(args.bits, calibrator=args.calibrator)
+    weights = OmegaWeights(*parse_weights(args.weights))
+    table = load_cost_table(args.cost_table)
+    model, _, _ = load_bundled()
+    print(f"quantizing the bundled model at {args.bits.upper()}, rule {args.rule}, cost table "
+          f"{table.source}{'' if table.measured else ' (stand-in)'}", flush=True)
+
+    def progress(done, total, layer):
+        print(f"  [{done}/{total}] scored {layer}", flush=True)
+
+    result = quantize_model(model, load_splits(), spec, args.rule, weights, table,
+                            progress=progress)
+    path = save_quant(Path(args.out) / "quant.json", result)
+    for layer, op in result.assignment.items():
+        print(f"  {layer:24s} {op}")
+    acc = result.accuracy
+    print(f"test accuracy: float {acc['float']:.4f}, integer {acc['stage3']:.4f} "
+          f"(before stage 3: {acc['stage2']:.4f})")
+    print(f"wrote {path}")
+    return 0
+
+
+def parse_weights(text: str) -> tuple[float, float, float]:
+    """``"1,1,0.5"`` -> the three Omega weights."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise IntvitError(f"--weights {text!r}: give three numbers, e.g. 1,1,0.5 "
+                          "(sensitivity, perturbation, cost)")
+    return values
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -147,9 +210,20 @@ def cmd_demo(args) -> int:
 
 
 def add_unit_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("op", help="operator name, e.g. requant or softmax/iptq (see `intvit ops`)")
+    parser.add_argument("op", help="operator name, e.g. requant, softmax/iptq (see `intvit ops`) "
+                        "or gemm")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="config option (repeatable), e.g. --set bits=4 --set ratio=0.01")
+
+
+def add_gemm_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("gemm (the GEMM array)")
+    group.add_argument("--rows", type=int, default=8, help="array rows R (default 8)")
+    group.add_argument("--cols", type=int, default=8, help="array columns C (default 8)")
+    group.add_argument("--weight-bits", type=int, default=8, choices=(4, 8),
+                       help="weight width (default 8)")
+    group.add_argument("--k-max", type=int, default=4096,
+                       help="longest reduction, sizes the accumulators (default 4096)")
 
 
 def add_lanes(parser: argparse.ArgumentParser) -> None:
@@ -175,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     verilog = commands.add_parser("verilog", help="write Verilog for an operator's unit")
     add_unit_options(verilog)
     add_lanes(verilog)
+    add_gemm_options(verilog)
     verilog.add_argument("-o", "--output", required=True, type=Path, help="Verilog file to write")
     verilog.set_defaults(run=cmd_verilog)
 
@@ -188,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "model")
     add_unit_options(sim)
     add_lanes(sim)
+    add_gemm_options(sim)
     sim.add_argument("--vectors", type=Path, help="vector file (default: a fresh sweep)")
     sim.add_argument("--stall", type=float, default=0.0,
                      help="probability of an idle source / stalled sink cycle (default 0)")
@@ -202,6 +278,20 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--target", default="ecp5", choices=("ecp5", "xilinx"))
     cost.add_argument("-o", "--output", type=Path, help="JSON file (default runs/cost/...)")
     cost.set_defaults(run=cmd_cost)
+
+    quantize = commands.add_parser("quantize", help="quantize the bundled model to integers, "
+                                   "one candidate per non-linear layer")
+    quantize.add_argument("--bits", default="w8a8", help="w8a8 (default) or w4a8")
+    quantize.add_argument("--rule", default="iptq", help="iptq (unified metric, default), "
+                          "sqnr-diff, sqnr-out, all-iptq, all-ivit, all-ibert, all-fqvit")
+    quantize.add_argument("--calibrator", default="percentile",
+                          help="activation calibrator: minmax, percentile (default), mse")
+    quantize.add_argument("--weights", default="1,1,0.5",
+                          help="Omega weights of sensitivity, perturbation, cost")
+    quantize.add_argument("--cost-table", default=None,
+                          help="cost table JSON (default: fpga/tables/ecp5.json, else stand-in)")
+    quantize.add_argument("--out", default="runs/quantize", help="output directory")
+    quantize.set_defaults(run=cmd_quantize)
 
     demo = commands.add_parser("demo", help="the main job on the bundled model")
     demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")

@@ -3,6 +3,7 @@
 The cocotb test writes its verdict (vectors checked, mismatches, cycles, first mismatch) to a
 JSON file; a failing run is repeated with waveform tracing so that ``dump.fst`` is kept.
 """
+import fcntl
 import hashlib
 import json
 import os
@@ -40,21 +41,35 @@ class SimResult:
         return self.mismatches == 0 and self.checked > 0
 
 
-FAST_BUILD_FLAGS = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
-"""Compile the Verilated model without C++ optimization: builds take about half the time, and a
-cocotb bench's speed is bound by its Python side, not by the model."""
+FAST_BUILD_FLAGS = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0 CFG_CXXFLAGS_PCH_I=-include"
+"""Make variables for the Verilated model's build: no C++ optimization (builds take about half
+the time, and a cocotb bench's speed is bound by its Python side, not by the model); and the
+precompiled-header include flag, which the PyPI wheel's ``verilated.mk`` leaves empty (models
+split into several C++ files then fail to link without it)."""
 
 
 def build_unit(component) -> tuple[Path, bool]:
-    """Verilate ``component`` with FST tracing compiled in; return (build dir, was cached)."""
+    """Verilate ``component`` with FST tracing compiled in; return (build dir, was cached).
+
+    Builds are cached by a hash of the Verilog and the tool versions, and a lock file serializes
+    processes that need the same build (parallel test workers)."""
     use_verilator_env()
     verilog = export_verilog(component, TOPLEVEL)
     key = hashlib.sha256("\n".join([verilog, repr(verilator_version()), cocotb.__version__])
                          .encode()).hexdigest()[:20]
     build_dir = cache_root() / "sim" / key
     stamp = build_dir / "build.complete"
-    if stamp.exists():
-        return build_dir, True
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(build_dir.parent / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists():
+            return build_dir, True
+        _verilate(verilog, build_dir)
+        stamp.write_text(key)
+    return build_dir, False
+
+
+def _verilate(verilog: str, build_dir: Path) -> None:
     from cocotb_tools.runner import get_runner
 
     shutil.rmtree(build_dir, ignore_errors=True)
@@ -72,8 +87,6 @@ def build_unit(component) -> tuple[Path, bool]:
             os.environ.pop("MAKEFLAGS", None)
         else:
             os.environ["MAKEFLAGS"] = saved
-    stamp.write_text(key)
-    return build_dir, False
 
 
 def trace_args(build_dir: Path) -> list[str]:
@@ -112,7 +125,7 @@ def run_bench(component, test_module: str, vectors: Path, env: dict[str, str] | 
     from cocotb_tools.runner import get_runner
 
     build_dir, cached = build_unit(component)
-    work_dir = Path(work_dir or tempfile.mkdtemp(prefix="intvit-sim-"))
+    work_dir = Path(work_dir or tempfile.mkdtemp(prefix="intvit-sim-")).resolve()
     verdict_path = work_dir / "verdict.json"
 
     def attempt(waves: bool) -> dict:

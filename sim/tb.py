@@ -8,6 +8,9 @@ import random
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
+from cocotb.utils import get_sim_time
+
+CLOCK_NS = 10
 
 
 def to_field(value: int, bits: int) -> int:
@@ -70,14 +73,12 @@ class TB:
         self.in_format, self.out_format = in_format, out_format
         self.source_idle, self.sink_stall = source_idle, sink_stall
         self.rng = random.Random(seed)
-        self.cycle = 0
         self.first_accept = None
         self.last_receive = None
         self.receive_cycles = []
 
     async def start(self):
-        cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
-        cocotb.start_soon(self._count_cycles())
+        cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
         self.dut.i__valid.value = 0
         self.dut.o__ready.value = 0
         self.dut.rst.value = 1
@@ -86,10 +87,11 @@ class TB:
         self.dut.rst.value = 0
         await RisingEdge(self.dut.clk)
 
-    async def _count_cycles(self):
-        while True:
-            await RisingEdge(self.dut.clk)
-            self.cycle += 1
+    @property
+    def cycle(self) -> int:
+        """Clock cycles since the simulation started (from simulated time: no per-cycle
+        coroutine)."""
+        return int(get_sim_time(unit="ns")) // CLOCK_NS
 
     async def send(self, beats):
         """Drive ``beats`` (``(elements, last)`` or ``(elements, last, keep)``) on ``i``

@@ -1,0 +1,34 @@
+"""``quant.json``: the per-layer assignment and quantization settings that ``intvit quantize``
+chose, read back by the later stages (vectors, verilog, sim, report). The integer model itself
+is rebuilt from it deterministically (under a second on the bundled model)."""
+import json
+from pathlib import Path
+
+from .errors import IntvitError
+from .files import write_text_atomic
+from .qvit import QuantSpec
+
+
+def save_quant(path, result) -> Path:
+    """Write a :class:`~golden_model.select.QuantizationResult` as JSON, atomically."""
+    return write_text_atomic(path, json.dumps(result.to_json(), indent=1) + "\n")
+
+
+def load_quant(path) -> dict:
+    """``{"spec": QuantSpec, "rule", "assignment", "accuracy", "scores"}`` from ``quant.json``;
+    a missing or malformed file is a one-line error."""
+    path = Path(path)
+    hint = "rerun `intvit quantize`"
+    try:
+        data = json.loads(path.read_text())
+        spec = QuantSpec(**data["spec"])
+        assignment = dict(data["assignment"])
+        rule = str(data["rule"])
+    except FileNotFoundError:
+        raise IntvitError(f"{path} does not exist; {hint}") from None
+    except (ValueError, KeyError, TypeError) as error:
+        if isinstance(error, IntvitError):
+            raise
+        raise IntvitError(f"{path} is not a quant.json file ({error}); {hint}") from None
+    return {"spec": spec, "rule": rule, "assignment": assignment,
+            "accuracy": data.get("accuracy", {}), "scores": data.get("scores", {})}

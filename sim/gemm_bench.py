@@ -1,0 +1,242 @@
+"""cocotb bench for the GEMM array (``hw.gemm.Gemm``), and the host side that runs it.
+
+The host side (:func:`simulate_gemm`, :func:`verify_gemm`) turns operands into the exact beat
+streams of ``golden_model.gemm.gemm_beats``, writes them to an ``.npz`` and runs this module's
+cocotb test through ``sim.runner.run_bench``. The test drives ``a``, ``w`` and ``b`` and drains
+``o`` in one cycle loop: drives are set after a rising edge, handshakes are sampled at the
+falling edge (everything combinational has settled), and a beat transfers at the next rising
+edge when valid and ready were both high there. Every output lane of every beat (padding
+included) and every ``last`` flag is compared with the golden model's.
+
+Environment: ``INTVIT_VECTORS`` (npz), ``INTVIT_VERDICT`` (JSON written here),
+``INTVIT_SOURCE_IDLE``, ``INTVIT_SINK_STALL`` (probabilities of an idle source / stalled sink
+cycle), ``INTVIT_SEED``.
+"""
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, RisingEdge
+
+from golden_model.files import atomic_output
+from golden_model.gemm import (BUNDLED_SHAPES, GemmBeats, GemmConfig, gemm_beats,
+                               predicted_cycles, tile_origins)
+from golden_model.integer import signed_range
+from golden_model.ops.requant import RequantConfig
+from sim.tb import BeatFormat
+
+BENCH = "sim.gemm_bench"
+TIMEOUT_CYCLES = 2000
+"""Cycles without any transfer after which the bench gives up."""
+
+
+class Source:
+    """Drives one input stream with optional idle cycles; ``valid`` stays up until the beat is
+    taken (AXI4-Stream rule)."""
+
+    def __init__(self, dut, name: str, words: list[int], idle: float, rng: random.Random):
+        self.valid, self.ready = getattr(dut, f"{name}__valid"), getattr(dut, f"{name}__ready")
+        self.payload = getattr(dut, f"{name}__payload")
+        self.words, self.idle, self.rng = words, idle, rng
+        self.sent = 0
+        self.showing = False
+
+    def drive(self) -> None:
+        if not self.showing and self.sent < len(self.words):
+            self.showing = not (self.idle and self.rng.random() < self.idle)
+            if self.showing:
+                self.payload.value = self.words[self.sent]
+        self.valid.value = int(self.showing)
+
+    def fires(self) -> bool:
+        """Sampled at the falling edge: does the beat transfer at the next rising edge?"""
+        return self.showing and bool(self.ready.value)
+
+    def transferred(self) -> None:
+        self.sent += 1
+        self.showing = False
+
+
+CONFIG_FIELDS = ("rows", "cols", "k_max", "weight_bits", "act_bits", "bias_bits")
+
+
+def config_from(data) -> GemmConfig:
+    """The array's config as saved in the vector file."""
+    return GemmConfig(**{field: int(data[field]) for field in CONFIG_FIELDS})
+
+
+def stream_words(data) -> dict:
+    """Payload words of the ``a``, ``w``, ``b`` streams from the vector file."""
+    config = config_from(data)
+    act = BeatFormat(config.act_bits, True, config.rows)
+    bias = BeatFormat(config.bias_bits, True, config.cols)
+    return {"a": [act.pack(beat, last) for beat, last in zip(data["act"], data["act_last"])],
+            "w": [int.from_bytes(bytes(beat.tolist()), "little") for beat in data["weight"]],
+            "b": [bias.pack(beat, False) for beat in data["bias"]]}
+
+
+async def reset(dut) -> None:
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    for name in ("a", "w", "b"):
+        getattr(dut, f"{name}__valid").value = 0
+    dut.o__ready.value = 0
+    dut.rst.value = 1
+    for _ in range(2):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+
+
+def compare(data, received: list[tuple[list[int], bool]]) -> tuple[int, int, str | None]:
+    """(elements checked, mismatches, first mismatch) of the output beats against the golden."""
+    m, _, n = (int(v) for v in data["shape"])
+    config = config_from(data)
+    rows, cols = config.rows, config.cols
+    origins = tile_origins(config, m, n)
+    checked, mismatches, first = 0, 0, None
+    for index, ((got, got_last), want, want_last) in enumerate(
+            zip(received, data["out"], data["out_last"])):
+        tile, r = divmod(index, rows)
+        m0, n0 = origins[tile]
+        for c in range(cols):
+            checked += 1
+            if got[c] != want[c]:
+                mismatches += 1
+                where = (f"y[{m0 + r}, {n0 + c}]" if m0 + r < m and n0 + c < n else "padding")
+                first = first or (f"tile {tile} at ({m0}, {n0}), row {r}, lane {c} ({where}): "
+                                  f"golden {int(want[c])}, rtl {got[c]}")
+        if got_last != bool(want_last):
+            mismatches += 1
+            first = first or (f"output beat {index}: last flag golden {bool(want_last)}, "
+                              f"rtl {got_last}")
+    return checked, mismatches, first
+
+
+@cocotb.test()
+async def gemm_matches_golden(dut):
+    with np.load(os.environ["INTVIT_VECTORS"], allow_pickle=False) as handle:
+        data = {key: handle[key] for key in handle.files}
+    rng = random.Random(int(os.environ.get("INTVIT_SEED", "1")))
+    idle = float(os.environ.get("INTVIT_SOURCE_IDLE", "0"))
+    stall = float(os.environ.get("INTVIT_SINK_STALL", "0"))
+    sources = [Source(dut, name, words, idle, rng) for name, words in stream_words(data).items()]
+    out_format = BeatFormat(int(data["out_bits"]), bool(data["out_signed"]), int(data["cols"]))
+    expected = len(data["out"])
+
+    await reset(dut)
+    received, edge, first_in, last_out, quiet = [], 0, None, None, 0
+    while len(received) < expected and quiet < TIMEOUT_CYCLES:
+        for source in sources:
+            source.drive()
+        ready = not (stall and rng.random() < stall)
+        dut.o__ready.value = int(ready)
+        await FallingEdge(dut.clk)
+        fired = [source.fires() for source in sources]
+        word = dut.o__payload.value.to_unsigned() if ready and dut.o__valid.value else None
+        await RisingEdge(dut.clk)
+        edge += 1
+        for source, fire in zip(sources, fired):
+            if fire:
+                source.transferred()
+        if first_in is None and any(fired):
+            first_in = edge
+        if word is not None:
+            received.append(out_format.unpack(word))
+            last_out = edge
+        quiet = 0 if any(fired) or word is not None else quiet + 1
+
+    checked, mismatches, first = compare(data, received)
+    if len(received) < expected:
+        mismatches += expected - len(received)
+        first = first or f"{expected - len(received)} of {expected} output beats never came out"
+    for name, source in zip(("a", "w", "b"), sources):
+        if source.sent != len(source.words):
+            mismatches += 1
+            first = first or f"the unit took {source.sent} of {len(source.words)} {name} beats"
+    cycles = (last_out - first_in + 1) if received else 0
+    with open(os.environ["INTVIT_VERDICT"], "w") as handle:
+        json.dump({"checked": checked, "mismatches": mismatches, "cycles": cycles,
+                   "beats": expected, "first_mismatch": first}, handle)
+    assert mismatches == 0, first
+
+
+# Host side: run by pytest, the CLI and bench/gemm.py, not inside the simulator.
+
+def save_gemm_vectors(path, config: GemmConfig, requant: RequantConfig, beats: GemmBeats) -> Path:
+    """The beat streams and their formats as an ``.npz`` for the bench (written atomically)."""
+    path = Path(path)
+    with atomic_output(path, "wb") as handle:
+        np.savez_compressed(handle, shape=np.array(beats.shape),
+                            **{field: getattr(config, field) for field in CONFIG_FIELDS},
+                            out_bits=requant.out_bits, out_signed=requant.out_signed,
+                            act=beats.act, act_last=beats.act_last, weight=beats.weight,
+                            bias=beats.bias, out=beats.out, out_last=beats.out_last)
+    return path
+
+
+@dataclass(frozen=True)
+class GemmRun:
+    """One simulated product: its shape, the simulator's verdict and the model's cycles."""
+
+    name: str
+    shape: tuple[int, int, int]
+    result: object  # sim.runner.SimResult
+    predicted: int
+
+    def summary(self) -> str:
+        m, k, n = self.shape
+        r = self.result
+        verdict = "PASS" if r.passed else "FAIL"
+        text = (f"gemm {self.name} {m}x{k}x{n}: {verdict}, {r.checked:,} outputs checked, "
+                f"{r.mismatches} mismatches, {r.cycles:,} cycles (model {self.predicted:,})")
+        if r.first_mismatch:
+            text += f"\n  first mismatch: {r.first_mismatch}\n  waveform: {r.waveform}"
+        return text
+
+
+def simulate_gemm(config: GemmConfig, requant: RequantConfig, a, w, bias=None, *,
+                  work_dir, name: str = "gemm", sink_stall: float = 0.0,
+                  source_idle: float = 0.0, seed: int = 0) -> GemmRun:
+    """Simulate ``requantize(a @ w + bias)`` on ``hw.gemm.Gemm(config, requant)``."""
+    from hw.gemm import Gemm
+    from sim.runner import run_bench
+
+    work_dir = Path(work_dir).resolve()  # the simulator runs in another directory
+    beats = gemm_beats(config, requant, a, w, bias)
+    vectors = save_gemm_vectors(work_dir / "vectors.npz", config, requant, beats)
+    result = run_bench(Gemm(config, requant), BENCH, vectors, work_dir=work_dir / "sim",
+                       env={"INTVIT_SEED": str(seed), "INTVIT_SOURCE_IDLE": str(source_idle),
+                            "INTVIT_SINK_STALL": str(sink_stall)})
+    return GemmRun(name=name, shape=beats.shape, result=result,
+                   predicted=predicted_cycles(*beats.shape, config))
+
+
+def random_operands(config: GemmConfig, shape: tuple[int, int, int], rng: np.random.Generator,
+                    bias_bits: int = 16):
+    """Uniform activations and weights over their full ranges, bias over ``bias_bits``."""
+    m, k, n = shape
+    a = rng.integers(*signed_range(config.act_bits), size=(m, k), endpoint=True)
+    w = rng.integers(*signed_range(config.weight_bits), size=(k, n), endpoint=True)
+    bias = rng.integers(*signed_range(min(bias_bits, config.bias_bits)), size=n, endpoint=True)
+    return a, w, bias
+
+
+SIM_SHAPES = {**BUNDLED_SHAPES, "M=1": (1, 9, 6), "K=1": (6, 1, 7), "N=1": (7, 10, 1)}
+"""What ``intvit sim gemm`` runs: the bundled model's products and shapes with a dimension of 1."""
+
+
+def verify_gemm(config: GemmConfig, requant: RequantConfig, shapes: dict, *, work_dir,
+                seed: int = 0, sink_stall: float = 0.0) -> list[GemmRun]:
+    """Random operands at every ``{name: (M, K, N)}`` in ``shapes``, each simulated."""
+    rng = np.random.default_rng(seed)
+    runs = []
+    for index, (name, shape) in enumerate(shapes.items()):
+        a, w, bias = random_operands(config, shape, rng)
+        runs.append(simulate_gemm(config, requant, a, w, bias, name=name, seed=seed,
+                                  work_dir=Path(work_dir) / f"{index:02d}", sink_stall=sink_stall))
+    return runs

@@ -1,0 +1,124 @@
+"""The GEMM array under Verilator equals the golden GEMM on every output, and takes exactly the
+cycles the dataflow model predicts.
+
+Two 4x4 builds (int8 and int4 weights) serve every test; one 16-bit requantizer with a zero
+point keeps the outputs informative (random sums land around +-300, the accumulator extremes
+around +-25,000 without saturating) while the extreme biases saturate both ends.
+"""
+import dataclasses
+import subprocess
+
+import numpy as np
+import pytest
+
+from fpga.export import export_verilog
+from golden_model.gemm import (GemmConfig, example_config, example_requant,
+                               gemm_beats)
+from golden_model.integer import signed_range
+from golden_model.ops.requant import RequantConfig
+from hw.gemm import Gemm
+from sim.gemm_bench import BENCH, random_operands, save_gemm_vectors, simulate_gemm
+from sim.runner import run_bench
+from sim.toolchain import verilator_env
+
+K_MAX = 128
+INT8 = GemmConfig(rows=4, cols=4, k_max=K_MAX, weight_bits=8)
+INT4 = GemmConfig(rows=4, cols=4, k_max=K_MAX, weight_bits=4)
+REQUANT = RequantConfig.from_scale(0.0123, bits=16, zero_point=7)
+
+SHAPES = {
+    "5x7x6": (5, 7, 6),        # M, K, N not multiples of 4
+    "M1": (1, 9, 6),
+    "K1": (6, 1, 7),           # K < R + 1: the drain buffer paces the tiles
+    "N1": (7, 10, 1),
+    "1x1x1": (1, 1, 1),
+    "K=R": (8, 4, 8),
+    "9x33x10": (9, 33, 10),
+}
+INT4_SHAPES = ("5x7x6", "M1", "9x33x10")
+"""Int4 weights change only the weight unpacking, so a few shapes suffice for them."""
+CASES = ([pytest.param(INT8, shape, id=f"w8-{name}") for name, shape in SHAPES.items()] +
+         [pytest.param(INT4, SHAPES[name], id=f"w4-{name}") for name in INT4_SHAPES])
+
+
+def check(run):
+    """No mismatch, and every lane of every output beat was compared (R*C per tile)."""
+    m, _, n = run.shape
+    assert run.result.mismatches == 0, run.summary()
+    assert run.result.checked == -(-m // 4) * -(-n // 4) * 16
+
+
+@pytest.mark.parametrize("config, shape", CASES)
+def test_random_matrices_bit_exact_in_predicted_cycles(config, shape, tmp_path):
+    a, w, bias = random_operands(config, shape, np.random.default_rng(sum(shape)))
+    run = simulate_gemm(config, REQUANT, a, w, bias, work_dir=tmp_path)
+    check(run)
+    assert run.result.cycles == run.predicted
+
+
+def test_bundled_fc1_shape_in_predicted_cycles(tmp_path):
+    shape = (17, 64, 128)  # the bundled model's FC1
+    a, w, bias = random_operands(INT8, shape, np.random.default_rng(3))
+    run = simulate_gemm(INT8, REQUANT, a, w, bias, work_dir=tmp_path)
+    check(run)
+    assert run.result.cycles == run.predicted
+
+
+def extreme_operands(config: GemmConfig):
+    """K = k_max; activation rows all -128 / all 127 / alternating, weight columns all min /
+    all max / alternating, so outputs hit both ends of the accumulator; two more columns carry
+    the bias extremes on top (the int32 sum into the requantizer at its widest)."""
+    a_lo, a_hi = signed_range(config.act_bits)
+    w_lo, w_hi = signed_range(config.weight_bits)
+    k = config.k_max
+    alternating = np.resize([a_lo, a_hi], k)
+    a = np.stack([np.full(k, a_lo), np.full(k, a_hi), alternating, np.full(k, a_lo),
+                  np.full(k, a_hi)])
+    w_columns = [np.full(k, w_lo), np.full(k, w_hi), np.resize([w_hi, w_lo], k),
+                 np.full(k, w_lo), np.full(k, w_lo), np.full(k, w_hi)]
+    b_lo, b_hi = signed_range(config.bias_bits)
+    bias = np.array([0, 0, 0, 0, b_hi, b_lo])
+    return a, np.stack(w_columns, axis=1), bias
+
+
+@pytest.mark.parametrize("config", [INT8, INT4], ids=["w8", "w4"])
+def test_extremes_stress_the_accumulator(config, tmp_path):
+    a, w, bias = extreme_operands(config)
+    a_lo, _ = signed_range(config.act_bits)
+    w_lo, _ = signed_range(config.weight_bits)
+    # all -128 times all -128 (-8) is the largest sum, which needs every accumulator bit
+    assert a_lo * w_lo * config.k_max == 1 << (config.acc_bits - 2)
+    run = simulate_gemm(config, REQUANT, a, w, bias, work_dir=tmp_path)
+    check(run)
+    assert run.result.cycles == run.predicted
+
+
+def test_random_back_pressure_and_idle_sources(tmp_path):
+    a, w, bias = random_operands(INT8, (9, 13, 10), np.random.default_rng(5))
+    run = simulate_gemm(INT8, REQUANT, a, w, bias, work_dir=tmp_path, sink_stall=0.4,
+                        source_idle=0.3, seed=11)
+    check(run)
+    assert run.result.cycles > run.predicted
+
+
+def test_a_wrong_expectation_is_reported_with_a_waveform(tmp_path):
+    """The bench can fail: one corrupted golden output is one mismatch, named, with a wave."""
+    a, w, bias = random_operands(INT8, (3, 5, 6), np.random.default_rng(7))
+    beats = gemm_beats(INT8, REQUANT, a, w, bias)
+    out = beats.out.copy()
+    out[5, 1] += 1  # tile 1 (rows 0..3, columns 4..7), row 1, lane 1: y[1, 5]
+    path = save_gemm_vectors(tmp_path / "bad.npz", INT8, REQUANT,
+                             dataclasses.replace(beats, out=out))
+    result = run_bench(Gemm(INT8, REQUANT), BENCH, path, work_dir=tmp_path / "sim")
+    assert result.mismatches == 1
+    assert "y[1, 5]" in result.first_mismatch
+    assert result.waveform is not None and result.waveform.stat().st_size > 0
+
+
+def test_8x8_verilog_is_lint_clean(tmp_path):
+    source = tmp_path / "gemm.v"
+    source.write_text(export_verilog(Gemm(example_config(rows=8, cols=8), example_requant()),
+                                     "intvit_gemm"))
+    lint = subprocess.run(["verilator", "--lint-only", str(source)], env=verilator_env(),
+                          capture_output=True, text=True)
+    assert lint.returncode == 0 and "%Warning" not in lint.stderr, lint.stderr
