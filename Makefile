@@ -10,8 +10,9 @@ STAMP := $(VENV)/.installed
 demo: $(STAMP)
 	$(BIN)/intvit demo
 
+# Two workers: Verilator builds and cocotb simulations of different units run side by side.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 install: $(STAMP)
 

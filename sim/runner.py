@@ -35,6 +35,8 @@ class SimResult:
     first_mismatch: str | None
     waveform: Path | None
     build_cached: bool
+    max_row_interval: int | None = None
+    """Row units: the largest gap in cycles between the final beats of consecutive rows."""
 
     @property
     def passed(self) -> bool:
@@ -152,4 +154,5 @@ def run_bench(component, test_module: str, vectors: Path, env: dict[str, str] | 
         waveform = next(work_dir.glob("dump.*"), None)
     return SimResult(checked=verdict["checked"], mismatches=verdict["mismatches"],
                      cycles=verdict["cycles"], first_mismatch=verdict.get("first_mismatch"),
-                     waveform=waveform, build_cached=cached)
+                     waveform=waveform, build_cached=cached,
+                     max_row_interval=verdict.get("max_row_interval"))

@@ -41,30 +41,32 @@ class Verification:
         return text
 
 
-def sweep_vectors(name: str, config, seed: int = 0, max_row: int | None = None):
+def sweep_vectors(name: str, config, seed: int = 0, max_row: int | None = None,
+                  row_count: int = ROW_COUNT):
     """The operator's sweep inputs and the golden outputs for them; for row operators, rows of
     random lengths up to the unit's ``max_row`` plus corner rows (:func:`row_sweep`)."""
     operator = registry.get(name)
     rng = np.random.default_rng(seed)
     if operator.row_wise:
         return make_row_vectors(name, config, row_sweep(operator, config, rng, max_row,
-                                                        ROW_COUNT), operator.run)
+                                                        row_count), operator.run)
     x = operator.sweep_inputs(config, rng)
     return make_vectors(name, config, x, operator.run(config, x))
 
 
 def verify(name: str, config, *, lanes: int = 1, max_row: int | None = None, work_dir: Path,
            seed: int = 0, source_idle: float = 0.0, sink_stall: float = 0.0,
-           vectors_path: Path | None = None) -> Verification:
+           vectors_path: Path | None = None, row_count: int = ROW_COUNT) -> Verification:
     """Simulate ``name``'s unit on ``vectors_path`` (or a fresh sweep written into ``work_dir``).
-    ``max_row`` sizes a row unit's buffer (default: :func:`hw.units.default_max_row`)."""
+    ``max_row`` sizes a row unit's buffer (default: :func:`hw.units.default_max_row`);
+    ``row_count`` random rows join the corner rows of a row unit's sweep."""
     operator = registry.get(name)
     work_dir = Path(work_dir)
     unit = build_unit(name, config, lanes=lanes, max_row=max_row)
     if vectors_path is None:
         vectors_path = save_vectors(work_dir / "vectors.npz",
                                     sweep_vectors(name, config, seed,
-                                                  getattr(unit, "max_row", None)))
+                                                  getattr(unit, "max_row", None), row_count))
     else:
         vectors = load_vectors(vectors_path)
         if vectors.op != name:
