@@ -12,11 +12,7 @@ Usage: python bench/op_error.py
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import IMAGES, markdown_table, write_section  # noqa: E402
@@ -27,6 +23,7 @@ from golden_model.dataset import load_splits  # noqa: E402
 from golden_model.qvit import float_taps  # noqa: E402
 from golden_model.select import quantize_input  # noqa: E402
 from golden_model.vit import nonlinear_layers  # noqa: E402
+from intvit.plots import gelu_curves, layernorm_errors, softmax_curves  # noqa: E402
 
 KINDS = ("softmax", "gelu", "layernorm")
 SWEEP_ROWS = 2000
@@ -75,71 +72,20 @@ def real_activations(operator, model, taps):
     return errors(np.concatenate(refs), np.concatenate(approxs))
 
 
-def plot_gelu():
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    for operator in registry.by_kind("gelu"):
-        cfg = operator.example_config()
-        q = sweep_inputs(operator, cfg, None)
-        x = q * cfg.in_scale
-        y = cfg.dequantize_output(operator.run(cfg, q))
-        top.plot(x, y, label=operator.name, lw=1)
-        bottom.plot(x, y - operator.reference(cfg, x), label=operator.name, lw=1)
-    x = np.linspace(x.min(), x.max(), 500)
-    top.plot(x, operator.reference(cfg, x), "k--", lw=0.8, label="GELU (float)")
-    top.set_ylabel("GELU(x)")
-    bottom.set_ylabel("integer - float")
-    bottom.set_xlabel("x")
-    top.legend(fontsize=8)
-    top.set_title("GELU candidates at 8-bit input (example configs)")
-    return save(fig, "gelu_candidates.png")
-
-
-def plot_exponent():
-    """The exponent each softmax candidate computes, on one row holding every input code."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    for operator in registry.by_kind("softmax"):
-        cfg = operator.example_config()
-        q = np.arange(-(1 << (cfg.in_bits - 1)), 1 << (cfg.in_bits - 1))[None, :]
-        x = q[0] * cfg.in_scale
-        p = cfg.dequantize_output(operator.run(cfg, q))[0]
-        ref = operator.reference(cfg, q * cfg.in_scale)[0]
-        top.semilogy(x, np.maximum(p, 1e-6), label=operator.name, lw=1)
-        bottom.plot(x, p - ref, label=operator.name, lw=1)
-    top.semilogy(x, np.maximum(ref, 1e-6), "k--", lw=0.8, label="softmax (float)")
-    top.set_ylabel("probability")
-    bottom.set_ylabel("integer - float")
-    bottom.set_xlabel("score x (one row holding every input code)")
-    top.legend(fontsize=8)
-    top.set_title("Softmax candidates at 8-bit input (example configs)")
-    return save(fig, "softmax_candidates.png")
-
-
-def plot_layernorm(model, taps):
+def layernorm_plot(model, taps, path):
     """Output error of each LayerNorm candidate against float, on real rows of blocks.0.norm1."""
     layer = "blocks.0.norm1"
     state = model.state_dict()
     x = taps[layer].reshape(-1, taps[layer].shape[-1])
     params = {"gamma": state[f"{layer}.weight"].double().numpy(),
               "beta": state[f"{layer}.bias"].double().numpy()}
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    errors = {}
     for operator in registry.by_kind("layernorm"):
         cfg = operator.calibrate(activation_scale(layer, x, 8, "percentile"), x, in_bits=8,
                                  **params)
-        err = cfg.dequantize_output(operator.run(cfg, quantize_input(cfg, x))) \
-            - operator.reference(cfg, x)
-        ax.hist(err.reshape(-1), bins=80, histtype="step", label=operator.name)
-    ax.set_xlabel("integer - float output (blocks.0.norm1, real rows)")
-    ax.set_ylabel("elements")
-    ax.legend(fontsize=8)
-    return save(fig, "layernorm_error.png")
-
-
-def save(fig, name):
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(IMAGES / name, dpi=110)
-    plt.close(fig)
-    return f"img/{name}"
+        errors[operator.name] = (cfg.dequantize_output(operator.run(cfg, quantize_input(cfg, x)))
+                                 - operator.reference(cfg, x))
+    return layernorm_errors(errors, layer, path)
 
 
 def main():
@@ -154,7 +100,10 @@ def main():
             rows.append([operator.name, *(f"{v:.4g}" for v in sweep), *(f"{v:.4g}" for v in real)])
     table = markdown_table(["candidate", "sweep max abs", "sweep mean abs", "sweep SQNR dB",
                             "real max abs", "real mean abs", "real SQNR dB"], rows)
-    plots = [plot_gelu(), plot_exponent(), plot_layernorm(model, taps)]
+    plots = [gelu_curves(IMAGES / "gelu_candidates.png"),
+             softmax_curves(IMAGES / "softmax_candidates.png"),
+             layernorm_plot(model, taps, IMAGES / "layernorm_error.png")]
+    plots = [f"img/{Path(p).name}" for p in plots]
     body = (table + "\n\n(a) *sweep*: each candidate's example config (8-bit input), every code "
             "(GELU) or 2,000 rows of uniformly random codes (softmax: 64 per row; LayerNorm: "
             "its channels). (b) *real*: the inputs of every layer of that kind in the bundled "

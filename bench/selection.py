@@ -7,12 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import IMAGES, markdown_table, write_section  # noqa: E402
 from golden_model.checkpoint import load_bundled  # noqa: E402
@@ -21,6 +15,7 @@ from golden_model.dataset import load_splits  # noqa: E402
 from golden_model.metrics import OmegaWeights, omega  # noqa: E402
 from golden_model.qvit import QuantSpec  # noqa: E402
 from golden_model.select import RULES, quantize_model, score_layers  # noqa: E402
+from intvit.plots import omega_per_layer  # noqa: E402
 
 ABLATION = {"Q only": OmegaWeights(1, 0, 0), "P only": OmegaWeights(0, 1, 0),
             "C only": OmegaWeights(0, 0, 1), "Q + P": OmegaWeights(1, 1, 0),
@@ -40,32 +35,6 @@ def reweighted(scores, weights):
 
 def mix_cost(scores, assignment):
     return sum(scores[layer][op].cost for layer, op in assignment.items())
-
-
-def plot_omega(scores, assignment, name):
-    layers = list(scores)
-    ops = sorted({op for c in scores.values() for op in c}, key=lambda o: o.split("/")[1])
-    methods = sorted({op.split("/")[1] for op in ops})
-    fig, ax = plt.subplots(figsize=(10, 4))
-    width = 0.8 / len(methods)
-    for j, method in enumerate(methods):
-        values = [next((s.omega for op, s in scores[l].items() if op.endswith(method)), np.nan)
-                  for l in layers]
-        ax.bar(np.arange(len(layers)) + j * width, values, width, label=method)
-    for i, layer in enumerate(layers):
-        chosen = methods.index(assignment[layer].split("/")[1])
-        ax.plot(i + chosen * width, 1.03, "kv", ms=5)
-    ax.set_xticks(np.arange(len(layers)) + 0.4)
-    ax.set_xticklabels(layers, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("Omega (1 = best in every term)")
-    ax.set_ylim(0, 1.1)
-    ax.legend(fontsize=8, ncol=4)
-    ax.set_title("Unified metric per layer and candidate (W8A8); v = chosen")
-    fig.tight_layout()
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(IMAGES / name, dpi=110)
-    plt.close(fig)
-    return f"img/{name}"
 
 
 def main():
@@ -90,7 +59,9 @@ def main():
             print(rows[-1], flush=True)
             if bits == "w8a8" and rule == "iptq":
                 choices = result.assignment
-                plot = plot_omega(scores, choices, "omega_per_layer.png")
+                omegas = {l: {o: c.omega for o, c in cs.items()} for l, cs in scores.items()}
+                plot = omega_per_layer(omegas, choices, IMAGES / "omega_per_layer.png")
+                plot = f"img/{plot.name}"
         if bits == "w8a8":
             for label, weights in ABLATION.items():
                 result = quantize_model(model, splits, spec, "iptq",

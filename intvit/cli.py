@@ -82,6 +82,7 @@ def cmd_ops(args) -> int:
 
 
 def cmd_verilog(args) -> int:
+    from fpga.axis import AxisTop, axis_module_name
     from fpga.export import export_verilog, module_name
     from golden_model.files import write_text_atomic
     from hw.units import build_gemm, build_unit
@@ -92,9 +93,17 @@ def cmd_verilog(args) -> int:
     else:
         _, _, config = operator_config(args.op, args.set)
         unit = build_unit(args.op, config, lanes=args.lanes, max_row=args.max_row)
-    text = export_verilog(unit, module_name(args.op))
-    write_text_atomic(args.output, text)
-    print(f"wrote {args.output}: module {module_name(args.op)}")
+    if args.axis:
+        top, name = AxisTop(unit), axis_module_name(args.op)
+    else:
+        top, name = unit, module_name(args.op)
+    write_text_atomic(args.output, export_verilog(top, name))
+    print(f"wrote {args.output}: module {name}")
+    if args.axis:
+        for port in top.ports:
+            print(f"  {port.describe()}")
+        latency = f"latency {top.latency} cycles" if top.latency is not None else "no fixed latency"
+        print(f"  clock aclk, synchronous active-low reset aresetn; {latency}")
     return 0
 
 
@@ -140,10 +149,28 @@ def sim_gemm(args, work_dir: Path) -> int:
 
 def cmd_cost(args) -> int:
     from fpga.cost import measure, write_cost_json
+    from fpga.table import build_table, measure_gemm, write_table
 
-    _, options, config = operator_config(args.op, args.set)
-    entry = measure(args.op, config, lanes=args.lanes, target=args.target,
-                    config_options=options)
+    if args.all:
+        if args.op or args.set:
+            raise IntvitError("--all measures every unit at its example config; give no "
+                              "operator and no --set with it")
+        table, failures = build_table(args.target, progress=lambda line: print(line, flush=True))
+        path = write_table(table, args.output)
+        print(f"wrote {path}: {len(table['entries'])} entries")
+        if failures:
+            print(f"{len(failures)} unit(s) failed and are not in the table: "
+                  f"{', '.join(failures)}", file=sys.stderr)
+            return 1
+        return 0
+    if not args.op:
+        raise IntvitError("name an operator (see `intvit ops`), gemm, or give --all")
+    if args.op == "gemm":
+        entry = measure_gemm(args.rows, args.cols, target=args.target)
+    else:
+        _, options, config = operator_config(args.op, args.set)
+        entry = measure(args.op, config, lanes=args.lanes, target=args.target,
+                        config_options=options)
     output = Path(args.output or Path("runs") / "cost" /
                   f"{args.op.replace('/', '_')}-{args.target}.json")
     write_cost_json(entry, output)
@@ -206,7 +233,21 @@ def parse_weights(text: str) -> tuple[float, float, float]:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.out))
+    return run_demo(Path(args.out), force=args.force)
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    directory = Path(args.directory)
+    missing = [name for name in ("quant.json", "rules.json", "quantize.done", "sim.done",
+                                 "cost.done") if not (directory / name).exists()]
+    if missing:
+        raise IntvitError(f"{directory} lacks {', '.join(missing)}; run `intvit demo --out "
+                          f"{directory}` first")
+    files = write_report(directory)
+    print(f"wrote {files['markdown']} and {files['html']}")
+    return 0
 
 
 def add_unit_options(parser: argparse.ArgumentParser) -> None:
@@ -250,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_unit_options(verilog)
     add_lanes(verilog)
     add_gemm_options(verilog)
+    verilog.add_argument("--axis", action="store_true", help="wrap the unit in an AXI4-Stream "
+                         "top (aclk, aresetn, s_axis_*, m_axis_*; see docs/fpga.md)")
     verilog.add_argument("-o", "--output", required=True, type=Path, help="Verilog file to write")
     verilog.set_defaults(run=cmd_verilog)
 
@@ -272,11 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(run=cmd_sim)
 
     cost = commands.add_parser("cost", help="synthesize and place-and-route a unit; write its "
-                               "cost JSON")
-    add_unit_options(cost)
+                               "cost JSON (--all: the whole cost table)")
+    cost.add_argument("op", nargs="?", help="operator name, e.g. requant, softmax/iptq (see "
+                      "`intvit ops`) or gemm; omit with --all")
+    cost.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                      help="config option (repeatable), e.g. --set bits=4")
+    cost.add_argument("--all", action="store_true", help="measure every available unit at its "
+                      "8-bit example config and the GEMM array at 4x4 and 8x8; write the table "
+                      "(default fpga/tables/TARGET.json)")
     add_lanes(cost)
+    cost.add_argument("--rows", type=int, default=8, help="gemm: array rows R (default 8)")
+    cost.add_argument("--cols", type=int, default=8, help="gemm: array columns C (default 8)")
     cost.add_argument("--target", default="ecp5", choices=("ecp5", "xilinx"))
-    cost.add_argument("-o", "--output", type=Path, help="JSON file (default runs/cost/...)")
+    cost.add_argument("-o", "--output", type=Path, help="JSON file (default runs/cost/..., or "
+                      "with --all fpga/tables/TARGET.json)")
     cost.set_defaults(run=cmd_cost)
 
     quantize = commands.add_parser("quantize", help="quantize the bundled model to integers, "
@@ -295,7 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the main job on the bundled model")
     demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    demo.add_argument("--force", action="store_true",
+                      help="redo every stage (default: reuse the stages finished earlier)")
     demo.set_defaults(run=cmd_demo)
+
+    report = commands.add_parser("report", help="write report.md and report.html of a demo run")
+    report.add_argument("directory", nargs="?", default="runs/demo")
+    report.set_defaults(run=cmd_report)
     return parser
 
 

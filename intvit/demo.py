@@ -1,9 +1,27 @@
-"""``intvit demo``: the main job, stage by stage, with progress and a one-screen summary."""
+"""``intvit demo``: the main job on the bundled model, stage by stage, resumable.
+
+Stages (each writes its files under the output directory and a ``<stage>.done`` record; a rerun
+skips finished stages, so an interrupted demo resumes):
+
+1. ``quantize``: IPTQ-ViT's three stages at W8A8 plus every other rule for comparison;
+   ``quant.json`` (the unified rule's mix) and ``rules.json`` (accuracy of every rule).
+2. ``vectors``: for every distinct operator of the chosen mix, real-activation test vectors:
+   the inputs of its first layer in the integer model on test images, with golden outputs.
+3. ``verilog``: Verilog of each chosen unit (that layer's config) and of the GEMM array.
+4. ``sim``: each unit simulated under Verilator against its vectors, bit for bit.
+5. ``cost``: the resource table of the chosen units (the checked-in cost table, else measured).
+6. ``report``: ``report.md`` and ``report.html``.
+"""
+import json
 import time
 from pathlib import Path
 
-DEMO_UNITS = ("requant",)
-"""Units the demo generates, verifies and costs (grows as operators land)."""
+STAGES = ("quantize", "vectors", "verilog", "sim", "cost", "report")
+VECTOR_IMAGES = 24
+"""Test images whose activations become the real-activation vectors."""
+ROW_LIMIT = 600
+"""Most rows per row-unit vector file (rows of real activations, in tap order)."""
+GEMM_SIZE = 8
 
 
 class Progress:
@@ -28,39 +46,240 @@ class _Timer:
             print(f"      done in {time.monotonic() - self.start:.1f} s", flush=True)
 
 
-def run_demo(out: Path) -> int:
-    from fpga.cost import measure, write_cost_json
-    from fpga.export import export_verilog, module_name
-    from golden_model import registry
+def _done_path(out: Path, stage: str) -> Path:
+    return out / f"{stage}.done"
+
+
+def _load(out: Path, stage: str):
+    path = _done_path(out, stage)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _finish(out: Path, stage: str, record: dict) -> dict:
     from golden_model.files import write_text_atomic
+
+    write_text_atomic(_done_path(out, stage), json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def stage_quantize(out: Path) -> dict:
+    from golden_model.checkpoint import load_bundled
+    from golden_model.costs import load_cost_table
+    from golden_model.dataset import load_splits
+    from golden_model.qvit import QuantSpec
+    from golden_model.quantfile import save_quant
+    from golden_model.select import RULES, quantize_model, score_layers
+
+    model, _, _ = load_bundled()
+    splits = load_splits()
+    spec = QuantSpec()
+    table = load_cost_table()
+    print(f"      cost table {Path(table.source).name}"
+          f"{'' if table.measured else ' (stand-in: operation counts)'}", flush=True)
+    scores = score_layers(model, splits["calibration"].images, spec, table,
+                          progress=lambda i, n, l: print(f"      scored {i}/{n} {l}",
+                                                         flush=True))
+    rules = {}
+    for rule in RULES:
+        result = quantize_model(model, splits, spec, rule, scores=scores)
+        rules[rule] = {"accuracy": result.accuracy, "assignment": result.assignment,
+                       "cost": sum(scores[l][o].cost for l, o in result.assignment.items())}
+        print(f"      {rule:10s} integer accuracy {result.accuracy['stage3']:.4f}", flush=True)
+        if rule == "iptq":
+            save_quant(out / "quant.json", result)
+    from golden_model.files import write_text_atomic
+    write_text_atomic(out / "rules.json", json.dumps(rules, indent=1) + "\n")
+    return _finish(out, "quantize", {"cost_table": table.source, "measured": table.measured,
+                                     "accuracy": rules["iptq"]["accuracy"]})
+
+
+def chosen_model(out: Path):
+    """The unified rule's integer model, rebuilt from quant.json (deterministic)."""
+    from golden_model.checkpoint import load_bundled
+    from golden_model.dataset import load_splits
+    from golden_model.quantfile import load_quant
+    from golden_model.select import calibrate_mix
+
+    quant = load_quant(out / "quant.json")
+    model, _, _ = load_bundled()
+    splits = load_splits()
+    return calibrate_mix(model, splits["calibration"].images, quant["assignment"],
+                         quant["spec"]), splits
+
+
+def representative_layers(qmodel) -> dict:
+    """The first layer of each distinct operator of the mix: ``{op: layer}``."""
+    chosen = {}
+    for layer, plan in qmodel.plans.items():
+        chosen.setdefault(plan.op, layer)
+    return chosen
+
+
+def stage_vectors(out: Path) -> dict:
+    import numpy as np
+
+    from golden_model import registry
+    from golden_model.qvit import quantize_images
+    from golden_model.vectors import make_row_vectors, make_vectors, save_vectors
+
+    qmodel, splits = chosen_model(out)
+    taps: dict = {}
+    qmodel.forward(quantize_images(splits["test"].images[:VECTOR_IMAGES].numpy()), taps)
+    units = {}
+    for op, layer in representative_layers(qmodel).items():
+        operator = registry.get(op)
+        config = qmodel.plans[layer].config
+        x = taps[f"{layer}:in"]
+        if operator.row_wise:
+            rows = x.reshape(-1, x.shape[-1])[:ROW_LIMIT]
+            vectors = make_row_vectors(op, config, list(rows), operator.run)
+            expected = taps[f"{layer}:out"].reshape(-1, x.shape[-1])[:ROW_LIMIT]
+        else:
+            flat = x.reshape(-1)
+            vectors = make_vectors(op, config, flat, operator.run(config, flat))
+            expected = taps[f"{layer}:out"].reshape(-1)
+        if not np.array_equal(vectors.y.reshape(expected.shape), expected):
+            raise RuntimeError(f"{op}: golden outputs differ from the model's own taps")
+        path = save_vectors(out / "vectors" / f"{op.replace('/', '_')}.npz", vectors)
+        units[op] = {"layer": layer, "vectors": str(path), "count": int(np.size(flat if not
+                     operator.row_wise else rows))}
+        print(f"      {op:16s} {units[op]['count']:>7,} real inputs from {layer}", flush=True)
+    return _finish(out, "vectors", {"units": units})
+
+
+def _unit(qmodel, op, layer):
     from hw.units import build_unit
+
+    config = qmodel.plans[layer].config
+    return config, build_unit(op, config, lanes=1)
+
+
+def stage_verilog(out: Path, units: dict) -> dict:
+    from fpga.export import export_verilog, module_name
+    from golden_model.files import write_text_atomic
+    from hw.units import build_gemm
+
+    qmodel, _ = chosen_model(out)
+    files = {}
+    for op, info in units.items():
+        _, unit = _unit(qmodel, op, info["layer"])
+        path = write_text_atomic(out / "verilog" / f"{op.replace('/', '_')}.v",
+                                 export_verilog(unit, module_name(op)))
+        files[op] = str(path)
+    gemm = build_gemm(rows=GEMM_SIZE, cols=GEMM_SIZE)
+    files["gemm"] = str(write_text_atomic(out / "verilog" / "gemm.v",
+                                          export_verilog(gemm, module_name("gemm"))))
+    for op, path in files.items():
+        print(f"      {op:16s} {path}")
+    return _finish(out, "verilog", {"files": files})
+
+
+def stage_sim(out: Path, units: dict) -> dict:
     from sim.verify import verify
 
-    out = Path(out)
-    progress = Progress(3 * len(DEMO_UNITS))
-    lines = []
-    failed = 0
-    for name in DEMO_UNITS:
-        config = registry.get(name).example_config()
-        stem = name.replace("/", "_")
-        with progress.stage(f"{name}: Verilog"):
-            unit = build_unit(name, config, lanes=1)
-            path = write_text_atomic(out / "verilog" / f"{stem}.v",
-                                     export_verilog(unit, module_name(name)))
-            print(f"      {path}")
-        with progress.stage(f"{name}: simulate under Verilator against the golden model"):
-            outcome = verify(name, config, lanes=1, work_dir=out / "sim" / stem)
-            print(f"      {outcome.summary()}")
-        with progress.stage(f"{name}: synthesize (Yosys) and place and route (nextpnr-ecp5)"):
-            entry = measure(name, config, lanes=1, target="ecp5")
-            write_cost_json(entry, out / "cost" / f"{stem}-ecp5.json")
-        failed += not outcome.result.passed
-        r = entry["resources"]
-        lines.append(f"{name:16s} {outcome.result.checked:>9,} {outcome.result.mismatches:>10} "
-                     f"{r.get('LUT', 0):>5} {r.get('FF', 0):>5} {r.get('DSP', 0):>4} "
-                     f"{entry.get('fmax_mhz') or 0:>8.1f}")
+    qmodel, _ = chosen_model(out)
+    verdicts = {}
+    for op, info in units.items():
+        config, _ = _unit(qmodel, op, info["layer"])
+        outcome = verify(op, config, lanes=1, work_dir=out / "sim" / op.replace("/", "_"),
+                         vectors_path=Path(info["vectors"]))
+        r = outcome.result
+        verdicts[op] = {"checked": r.checked, "mismatches": r.mismatches, "cycles": r.cycles,
+                        "passed": r.passed, "first_mismatch": r.first_mismatch,
+                        "waveform": str(r.waveform) if r.waveform else None}
+        print(f"      {outcome.summary()}", flush=True)
+    runs = [real_qkv_gemm(out, qmodel)]
+    checked = sum(run.result.checked for run in runs)
+    mismatches = sum(run.result.mismatches for run in runs)
+    verdicts["gemm"] = {"checked": checked, "mismatches": mismatches,
+                        "cycles": sum(run.result.cycles for run in runs),
+                        "passed": all(run.result.passed for run in runs),
+                        "first_mismatch": None, "waveform": None}
+    for run in runs:
+        print(f"      {run.summary()}", flush=True)
+    return _finish(out, "sim", {"verdicts": verdicts})
 
-    print("\nunit              vectors  mismatches   LUT    FF  DSP  Fmax/MHz")
-    print("\n".join(lines))
-    print(f"\noutputs in {out}/ (Verilog, simulation logs, cost JSON)")
-    return 1 if failed else 0
+
+def real_qkv_gemm(out: Path, qmodel):
+    """Block 0's QKV product on the GEMM array: real int8 activations of a test image and the
+    model's real int8 weights and int32 bias, with one per-tensor requantizer (the array's;
+    the model requantizes per channel after it)."""
+    from golden_model.gemm import example_config, example_requant
+    from golden_model.qvit import quantize_images
+    from sim.gemm_bench import simulate_gemm
+
+    _, splits = chosen_model(out)
+    taps: dict = {}
+    qmodel.forward(quantize_images(splits["test"].images[:1].numpy()), taps)
+    linear = qmodel.blocks[0]["qkv"]
+    return simulate_gemm(example_config(GEMM_SIZE, GEMM_SIZE), example_requant(),
+                         taps["blocks.0.attn.qkv"][0], linear.weight.T, linear.bias,
+                         work_dir=out / "sim" / "gemm", name="blocks.0.attn.qkv (real)")
+
+
+def stage_cost(out: Path, units: dict) -> dict:
+    from fpga.cost import measure
+
+    table_path = Path(__file__).resolve().parents[1] / "fpga" / "tables" / "ecp5.json"
+    table = json.loads(table_path.read_text())["entries"] if table_path.exists() else {}
+    entries = {}
+    for op in list(units) + ["gemm"]:
+        key = "gemm 8x8" if op == "gemm" else op
+        if key in table:
+            entries[op] = {**table[key], "source": "checked-in table"}
+        elif op != "gemm":
+            entries[op] = {**measure(op, None, lanes=1, target="ecp5"), "source": "measured now"}
+        else:
+            continue
+        r = entries[op]["resources"]
+        print(f"      {op:16s} LUT {r.get('LUT', 0)}, FF {r.get('FF', 0)}, DSP {r.get('DSP', 0)}"
+              f", Fmax {entries[op].get('fmax_mhz') or 0:.1f} MHz ({entries[op]['source']})",
+              flush=True)
+    return _finish(out, "cost", {"entries": entries})
+
+
+def run_demo(out: Path, force: bool = False) -> int:
+    from .report import write_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(len(STAGES))
+    records = {}
+    for stage in STAGES:
+        record = None if force else _load(out, stage)
+        with progress.stage(stage if record is None else f"{stage} (finished earlier, reused)"):
+            if record is None:
+                if stage == "quantize":
+                    record = stage_quantize(out)
+                elif stage == "vectors":
+                    record = stage_vectors(out)
+                elif stage == "verilog":
+                    record = stage_verilog(out, records["vectors"]["units"])
+                elif stage == "sim":
+                    record = stage_sim(out, records["vectors"]["units"])
+                elif stage == "cost":
+                    record = stage_cost(out, records["vectors"]["units"])
+                else:
+                    record = _finish(out, "report", {"files": write_report(out)})
+        records[stage] = record
+    return summary(records)
+
+
+def summary(records: dict) -> int:
+    acc = records["quantize"]["accuracy"]
+    verdicts = records["sim"]["verdicts"]
+    entries = records["cost"]["entries"]
+    passed = sum(v["passed"] for v in verdicts.values())
+    mismatches = sum(v["mismatches"] for v in verdicts.values())
+    checked = sum(v["checked"] for v in verdicts.values())
+    lut = sum(e["resources"].get("LUT", 0) for op, e in entries.items() if op != "gemm")
+    dsp = sum(e["resources"].get("DSP", 0) for op, e in entries.items() if op != "gemm")
+    print("\n" + "=" * 72)
+    print(f"bundled ViT, W8A8, unified rule: float accuracy {acc['float']:.2%}, integer "
+          f"{acc['stage3']:.2%}")
+    print(f"units verified: {passed}/{len(verdicts)} with {mismatches} mismatches in "
+          f"{checked:,} real-activation outputs (Verilator, bit-exact)")
+    print(f"chosen non-linear units: {lut} LUT, {dsp} DSP in all (ECP5, one lane each)")
+    print(f"report: {records['report']['files']['html']}")
+    print("=" * 72)
+    return 0 if passed == len(verdicts) else 1
