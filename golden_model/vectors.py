@@ -155,3 +155,28 @@ def row_sweep(operator, config, rng: np.random.Generator, max_len: int,
     randoms = [rng.integers(lo, hi, length(int(rng.integers(1, max_len + 1))), endpoint=True)
                for _ in range(count)]
     return corners + own + randoms
+
+
+REAL_IMAGES = 8
+"""Calibration images whose activations join a row unit's test vectors."""
+
+
+def real_activation_rows(kind: str, config, count: int = 200) -> list[np.ndarray]:
+    """Rows of real activations: the bundled model's inputs to its first layer of ``kind`` on
+    calibration images, quantized by ``config``'s own input quantizer (its scale, or per-channel
+    scales); ``[]`` when the config's row length does not fit the model (LayerNorm channels)."""
+    from .checkpoint import load_bundled
+    from .dataset import load_splits
+    from .qvit import float_taps
+    from .select import quantize_input
+    from .vit import nonlinear_layers
+
+    model, model_config, _ = load_bundled()
+    channels = getattr(config, "channels", None)
+    if channels is not None and channels != model_config.embed_dim:
+        return []
+    layer = next(name for name, k in nonlinear_layers(model_config).items() if k == kind)
+    taps = float_taps(model, load_splits()["calibration"].images[:REAL_IMAGES])
+    x = taps[layer]
+    rows = quantize_input(config, x).reshape(-1, x.shape[-1])
+    return list(rows[:count])

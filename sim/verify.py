@@ -6,8 +6,8 @@ import numpy as np
 
 from golden_model import registry
 from golden_model.errors import IntvitError
-from golden_model.vectors import (load_vectors, make_row_vectors, make_vectors, row_sweep,
-                                  save_vectors)
+from golden_model.vectors import (load_vectors, make_row_vectors, make_vectors,
+                                  real_activation_rows, row_sweep, save_vectors)
 from hw.units import build_unit
 
 from .runner import SimResult, run_bench
@@ -44,12 +44,14 @@ class Verification:
 def sweep_vectors(name: str, config, seed: int = 0, max_row: int | None = None,
                   row_count: int = ROW_COUNT):
     """The operator's sweep inputs and the golden outputs for them; for row operators, rows of
-    random lengths up to the unit's ``max_row`` plus corner rows (:func:`row_sweep`)."""
+    random lengths up to the unit's ``max_row``, corner rows (:func:`row_sweep`) and rows of
+    real activations of the bundled model (:func:`real_activation_rows`)."""
     operator = registry.get(name)
     rng = np.random.default_rng(seed)
     if operator.row_wise:
-        return make_row_vectors(name, config, row_sweep(operator, config, rng, max_row,
-                                                        row_count), operator.run)
+        rows = row_sweep(operator, config, rng, max_row, row_count)
+        rows += [r for r in real_activation_rows(operator.kind, config) if len(r) <= max_row]
+        return make_row_vectors(name, config, rows, operator.run)
     x = operator.sweep_inputs(config, rng)
     return make_vectors(name, config, x, operator.run(config, x))
 
