@@ -57,14 +57,14 @@ def main():
             rows.append([bits.upper(), rule, f"{acc['float']:.4f}", f"{acc['stage2']:.4f}",
                          f"{acc['stage3']:.4f}", f"{mix_cost(scores, result.assignment):.3g}"])
             print(rows[-1], flush=True)
-            if bits == "w8a8" and rule == "iptq":
+            if bits == "w8a8" and rule == "unified":
                 choices = result.assignment
                 omegas = {l: {o: c.omega for o, c in cs.items()} for l, cs in scores.items()}
                 plot = omega_per_layer(omegas, choices, IMAGES / "omega_per_layer.png")
                 plot = f"img/{plot.name}"
         if bits == "w8a8":
             for label, weights in ABLATION.items():
-                result = quantize_model(model, splits, spec, "iptq",
+                result = quantize_model(model, splits, spec, "unified",
                                         scores=reweighted(scores, weights))
                 picked = sorted({op.split("/")[1] for op in result.assignment.values()})
                 ablation.append([label, f"{result.accuracy['stage3']:.4f}",

@@ -29,11 +29,13 @@ import torch
 from . import registry
 from .calibration import activation_scale, qmax, quantize, weight_scales
 from .errors import IntvitError
-from .integer import as_int_array, check_int, clamp, signed_range
+from .integer import as_int_array, check_int, check_scale, clamp, signed_range
 from .ops.requant import ChannelRequant, RequantConfig, requantize
 from .vit import VisionTransformer, nonlinear_layers
 
 IMAGE_BITS = 8
+BUNDLED_IMAGE_SCALE = 1.0 / 8
+"""The bundled digits are ``(p - 8) / 8``: int8 codes at scale 1/8 represent them exactly."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,11 @@ class QuantSpec:
     act_bits: int = 8
     residual_bits: int = 16
     calibrator: str = "percentile"
+    image_scale: float = BUNDLED_IMAGE_SCALE
+    """Real value of one int8 input code (images are quantized before the model sees them)."""
 
     def __post_init__(self):
+        check_scale("QuantSpec", "image_scale", self.image_scale)
         check_int("QuantSpec", "weight_bits", self.weight_bits, 2, 8)
         check_int("QuantSpec", "act_bits", self.act_bits, 4, 8)
         check_int("QuantSpec", "residual_bits", self.residual_bits, 8, 16)
@@ -299,7 +304,7 @@ def build_integer_vit(model: VisionTransformer, calibration_images, assignment: 
     residual_taps = [taps[f"blocks.{i}.norm{j}"] for i in range(config.depth) for j in (1, 2)]
     residual_taps.append(taps["norm"])
     s_res = max(float(np.max(np.abs(t))) for t in residual_taps) * 1.25 / qmax(rbits)
-    scales: dict = {"patch_embed.proj": 1.0 / 8}
+    scales: dict = {"patch_embed.proj": spec.image_scale}
     plans: dict = {}
 
     def linear(prefix, s_in, out_scale, out_bits, weight=None):
@@ -332,7 +337,7 @@ def build_integer_vit(model: VisionTransformer, calibration_images, assignment: 
         plans[layer].in_requant = requant
         return cfg, requant
 
-    patch_embed = linear("patch_embed.proj", 1.0 / 8, s_res, rbits)
+    patch_embed = linear("patch_embed.proj", spec.image_scale, s_res, rbits)
     cls_pos = state["pos_embed"][0].copy()
     cls_pos[0] += state["cls_token"][0, 0]
     cls_pos = quantize(cls_pos, s_res, rbits)
@@ -380,14 +385,22 @@ def build_integer_vit(model: VisionTransformer, calibration_images, assignment: 
                       assignment=assignment, residual_range=signed_range(rbits))
 
 
-def quantize_images(images) -> np.ndarray:
-    """The bundled dataset's normalized images ``(p - 8) / 8`` as their exact int8 codes."""
-    x = np.asarray(images, np.float64) * 8
+def quantize_images(images, scale: float = BUNDLED_IMAGE_SCALE) -> np.ndarray:
+    """Float images as int8 codes at ``scale`` (round, saturate; build-time input quantizer).
+    At the bundled scale the images must lie on its 1/8 grid, which they represent exactly."""
+    x = np.asarray(images, np.float64) / scale
     codes = np.round(x)
-    if np.max(np.abs(codes - x)) > 1e-6:
-        raise IntvitError("images are not on the 1/8 grid of the bundled dataset; quantize "
-                          "them with your own input scale")
-    return codes.astype(np.int64)
+    if scale == BUNDLED_IMAGE_SCALE and np.max(np.abs(codes - x)) > 1e-6:
+        raise IntvitError("images are not on the 1/8 grid of the bundled dataset; give your "
+                          "own input scale (QuantSpec.image_scale)")
+    limit = qmax(IMAGE_BITS)
+    return np.clip(codes, -limit, limit).astype(np.int64)
+
+
+def image_scale_for(images) -> float:
+    """An input scale for a user's images: their max-abs over the int8 range."""
+    x = np.asarray(images, np.float64)
+    return max(float(np.max(np.abs(x))), 1e-8) / qmax(IMAGE_BITS)
 
 
 def integer_taps(qmodel: IntegerViT, images_q) -> dict:

@@ -7,7 +7,8 @@ Stage 1 (score): every layer, every candidate of its kind, on the calibration im
     computes it, quantized by the candidate's own input quantizer;
   - ``sqnr_diff`` = ``Q`` minus the ASQNR of that quantized input (Mixed-NLQ eq. 11);
   - ``P`` = mean KL between the float model's output and the float model's output with only this
-    layer replaced by the candidate (quantize, integer run, dequantize);
+    layer replaced by the candidate (quantize, integer run, dequantize), re-run from the cached
+    input of the layer's block onward;
   - ``C`` = LUT-equivalents x cycles of the candidate over the layer's elements (cost table);
   - ``Omega`` from the three (:func:`golden_model.metrics.omega`).
 Stage 2 (assign): the rule picks one candidate per layer.
@@ -15,8 +16,8 @@ Stage 3 (calibrate the mix): the chosen mix is rebuilt with every activation sca
 non-linear config calibrated on the mixed integer model's own (dequantized) activations instead
 of the float model's.
 
-Rules: ``iptq`` (highest Omega), ``sqnr-diff`` (Mixed-NLQ: lowest SQNR diff among I-BERT,
-FQ-ViT and I-ViT, the paper's wording), ``sqnr-out`` (highest output ASQNR among those three)
+Rules: ``unified`` (IPTQ-ViT: highest Omega), ``sqnr-diff`` (Mixed-NLQ: lowest SQNR diff among I-BERT,
+FQ-ViT and I-ViT, the paper's wording), ``sqnr-output`` (highest output ASQNR among those three)
 and the single-method baselines ``all-iptq``, ``all-ivit``, ``all-ibert``, ``all-fqvit``.
 """
 from dataclasses import asdict, dataclass
@@ -36,7 +37,7 @@ from .vit import nonlinear_layers
 METHODS = ("iptq", "ivit", "ibert", "fqvit")
 MIXED_NLQ_METHODS = ("ibert", "fqvit", "ivit")
 """Mixed Non-linear Quantization chooses among these three (its Sec. 3)."""
-RULES = ("iptq", "sqnr-diff", "sqnr-out") + tuple(f"all-{m}" for m in METHODS)
+RULES = ("unified", "sqnr-diff", "sqnr-output") + tuple(f"all-{m}" for m in METHODS)
 BASE_METHOD = "iptq"
 
 
@@ -86,13 +87,16 @@ def score_layers(model, calibration_images, spec: QuantSpec, cost_table: CostTab
     builds = {m: build_integer_vit(model, None, default_assignment(config, m), spec, ftaps)
               for m in METHODS}
     base = builds[BASE_METHOD]
-    btaps = integer_taps(base, quantize_images(calibration_images.numpy()))
+    btaps = integer_taps(base, quantize_images(calibration_images.numpy(), spec.image_scale))
     layers = nonlinear_layers(config)
     scores = {}
     for index, (layer, kind) in enumerate(layers.items()):
         x_float = ftaps[layer]
         x_base = btaps[layer]
         elements = int(np.prod(x_float.shape[1:]))
+        block = int(layer.split(".")[1]) if layer.startswith("blocks.") else config.depth
+        entry = torch.from_numpy(ftaps[f"blocks.{block}.norm1" if block < config.depth
+                                       else "norm"]).float()
         terms, rows = {}, {}
         for op_name in candidates_of(kind):
             method = op_name.split("/")[1]
@@ -104,8 +108,9 @@ def score_layers(model, calibration_images, spec: QuantSpec, cost_table: CostTab
             y_out = cfg.dequantize_output(operator.run(cfg, q_in))
             sqnr_in = asqnr(x_float, q_in * input_scale(cfg))
             sqnr_out = asqnr(operator.reference(cfg, x_float), y_out)
-            with torch.no_grad():
-                z = model(calibration_images, replace={layer: candidate_function(op_name, cfg)})
+            with torch.no_grad():  # from the layer's block input onward (cached)
+                z = model.forward_from(block, entry, replace={layer: candidate_function(op_name,
+                                                                                          cfg)})
             p = mean_kl(ftaps["logits"], z.double().numpy())
             c = cost_table.layer_cost(op_name, elements)
             terms[op_name] = (sqnr_out, p, c)
@@ -126,7 +131,7 @@ def assign(scores: dict, rule: str, model_config) -> dict:
         return default_assignment(model_config, rule[4:])
     chosen = {}
     for layer, candidates in scores.items():
-        if rule == "iptq":
+        if rule == "unified":
             chosen[layer] = max(candidates.values(), key=lambda s: s.omega).op
             continue
         pool = [s for s in candidates.values() if s.op.split("/")[1] in MIXED_NLQ_METHODS]
@@ -141,13 +146,13 @@ def calibrate_mix(model, calibration_images, assignment: dict, spec: QuantSpec):
     """Stage 3: build the mix on float activations, then rebuild it calibrated on its own
     integer activations (dequantized)."""
     first = build_integer_vit(model, calibration_images, assignment, spec)
-    own = integer_taps(first, quantize_images(calibration_images.numpy()))
+    own = integer_taps(first, quantize_images(calibration_images.numpy(), spec.image_scale))
     return build_integer_vit(model, calibration_images, assignment, spec, taps=own)
 
 
 def accuracy(qmodel, images, labels) -> float:
     """Top-1 accuracy of the integer model on float images of the bundled dataset."""
-    predictions = qmodel.predict(quantize_images(images.numpy()))
+    predictions = qmodel.predict(quantize_images(images.numpy(), qmodel.spec.image_scale))
     return float(np.mean(predictions == labels.numpy()))
 
 
@@ -168,7 +173,7 @@ class QuantizationResult:
                            for layer, c in self.scores.items()}}
 
 
-def quantize_model(model, splits: dict, spec: QuantSpec, rule: str = "iptq",
+def quantize_model(model, splits: dict, spec: QuantSpec, rule: str = "unified",
                    weights: OmegaWeights = OmegaWeights(), cost_table: CostTable | None = None,
                    scores: dict | None = None, progress=None) -> QuantizationResult:
     """The three stages on ``splits["calibration"]``, evaluated on ``splits["test"]``:

@@ -258,8 +258,15 @@ class VisionTransformer(nn.Module):
         tokens = self.patch_embed(x, taps)
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         tokens = torch.cat([cls, tokens], dim=1) + self.pos_embed
-        for block in self.blocks:
-            tokens = block(tokens, taps, replace)
+        return self.forward_from(0, tokens, taps, replace)
+
+    def forward_from(self, block: int, tokens: torch.Tensor, taps: dict | None = None,
+                     replace: dict | None = None) -> torch.Tensor:
+        """Logits from the residual stream ``tokens`` entering block ``block`` (``depth``: the
+        final LayerNorm), e.g. a cached ``blocks.{block}.norm1`` tap: swapping one layer needs
+        only the rest of the network re-run."""
+        for module in self.blocks[block:]:
+            tokens = module(tokens, taps, replace)
         _tap(taps, "norm", tokens)
         features = _op(replace, "norm", self.norm, tokens)[:, 0]
         _tap(taps, "head", features)

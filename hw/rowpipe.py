@@ -8,10 +8,12 @@ pass streams the result out. Each pass can reduce its outputs over the row (max 
 pass ``k`` and ``k + 1`` a *row step* turns those reductions into per-row scalars (a register
 copy, a sequential divider, a square root...).
 
-With ``N`` passes there are ``N`` buffer slots and the passes work on ``N`` consecutive rows at
-once, so back-to-back rows are accepted at the rate of the slowest pass: the initiation interval
-is ``ceil(n / lanes)`` beats plus a fixed per-row overhead (pipeline drain, row step) that
-:attr:`RowUnit.row_overhead` states and the testbenches measure.
+With ``N`` passes there are ``N + 1`` buffer slots: the passes work on consecutive rows at once
+and one more row can wait while a row step runs, so back-to-back rows are accepted at the rate
+of the slowest pass or row step: the initiation interval is at most ``ceil(n / lanes)`` beats
+plus the per-row overhead (pipeline drain, row step) that :attr:`RowUnit.row_overhead` states,
+and the testbenches measure it. A row step slower than a row (a 32-cycle divider after a
+16-beat row) bounds the interval from below.
 
 Rows longer than ``max_row`` elements are truncated to ``max_row`` (later beats are dropped) and
 raise the sticky ``overflow`` output until reset; they are never silently wrapped.
@@ -119,12 +121,13 @@ class RowUnit(wiring.Component):
         word_bits = lanes * max(s.width for s in stored)
 
         ports = []
-        for s in range(n_pass):
+        n_slots = n_pass + 1  # one slot more than passes: a row waits in it while a row step runs
+        for s in range(n_slots):
             memory = Memory(shape=unsigned(word_bits), depth=self.max_beats, init=[])
             m.submodules[f"slot{s}"] = memory
             ports.append((memory.write_port(), memory.read_port(domain="sync")))
 
-        in_flight = Signal(range(n_pass + 1))
+        in_flight = Signal(range(n_slots + 1))
         started, finished = Signal(), Signal()
         m.d.sync += in_flight.eq(in_flight + started - finished)
         overflow = Signal()
@@ -134,7 +137,7 @@ class RowUnit(wiring.Component):
         writes = []  # (pass slot, strobe, address, word)
         for k, row_pass in enumerate(passes):
             first, final = k == 0, k == n_pass - 1
-            slot = Signal(range(n_pass), name=f"p{k}_slot")
+            slot = Signal(range(n_slots), name=f"p{k}_slot")
             running = Signal(name=f"p{k}_running")
             draining = Signal(name=f"p{k}_draining")
             holding = Signal(name=f"p{k}_holding")  # reductions ready, waiting for the step
@@ -147,7 +150,7 @@ class RowUnit(wiring.Component):
                 length = Signal(length_shape, name="p0_length")
                 beats = issued
                 scalars = {}
-                m.d.comb += [can_start.eq(idle & (in_flight < n_pass)), started.eq(can_start)]
+                m.d.comb += [can_start.eq(idle & (in_flight < n_slots)), started.eq(can_start)]
             else:
                 full, clear, offered = handoff
                 scalars = {name: Signal(reg.shape(), name=f"p{k}_row_{name}")
@@ -301,7 +304,7 @@ class RowUnit(wiring.Component):
                     m.d.sync += full.eq(0)
                 handoff = (full, clear, offered)
             with m.If(done_row):
-                m.d.sync += slot.eq(Mux(slot == n_pass - 1, 0, slot + 1))
+                m.d.sync += slot.eq(Mux(slot == n_slots - 1, 0, slot + 1))
 
         for s, (write, _) in enumerate(ports):
             for slot, strobe, address, word in writes:

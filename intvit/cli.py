@@ -188,34 +188,103 @@ def format_cost(entry: dict) -> str:
 
 
 def cmd_quantize(args) -> int:
-    from golden_model.checkpoint import load_bundled
     from golden_model.costs import load_cost_table
-    from golden_model.dataset import load_splits
     from golden_model.metrics import OmegaWeights
-    from golden_model.qvit import QuantSpec
     from golden_model.quantfile import save_quant
     from golden_model.select import quantize_model
 
-    spec = QuantSpec.parse(args.bits, calibrator=args.calibrator)
     weights = OmegaWeights(*parse_weights(args.weights))
     table = load_cost_table(args.cost_table)
-    model, _, _ = load_bundled()
-    print(f"quantizing the bundled model at {args.bits.upper()}, rule {args.rule}, cost table "
+    model, splits, spec, what = model_and_data(args)
+    print(f"quantizing {what} at {args.bits.upper()}, rule {args.rule}, cost table "
           f"{table.source}{'' if table.measured else ' (stand-in)'}", flush=True)
 
     def progress(done, total, layer):
         print(f"  [{done}/{total}] scored {layer}", flush=True)
 
-    result = quantize_model(model, load_splits(), spec, args.rule, weights, table,
-                            progress=progress)
+    result = quantize_model(model, splits, spec, args.rule, weights, table, progress=progress)
     path = save_quant(Path(args.out) / "quant.json", result)
-    for layer, op in result.assignment.items():
-        print(f"  {layer:24s} {op}")
+    print(choice_table(result.assignment))
     acc = result.accuracy
-    print(f"test accuracy: float {acc['float']:.4f}, integer {acc['stage3']:.4f} "
+    measure = "accuracy" if args.model == "bundled" else "top-1 agreement with float"
+    print(f"test {measure}: float {acc['float']:.4f}, integer {acc['stage3']:.4f} "
           f"(before stage 3: {acc['stage2']:.4f})")
     print(f"wrote {path}")
     return 0
+
+
+def model_and_data(args):
+    """The float model, its calibration/test splits and the QuantSpec for ``--model``: the
+    bundled digits model and dataset, or a timm checkpoint with ``--calibration`` images (whose
+    "test" is the same images labelled by the float model: integer-vs-float agreement)."""
+    import torch
+
+    from golden_model.dataset import Split
+    from golden_model.qvit import QuantSpec, image_scale_for
+
+    if args.model == "bundled":
+        from golden_model.checkpoint import load_bundled
+        from golden_model.dataset import load_splits
+
+        model, _, _ = load_bundled()
+        return (model, load_splits(), QuantSpec.parse(args.bits, calibrator=args.calibrator),
+                "the bundled model")
+    from golden_model.checkpoint import load_checkpoint
+    from golden_model.vit import PRESETS
+
+    if args.arch is not None and args.arch not in PRESETS:
+        raise IntvitError(f"--arch {args.arch}: unknown architecture; use one of "
+                          f"{', '.join(sorted(PRESETS))}")
+    if args.calibration is None:
+        raise IntvitError("--model PATH needs --calibration IMAGES.npy (float images, "
+                          "N x C x H x W, normalized as the model expects)")
+    model = load_checkpoint(args.model, PRESETS[args.arch] if args.arch else None)
+    images = load_images(args.calibration, model.config)
+    with torch.no_grad():
+        labels = model(images).argmax(-1)
+    split = Split(images, labels)
+    spec = QuantSpec.parse(args.bits, calibrator=args.calibrator,
+                           image_scale=image_scale_for(images.numpy()))
+    return model, {"calibration": split, "test": split}, spec, args.model
+
+
+def load_images(path, config):
+    """Float calibration images from a ``.npy`` file, checked against the model's input."""
+    import numpy as np
+    import torch
+
+    try:
+        images = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise IntvitError(f"calibration images {path} do not exist") from None
+    except (OSError, ValueError) as error:
+        raise IntvitError(f"calibration images {path} are not a .npy array ({error})") from None
+    expected = (config.in_chans, config.img_size, config.img_size)
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+        raise IntvitError(f"calibration images {path} have shape {images.shape}; the model "
+                          f"takes (N, {', '.join(map(str, expected))})")
+    if len(images) == 0:
+        raise IntvitError(f"calibration images {path} are empty; give at least one image")
+    if not np.issubdtype(images.dtype, np.floating) or not np.all(np.isfinite(images)):
+        raise IntvitError(f"calibration images {path} must be finite floats (found NaN, "
+                          "infinity or integers)")
+    return torch.from_numpy(images.astype(np.float32))
+
+
+def choice_table(assignment: dict) -> str:
+    """Per-layer choices, then how many layers of each kind took each method (the shape of
+    Mixed-NLQ's Table 3)."""
+    from collections import Counter
+
+    lines = [f"  {layer:24s} {op}" for layer, op in assignment.items()]
+    counts = Counter(op for op in assignment.values())
+    kinds = sorted({op.split("/")[0] for op in counts})
+    methods = sorted({op.split("/")[1] for op in counts})
+    lines.append("  " + "layers".ljust(10) + "".join(m.rjust(8) for m in methods))
+    for kind in kinds:
+        lines.append("  " + kind.ljust(10)
+                     + "".join(str(counts.get(f"{kind}/{m}", 0)).rjust(8) for m in methods))
+    return "\n".join(lines)
 
 
 def parse_weights(text: str) -> tuple[float, float, float]:
@@ -333,16 +402,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     quantize = commands.add_parser("quantize", help="quantize the bundled model to integers, "
                                    "one candidate per non-linear layer")
+    quantize.add_argument("--model", default="bundled",
+                          help="bundled (default) or a timm ViT/DeiT checkpoint path")
+    quantize.add_argument("--arch", default=None, help="architecture of --model PATH, e.g. "
+                          "deit_tiny_patch16_224 (default: inferred from the weights)")
+    quantize.add_argument("--calibration", default=None,
+                          help="--model PATH: calibration images, a float .npy (N, C, H, W)")
     quantize.add_argument("--bits", default="w8a8", help="w8a8 (default) or w4a8")
-    quantize.add_argument("--rule", default="iptq", help="iptq (unified metric, default), "
-                          "sqnr-diff, sqnr-out, all-iptq, all-ivit, all-ibert, all-fqvit")
+    quantize.add_argument("--rule", default="unified", help="unified (IPTQ-ViT, default), "
+                          "sqnr-diff, sqnr-output, all-iptq, all-ivit, all-ibert, all-fqvit")
     quantize.add_argument("--calibrator", default="percentile",
                           help="activation calibrator: minmax, percentile (default), mse")
     quantize.add_argument("--weights", default="1,1,0.5",
                           help="Omega weights of sensitivity, perturbation, cost")
     quantize.add_argument("--cost-table", default=None,
                           help="cost table JSON (default: fpga/tables/ecp5.json, else stand-in)")
-    quantize.add_argument("--out", default="runs/quantize", help="output directory")
+    quantize.add_argument("-o", "--out", default="runs/quantize", help="output directory")
     quantize.set_defaults(run=cmd_quantize)
 
     demo = commands.add_parser("demo", help="the main job on the bundled model")

@@ -85,12 +85,12 @@ def stage_quantize(out: Path) -> dict:
         rules[rule] = {"accuracy": result.accuracy, "assignment": result.assignment,
                        "cost": sum(scores[l][o].cost for l, o in result.assignment.items())}
         print(f"      {rule:10s} integer accuracy {result.accuracy['stage3']:.4f}", flush=True)
-        if rule == "iptq":
+        if rule == "unified":
             save_quant(out / "quant.json", result)
     from golden_model.files import write_text_atomic
     write_text_atomic(out / "rules.json", json.dumps(rules, indent=1) + "\n")
     return _finish(out, "quantize", {"cost_table": table.source, "measured": table.measured,
-                                     "accuracy": rules["iptq"]["accuracy"]})
+                                     "accuracy": rules["unified"]["accuracy"]})
 
 
 def chosen_model(out: Path):

@@ -25,10 +25,10 @@ SCORES = {"blocks.0.attn.softmax": {
 
 
 def test_rules_pick_as_defined():
-    assert assign(SCORES, "iptq", None) == {"blocks.0.attn.softmax": "softmax/ibert"}
+    assert assign(SCORES, "unified", None) == {"blocks.0.attn.softmax": "softmax/ibert"}
     assert assign(SCORES, "sqnr-diff", None) == {"blocks.0.attn.softmax": "softmax/fqvit"}
-    # iptq is not one of Mixed-NLQ's candidates, so sqnr-out takes I-ViT's 28 dB
-    assert assign(SCORES, "sqnr-out", None) == {"blocks.0.attn.softmax": "softmax/ivit"}
+    # iptq is not one of Mixed-NLQ's candidates, so sqnr-output takes I-ViT's 28 dB
+    assert assign(SCORES, "sqnr-output", None) == {"blocks.0.attn.softmax": "softmax/ivit"}
     with pytest.raises(IntvitError, match="rule"):
         assign(SCORES, "random", None)
 
@@ -64,8 +64,8 @@ def test_baselines_put_every_layer_on_one_method(scored):
 
 def test_quant_file_round_trips(scored, tmp_path):
     config, scores = scored
-    assignment = assign(scores, "iptq", config)
-    result = QuantizationResult(QuantSpec(weight_bits=4), "iptq", assignment, scores,
+    assignment = assign(scores, "unified", config)
+    result = QuantizationResult(QuantSpec(weight_bits=4), "unified", assignment, scores,
                                 {"float": 0.9, "stage2": 0.8, "stage3": 0.85})
     path = save_quant(tmp_path / "quant.json", result)
     loaded = load_quant(path)

@@ -338,3 +338,16 @@ def test_replace_swaps_exactly_the_named_layer():
         zeroed = model(x, replace={"blocks.1.attn.softmax": torch.zeros_like})
     assert torch.equal(plain, same)
     assert not torch.allclose(plain, zeroed)
+
+
+def test_forward_from_a_cached_block_input_equals_the_full_forward():
+    from golden_model.checkpoint import load_bundled
+    model, config, _ = load_bundled()
+    x = torch.randn(3, 1, 8, 8)
+    taps: dict = {}
+    with torch.no_grad():
+        full = model(x, taps)
+        for block in range(config.depth):
+            torch.testing.assert_close(model.forward_from(block, taps[f"blocks.{block}.norm1"]),
+                                       full)
+        torch.testing.assert_close(model.forward_from(config.depth, taps["norm"]), full)

@@ -1,0 +1,56 @@
+"""`intvit quantize`: a user checkpoint end to end, and one-line errors for bad input."""
+import json
+
+import numpy as np
+import pytest
+
+from golden_model.checkpoint import BUNDLED_WEIGHTS
+from golden_model.dataset import load_splits
+from intvit.cli import main
+
+
+def test_user_checkpoint_with_its_own_calibration_images(tmp_path, capsys):
+    images = tmp_path / "cal.npy"
+    np.save(images, load_splits()["calibration"].images[:12].numpy() * 0.9)  # off the 1/8 grid
+    out = tmp_path / "run"
+    assert main(["quantize", "--model", str(BUNDLED_WEIGHTS), "--arch", "bundled",
+                 "--calibration", str(images), "--rule", "all-ibert", "-o", str(out)]) == 0
+    quant = json.loads((out / "quant.json").read_text())
+    assert set(quant["assignment"].values()) == {"layernorm/ibert", "softmax/ibert",
+                                                 "gelu/ibert"}
+    assert quant["spec"]["image_scale"] == pytest.approx(0.9 / 127)
+    assert quant["accuracy"]["stage3"] >= 0.9  # agreement with the float model
+    assert "top-1 agreement" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: np.save(p, np.full((2, 1, 8, 8), np.nan, np.float32)), "finite"),
+    (lambda p: np.save(p, np.zeros((2, 1, 16, 16), np.float32)), "shape"),
+    (lambda p: np.save(p, np.zeros((0, 1, 8, 8), np.float32)), "empty"),
+    (lambda p: p.write_bytes(b"junk"), "not a .npy"),
+])
+def test_bad_calibration_images(make, words, tmp_path, capsys):
+    images = tmp_path / "cal.npy"
+    make(images)
+    out = tmp_path / "run"
+    assert main(["quantize", "--model", str(BUNDLED_WEIGHTS), "--calibration", str(images),
+                 "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--arch", "resnet50", "--model", "x.pth", "--calibration", "c.npy"], "architecture"),
+    (["--model", "x.pth"], "--calibration"),
+    (["--bits", "w3a3"], "bits"),
+    (["--rule", "best"], "rule"),
+    (["--weights", "1,1"], "three numbers"),
+    (["--calibrator", "median"], "calibrator"),
+])
+def test_bad_options(argv, words, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["quantize", *argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err
+    assert not out.exists()
