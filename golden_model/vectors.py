@@ -180,3 +180,30 @@ def real_activation_rows(kind: str, config, count: int = 200) -> list[np.ndarray
     x = taps[layer]
     rows = quantize_input(config, x).reshape(-1, x.shape[-1])
     return list(rows[:count])
+
+
+def layer_vectors(qmodel, images_q, layers=None, row_limit: int = 600) -> dict:
+    """Test vectors of the integer model's non-linear ``layers`` (default: all) from real
+    images: each layer's integer inputs on ``images_q`` and its golden outputs (checked equal to
+    the model's own outputs). Row layers keep at most ``row_limit`` rows."""
+    from . import registry
+
+    taps: dict = {}
+    qmodel.forward(images_q, taps)
+    found = {}
+    for layer in layers or list(qmodel.plans):
+        plan = qmodel.plans[layer]
+        operator = registry.get(plan.op)
+        x, out = taps[f"{layer}:in"], taps[f"{layer}:out"]
+        if operator.row_wise:
+            rows = x.reshape(-1, x.shape[-1])[:row_limit]
+            vectors = make_row_vectors(plan.op, plan.config, list(rows), operator.run)
+            expected = out.reshape(-1, x.shape[-1])[:row_limit]
+        else:
+            vectors = make_vectors(plan.op, plan.config, x.reshape(-1),
+                                   operator.run(plan.config, x.reshape(-1)))
+            expected = out.reshape(-1)
+        if not np.array_equal(vectors.y.reshape(expected.shape), expected):
+            raise IntvitError(f"{layer}: golden outputs differ from the model's own outputs")
+        found[layer] = vectors
+    return found

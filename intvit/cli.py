@@ -112,10 +112,36 @@ def cmd_vectors(args) -> int:
 
     from golden_model.vectors import make_vectors, save_vectors
 
+    if args.quant is not None:
+        return model_vectors(args)
+    if args.op is None:
+        raise IntvitError("give an operator (see `intvit ops`) or --quant quant.json")
     operator, _, config = operator_config(args.op, args.set)
     x = operator.sweep_inputs(config, np.random.default_rng(args.seed))
     save_vectors(args.output, make_vectors(args.op, config, x, operator.run(config, x)))
     print(f"wrote {args.output}: {np.asarray(x).size:,} inputs of {args.op}")
+    return 0
+
+
+def model_vectors(args) -> int:
+    """One vector file per non-linear layer of a quantized bundled model, from test images."""
+    from golden_model.checkpoint import load_bundled
+    from golden_model.dataset import load_splits
+    from golden_model.qvit import quantize_images
+    from golden_model.quantfile import load_quant
+    from golden_model.select import calibrate_mix
+    from golden_model.vectors import layer_vectors, save_vectors
+
+    quant = load_quant(args.quant)
+    model, _, _ = load_bundled()
+    splits = load_splits()
+    qmodel = calibrate_mix(model, splits["calibration"].images, quant["assignment"],
+                           quant["spec"])
+    images = quantize_images(splits["test"].images[:args.images].numpy(),
+                             quant["spec"].image_scale)
+    for layer, vectors in layer_vectors(qmodel, images).items():
+        path = save_vectors(Path(args.output) / f"{layer}.npz", vectors)
+        print(f"wrote {path} ({vectors.op})")
     return 0
 
 
@@ -365,9 +391,16 @@ def build_parser() -> argparse.ArgumentParser:
     verilog.add_argument("-o", "--output", required=True, type=Path, help="Verilog file to write")
     verilog.set_defaults(run=cmd_verilog)
 
-    vectors = commands.add_parser("vectors", help="write golden test vectors (.npz)")
-    add_unit_options(vectors)
-    vectors.add_argument("-o", "--output", required=True, type=Path, help=".npz file to write")
+    vectors = commands.add_parser("vectors", help="write golden test vectors (.npz): an "
+                                  "operator's sweep, or every layer of a quantized model")
+    vectors.add_argument("op", nargs="?", help="operator name (see `intvit ops`)")
+    vectors.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                         help="config option (repeatable)")
+    vectors.add_argument("--quant", type=Path, help="quant.json of `intvit quantize`: write one "
+                         "file per non-linear layer, from real test images, into -o DIR")
+    vectors.add_argument("--images", type=int, default=16, help="--quant: test images used")
+    vectors.add_argument("-o", "--output", required=True, type=Path,
+                         help=".npz file to write (a directory with --quant)")
     vectors.add_argument("--seed", type=int, default=0)
     vectors.set_defaults(run=cmd_vectors)
 

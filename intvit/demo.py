@@ -118,40 +118,27 @@ def representative_layers(qmodel) -> dict:
 def stage_vectors(out: Path) -> dict:
     import numpy as np
 
-    from golden_model import registry
     from golden_model.qvit import quantize_images
-    from golden_model.vectors import make_row_vectors, make_vectors, save_vectors
+    from golden_model.vectors import layer_vectors, save_vectors
 
     qmodel, splits = chosen_model(out)
-    taps: dict = {}
-    qmodel.forward(quantize_images(splits["test"].images[:VECTOR_IMAGES].numpy()), taps)
+    chosen = representative_layers(qmodel)
+    images = quantize_images(splits["test"].images[:VECTOR_IMAGES].numpy())
+    found = layer_vectors(qmodel, images, list(chosen.values()), ROW_LIMIT)
     units = {}
-    for op, layer in representative_layers(qmodel).items():
-        operator = registry.get(op)
-        config = qmodel.plans[layer].config
-        x = taps[f"{layer}:in"]
-        if operator.row_wise:
-            rows = x.reshape(-1, x.shape[-1])[:ROW_LIMIT]
-            vectors = make_row_vectors(op, config, list(rows), operator.run)
-            expected = taps[f"{layer}:out"].reshape(-1, x.shape[-1])[:ROW_LIMIT]
-        else:
-            flat = x.reshape(-1)
-            vectors = make_vectors(op, config, flat, operator.run(config, flat))
-            expected = taps[f"{layer}:out"].reshape(-1)
-        if not np.array_equal(vectors.y.reshape(expected.shape), expected):
-            raise RuntimeError(f"{op}: golden outputs differ from the model's own taps")
-        path = save_vectors(out / "vectors" / f"{op.replace('/', '_')}.npz", vectors)
-        units[op] = {"layer": layer, "vectors": str(path), "count": int(np.size(flat if not
-                     operator.row_wise else rows))}
-        print(f"      {op:16s} {units[op]['count']:>7,} real inputs from {layer}", flush=True)
+    for op, layer in chosen.items():
+        path = save_vectors(out / "vectors" / f"{op.replace('/', '_')}.npz", found[layer])
+        count = int(found[layer].lengths.sum()) if found[layer].lengths is not None \
+            else int(np.size(found[layer].x))
+        units[op] = {"layer": layer, "vectors": str(path), "count": count}
+        print(f"      {op:16s} {count:>7,} real inputs from {layer}", flush=True)
     return _finish(out, "vectors", {"units": units})
 
 
 def _unit(qmodel, op, layer):
     from hw.units import build_unit
 
-    config = qmodel.plans[layer].config
-    return config, build_unit(op, config, lanes=1)
+    return build_unit(op, qmodel.plans[layer].config, lanes=1)
 
 
 def stage_verilog(out: Path, units: dict) -> dict:
@@ -162,7 +149,7 @@ def stage_verilog(out: Path, units: dict) -> dict:
     qmodel, _ = chosen_model(out)
     files = {}
     for op, info in units.items():
-        _, unit = _unit(qmodel, op, info["layer"])
+        unit = _unit(qmodel, op, info["layer"])
         path = write_text_atomic(out / "verilog" / f"{op.replace('/', '_')}.v",
                                  export_verilog(unit, module_name(op)))
         files[op] = str(path)
@@ -180,7 +167,7 @@ def stage_sim(out: Path, units: dict) -> dict:
     qmodel, _ = chosen_model(out)
     verdicts = {}
     for op, info in units.items():
-        config, _ = _unit(qmodel, op, info["layer"])
+        config = qmodel.plans[info["layer"]].config
         outcome = verify(op, config, lanes=1, work_dir=out / "sim" / op.replace("/", "_"),
                          vectors_path=Path(info["vectors"]))
         r = outcome.result
