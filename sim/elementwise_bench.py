@@ -13,7 +13,7 @@ import numpy as np
 from cocotb.triggers import Join
 
 from golden_model.vectors import load_vectors
-from sim.tb import TB, BeatFormat
+from sim.tb import TB, BeatFormat, first_output_latency
 
 
 def row_beats(x: np.ndarray, lanes: int):
@@ -66,5 +66,6 @@ async def outputs_match_golden(dut):
     cycles = (tb.last_receive or 0) - (tb.first_accept or 0) + 1
     with open(os.environ["INTVIT_VERDICT"], "w") as handle:
         json.dump({"checked": checked, "mismatches": mismatches, "cycles": cycles,
+                   "latency": first_output_latency(tb),
                    "beats": len(beats), "first_mismatch": first}, handle)
     assert mismatches == 0, first

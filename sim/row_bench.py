@@ -11,7 +11,7 @@ import cocotb
 from cocotb.triggers import Join
 
 from golden_model.vectors import load_vectors
-from sim.tb import TB, BeatFormat
+from sim.tb import TB, BeatFormat, first_output_latency
 
 
 def keyed_beats(row, lanes: int):
@@ -79,6 +79,7 @@ async def rows_match_golden(dut):
     cycles = (tb.last_receive or 0) - (tb.first_accept or 0) + 1
     with open(os.environ["INTVIT_VERDICT"], "w") as handle:
         json.dump({"checked": checked, "mismatches": mismatches, "cycles": cycles,
+                   "latency": first_output_latency(tb),
                    "beats": len(sent), "rows": len(rows), "first_mismatch": first,
                    "max_row_interval": max(gaps) if gaps else None}, handle)
     assert mismatches == 0, first

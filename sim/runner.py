@@ -37,6 +37,8 @@ class SimResult:
     build_cached: bool
     max_row_interval: int | None = None
     """Row units: the largest gap in cycles between the final beats of consecutive rows."""
+    latency: int | None = None
+    """Cycles from the first input beat accepted to the first output beat."""
 
     @property
     def passed(self) -> bool:
@@ -155,4 +157,5 @@ def run_bench(component, test_module: str, vectors: Path, env: dict[str, str] | 
     return SimResult(checked=verdict["checked"], mismatches=verdict["mismatches"],
                      cycles=verdict["cycles"], first_mismatch=verdict.get("first_mismatch"),
                      waveform=waveform, build_cached=cached,
-                     max_row_interval=verdict.get("max_row_interval"))
+                     max_row_interval=verdict.get("max_row_interval"),
+                     latency=verdict.get("latency"))

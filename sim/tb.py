@@ -130,3 +130,10 @@ class TB:
                 idle += 1
         dut.o__ready.value = 0
         return beats
+
+
+def first_output_latency(tb: TB) -> int | None:
+    """Cycles from the first accepted input beat to the first output beat."""
+    if tb.first_accept is None or not tb.receive_cycles:
+        return None
+    return tb.receive_cycles[0] - tb.first_accept

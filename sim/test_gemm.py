@@ -64,6 +64,25 @@ def test_bundled_fc1_shape_in_predicted_cycles(tmp_path):
     assert run.result.cycles == run.predicted
 
 
+def test_real_bundled_qkv_layer(tmp_path):
+    """Block 0's QKV of the W8A8 integer model: real int8 activations (a calibration image),
+    the model's int8 weights and int32 bias."""
+    from golden_model.checkpoint import load_bundled
+    from golden_model.dataset import load_splits
+    from golden_model.qvit import QuantSpec, build_integer_vit, default_assignment, quantize_images
+
+    model, config, _ = load_bundled()
+    calibration = load_splits()["calibration"].images
+    qmodel = build_integer_vit(model, calibration, default_assignment(config), QuantSpec())
+    taps: dict = {}
+    qmodel.forward(quantize_images(calibration[:1].numpy()), taps)
+    linear = qmodel.blocks[0]["qkv"]
+    run = simulate_gemm(INT8, REQUANT, taps["blocks.0.attn.qkv"][0], linear.weight.T,
+                        linear.bias, work_dir=tmp_path)
+    check(run)
+    assert run.result.cycles == run.predicted
+
+
 def extreme_operands(config: GemmConfig):
     """K = k_max; activation rows all -128 / all 127 / alternating, weight columns all min /
     all max / alternating, so outputs hit both ends of the accumulator; two more columns carry

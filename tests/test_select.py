@@ -75,3 +75,22 @@ def test_quant_file_round_trips(scored, tmp_path):
     with pytest.raises(IntvitError, match="quant.json") as error:
         load_quant(bad)
     assert "\n" not in str(error.value)
+
+
+def test_the_cost_table_decides_a_tie_on_accuracy():
+    """Two candidates equal in sensitivity and perturbation: the unified rule takes the one the
+    cost table prices lower, and swapping the table's prices swaps the choice."""
+    from golden_model.costs import CostTable
+    from golden_model.metrics import omega
+
+    def choose(prices):
+        table = CostTable({op: {"lut_equivalent": lut, "elements_per_cycle": 1.0}
+                           for op, lut in prices.items()}, "test table", True)
+        terms = {op: (25.0, 1e-4, table.layer_cost(op, 17 * 17 * 4)) for op in prices}
+        omegas = omega(terms)
+        layer = {op: CandidateScore(op, 30.0, 25.0, -5.0, 1e-4, terms[op][2], omegas[op])
+                 for op in prices}
+        return assign({"blocks.0.attn.softmax": layer}, "unified", None)["blocks.0.attn.softmax"]
+
+    assert choose({"softmax/iptq": 400, "softmax/ibert": 900}) == "softmax/iptq"
+    assert choose({"softmax/iptq": 900, "softmax/ibert": 400}) == "softmax/ibert"
