@@ -87,7 +87,8 @@ def omega_per_layer(omegas: dict, assignment: dict, path) -> Path:
     ax.set_xticks(np.arange(len(layers)) + 0.4)
     ax.set_xticklabels(layers, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("Omega (1 = best in every term)")
-    ax.set_ylim(0, 1.1)
-    ax.legend(fontsize=8, ncol=4)
+    ax.set_ylim(0, 1.3)  # room above the bars for the markers and the legend
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    ax.legend(fontsize=8, ncol=4, loc="upper left")
     ax.set_title("Unified metric per layer and candidate; v = chosen")
     return _save(fig, path)
