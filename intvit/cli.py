@@ -328,7 +328,7 @@ def parse_weights(text: str) -> tuple[float, float, float]:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.out), force=args.force)
+    return run_demo(Path(args.out), force=args.force, only=args.only)
 
 
 def cmd_report(args) -> int:
@@ -457,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     demo.add_argument("--force", action="store_true",
                       help="redo every stage (default: reuse the stages finished earlier)")
+    demo.add_argument("--only", metavar="STAGE", help="run one stage (quantize, vectors, "
+                      "verilog, sim, cost, report) from the files of the stages before it")
     demo.set_defaults(run=cmd_demo)
 
     report = commands.add_parser("report", help="write report.md and report.html of a demo run")

@@ -225,10 +225,41 @@ def stage_cost(out: Path, units: dict) -> dict:
     return _finish(out, "cost", {"entries": entries})
 
 
-def run_demo(out: Path, force: bool = False) -> int:
+def run_stage(out: Path, stage: str, records: dict) -> dict:
     from .report import write_report
 
+    if stage == "quantize":
+        return stage_quantize(out)
+    if stage == "vectors":
+        return stage_vectors(out)
+    units = records["vectors"]["units"]
+    if stage == "verilog":
+        return stage_verilog(out, units)
+    if stage == "sim":
+        return stage_sim(out, units)
+    if stage == "cost":
+        return stage_cost(out, units)
+    return _finish(out, "report", {"files": write_report(out)})
+
+
+def run_demo(out: Path, force: bool = False, only: str | None = None) -> int:
+    """All stages (reusing finished ones unless ``force``), or ``only`` one stage, which reads
+    the files of the stages before it."""
+    from golden_model.errors import IntvitError
+
     out = Path(out)
+    if only is not None:
+        if only not in STAGES:
+            raise IntvitError(f"unknown stage {only!r}; stages: {', '.join(STAGES)}")
+        records = {}
+        for stage in STAGES[:STAGES.index(only)]:
+            records[stage] = _load(out, stage)
+            if records[stage] is None:
+                raise IntvitError(f"stage {only} needs stage {stage} first: run `intvit demo "
+                                  f"--out {out} --only {stage}` (or the whole demo)")
+        with Progress(1).stage(only):
+            run_stage(out, only, records)
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     progress = Progress(len(STAGES))
     records = {}
@@ -236,18 +267,7 @@ def run_demo(out: Path, force: bool = False) -> int:
         record = None if force else _load(out, stage)
         with progress.stage(stage if record is None else f"{stage} (finished earlier, reused)"):
             if record is None:
-                if stage == "quantize":
-                    record = stage_quantize(out)
-                elif stage == "vectors":
-                    record = stage_vectors(out)
-                elif stage == "verilog":
-                    record = stage_verilog(out, records["vectors"]["units"])
-                elif stage == "sim":
-                    record = stage_sim(out, records["vectors"]["units"])
-                elif stage == "cost":
-                    record = stage_cost(out, records["vectors"]["units"])
-                else:
-                    record = _finish(out, "report", {"files": write_report(out)})
+                record = run_stage(out, stage, records)
         records[stage] = record
     return summary(records)
 
