@@ -193,12 +193,13 @@ def cmd_cost(args) -> int:
         raise IntvitError("name an operator (see `intvit ops`), gemm, or give --all")
     if args.op == "gemm":
         entry = measure_gemm(args.rows, args.cols, target=args.target)
+        stem = f"gemm_{args.rows}x{args.cols}"
     else:
         _, options, config = operator_config(args.op, args.set)
         entry = measure(args.op, config, lanes=args.lanes, target=args.target,
                         config_options=options)
-    output = Path(args.output or Path("runs") / "cost" /
-                  f"{args.op.replace('/', '_')}-{args.target}.json")
+        stem = args.op.replace("/", "_")
+    output = Path(args.output or Path("runs") / "cost" / f"{stem}-{args.target}.json")
     write_cost_json(entry, output)
     print(format_cost(entry))
     print(f"wrote {output}")
