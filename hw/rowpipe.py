@@ -99,12 +99,12 @@ class RowUnit(wiring.Component):
     @property
     def row_overhead(self) -> int:
         """Worst per-row cycles beyond the beats, over the passes: fill and drain of the pass
-        pipeline, hand-over into its row step, the step itself and the hand-off to the next
-        pass. The initiation interval of back-to-back rows is ``beats + row_overhead`` at most."""
+        pipeline, hand-over into its row step, the step itself (``done`` comes one cycle after
+        its last result bit) and the hand-off to the next pass. The initiation interval of back-to-back rows is ``beats + row_overhead`` at most."""
         passes = self.passes()
         worst = 0
         for k, row_pass in enumerate(passes):
-            step = self.row_step_cycles(k) + 3 if k < len(passes) - 1 else 0
+            step = self.row_step_cycles(k) + 4 if k < len(passes) - 1 else 0
             worst = max(worst, len(row_pass.stages) + 3 + step)
         return worst
 
