@@ -19,6 +19,7 @@ UNITS = {
     "layernorm/ibert": "hw.layernorm:IBertLayerNormUnit",
     "layernorm/ivit": "hw.layernorm:ShiftLayerNormUnit",
     "layernorm/fqvit": "hw.layernorm:PTFLayerNormUnit",
+    "log2quant": "hw.log2quant:Log2QuantUnit",
 }
 """Operator name -> unit class. Element-wise units are built as ``Unit(config, lanes=...)``,
 row units as ``Unit(config, lanes=..., max_row=...)``."""

@@ -220,6 +220,8 @@ def cmd_quantize(args) -> int:
     from golden_model.quantfile import save_quant
     from golden_model.select import quantize_model
 
+    if args.method == "adfq":
+        return quantize_adfq_command(args)
     weights = OmegaWeights(*parse_weights(args.weights))
     table = load_cost_table(args.cost_table)
     model, splits, spec, what = model_and_data(args)
@@ -236,6 +238,33 @@ def cmd_quantize(args) -> int:
     measure = "accuracy" if args.model == "bundled" else "top-1 agreement with float"
     print(f"test {measure}: float {acc['float']:.4f}, integer {acc['stage3']:.4f} "
           f"(before stage 3: {acc['stage2']:.4f})")
+    print(f"wrote {path}")
+    return 0
+
+
+def quantize_adfq_command(args) -> int:
+    """ADFQ-ViT (``--method adfq``) on the bundled model; writes ``adfq.json``."""
+    import json
+
+    from golden_model.adfq import DEFAULT_ITERATIONS, quantize_adfq
+    from golden_model.checkpoint import load_bundled
+    from golden_model.dataset import load_splits
+    from golden_model.files import write_text_atomic
+
+    if args.model != "bundled":
+        raise IntvitError("--method adfq runs on the bundled model only (it needs labelled "
+                          "test images)")
+    bits = args.bits if args.bits != "w8a8" else "w4a4"
+    model, _, _ = load_bundled()
+    print(f"ADFQ-ViT on the bundled model at {bits.upper()}, components {args.components}",
+          flush=True)
+    result = quantize_adfq(model, load_splits(), bits, args.components,
+                           args.iterations if args.iterations is not None else
+                           DEFAULT_ITERATIONS, outliers=args.outliers,
+                           progress=lambda d, n, name: print(f"  [{d}/{n}] reconstructed {name}",
+                                                             flush=True))
+    path = write_text_atomic(Path(args.out) / "adfq.json", json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, indent=1))
     print(f"wrote {path}")
     return 0
 
@@ -442,7 +471,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "deit_tiny_patch16_224 (default: inferred from the weights)")
     quantize.add_argument("--calibration", default=None,
                           help="--model PATH: calibration images, a float .npy (N, C, H, W)")
-    quantize.add_argument("--bits", default="w8a8", help="w8a8 (default) or w4a8")
+    quantize.add_argument("--bits", default="w8a8", help="w8a8 (default) or w4a8; with "
+                          "--method adfq: w4a4 (default) or w6a6")
+    quantize.add_argument("--method", default="iptq", choices=("iptq", "adfq"),
+                          help="iptq (integer-only, default) or adfq (ADFQ-ViT quantizers and "
+                          "module-wise reconstruction)")
+    quantize.add_argument("--components", default="all",
+                          help="--method adfq: all, none, or a list like poq,amo")
+    quantize.add_argument("--iterations", type=int, default=None,
+                          help="--method adfq: reconstruction iterations per module")
+    quantize.add_argument("--outliers", default="float", choices=("float", "int16"),
+                          help="--method adfq: outlier path (int16 keeps it integer)")
     quantize.add_argument("--rule", default="unified", help="unified (IPTQ-ViT, default), "
                           "sqnr-diff, sqnr-output, all-iptq, all-ivit, all-ibert, all-fqvit")
     quantize.add_argument("--calibrator", default="percentile",

@@ -1,0 +1,107 @@
+"""Log2 quantizer unit (``log2quant``) and the shift-log2 dequantize-multiply unit.
+
+:class:`Log2QuantUnit` evaluates ``golden_model.ops.log2quant.log2_quantize`` bit for bit:
+
+1. input register;
+2. ``x = q + offset`` and ``x >= 1`` (one adder, the sign of ``x - 1``);
+3. leading-one detection: ``l = floor(log2 x)`` (a priority encoder over ``W`` bits);
+4. normalization: ``m = x << (W - 1 - l)`` (a barrel shifter), ``m`` in ``[2**(W-1), 2**W)``;
+5. rounding and clamping: ``c = ref_shift - (l + (m >= round_threshold))`` saturated to
+   ``[0, 2**k - 1]``, the top code when ``x < 1``.
+
+:class:`Log2MultiplyUnit` is the shift-log2 dequantize-multiply path of the next linear layer
+(``golden_model.ops.log2quant.log2_multiply``): the product of a code and a weight is
+``(w << frac_bits) >> c``, a barrel shift instead of a multiplier; the GEMM's adder tree sums
+the products and the constant ``(min(X) - eps) * sum(w)`` sits in the bias. Its input word packs
+``w * 2**code_bits + c`` (weight high, code low). Stages: input register, shift.
+
+Both are :class:`~hw.pipeline.ElementwisePipeline` units: ``lanes`` copies, one beat per cycle.
+"""
+from amaranth import Cat, Const, Mux, Value, signed, unsigned
+from amaranth.lib import data
+
+from golden_model.ops.log2quant import Log2MultiplyConfig, Log2QuantConfig
+
+from .pipeline import ElementwisePipeline
+
+
+def _pack(**fields) -> data.View:
+    """Values registered together between stages, as a struct view (one field per value)."""
+    values = {name: Value.cast(value) for name, value in fields.items()}
+    layout = data.StructLayout({name: value.shape() for name, value in values.items()})
+    return layout(Cat(*values.values()))
+
+
+class Log2QuantUnit(ElementwisePipeline):
+    """The ``log2quant`` operator in hardware (module docstring); latency 5 cycles.
+
+    Parameters
+    ----------
+    config : Log2QuantConfig
+    lanes : int
+        Elements per beat.
+    """
+
+    def __init__(self, config: Log2QuantConfig, *, lanes: int = 1):
+        if not isinstance(config, Log2QuantConfig):
+            raise TypeError(f"config must be a Log2QuantConfig, not {config!r}")
+        self.config = config
+        in_shape = signed(config.in_bits) if config.in_signed else unsigned(config.in_bits)
+        super().__init__(in_shape, unsigned(config.out_bits), lanes)
+
+    def lane_stages(self):
+        cfg = self.config
+        width = cfg.mantissa_bits
+        lead_bits = max(width - 1, 1).bit_length()
+
+        def shift(q):
+            x = q + Const(cfg.offset, signed(cfg.in_bits + 2))
+            return _pack(x=x[:width], positive=x >= 1)
+
+        def leading_one(b):
+            lead = Const(0, lead_bits)
+            for bit in range(width):  # the highest set bit wins
+                lead = Mux(b.x[bit], bit, lead)
+            return _pack(x=b.x, lead=lead[:lead_bits], positive=b.positive)
+
+        def normalize(b):
+            amount = (Const(width - 1, lead_bits) - b.lead)[:lead_bits]  # lead <= width - 1
+            mantissa = (b.x << amount)[:width]
+            return _pack(mantissa=mantissa, lead=b.lead, positive=b.positive)
+
+        def round_and_clamp(b):
+            up = b.mantissa >= Const(cfg.round_threshold, width + 1)
+            code = Const(cfg.ref_shift, signed(8)) - (b.lead + up)
+            top = Const(cfg.top_code, unsigned(cfg.out_bits))
+            clamped = Mux(code < 0, 0, Mux(code > cfg.top_code, top, code[:cfg.out_bits]))
+            return Mux(b.positive, clamped, top)
+
+        return [shift, leading_one, normalize, round_and_clamp]
+
+
+class Log2MultiplyUnit(ElementwisePipeline):
+    """``(w << frac_bits) >> c`` on packed ``(w, c)`` words (module docstring); latency 2.
+
+    Parameters
+    ----------
+    config : Log2MultiplyConfig
+    lanes : int
+        Products per beat.
+    """
+
+    def __init__(self, config: Log2MultiplyConfig, *, lanes: int = 1):
+        if not isinstance(config, Log2MultiplyConfig):
+            raise TypeError(f"config must be a Log2MultiplyConfig, not {config!r}")
+        self.config = config
+        super().__init__(signed(config.in_bits), signed(config.out_bits), lanes)
+
+    def lane_stages(self):
+        cfg = self.config
+
+        def shift(word):
+            code = word[:cfg.code_bits]
+            weight = word[cfg.code_bits:].as_signed()
+            widened = Cat(Const(0, cfg.frac_bits), weight).as_signed() if cfg.frac_bits else weight
+            return widened >> code  # arithmetic: floor, sign fill past the width
+
+        return [shift]
