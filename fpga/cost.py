@@ -32,6 +32,19 @@ FLOW_SETTINGS = {"ecp5": f"{' '.join(ECP5_DEVICE)} --seed {PNR_SEED} --freq {PNR
 """Everything besides the Verilog and tool versions that changes a target's result."""
 
 
+def cached_flow(verilog: str, top: str, target: str) -> tuple[dict, bool, dict]:
+    """The flow's figures for ``verilog`` on ``target``, from the cache (keyed by the Verilog,
+    the target, the tool versions and the flow settings) or a fresh run stored there;
+    returns ``(figures, cached, tool versions)``."""
+    versions = tool_versions(target)
+    cache_file = cache_root() / "cost" / f"{cache_key(verilog, target, versions)}.json"
+    if cache_file.exists():
+        return json.loads(cache_file.read_text()), True, versions
+    result = run_flow(verilog, top, target)
+    write_text_atomic(cache_file, json.dumps(result, indent=1))
+    return result, False, versions
+
+
 def measure(op_name: str, config=None, *, lanes: int = 1, target: str = "ecp5",
             config_options: dict | None = None) -> dict:
     """The cost entry of ``op_name``'s unit built from ``config`` with ``lanes`` lanes.
@@ -50,14 +63,7 @@ def measure(op_name: str, config=None, *, lanes: int = 1, target: str = "ecp5",
     cycles = cycles_per_beat(unit)
     top = module_name(op_name)
     verilog = export_verilog(unit, top)
-    versions = tool_versions(target)
-    cache_file = cache_root() / "cost" / f"{cache_key(verilog, target, versions)}.json"
-    cached = cache_file.exists()
-    if cached:
-        result = json.loads(cache_file.read_text())
-    else:
-        result = run_flow(verilog, top, target)
-        write_text_atomic(cache_file, json.dumps(result, indent=1))
+    result, cached, versions = cached_flow(verilog, top, target)
     return {"op": op_name, "config": config_fields(config), "lanes": lanes, "target": target,
             **result, "cycles_per_beat": cycles, "elements_per_cycle": lanes / cycles,
             "latency": getattr(unit, "latency", None), "tools": versions,

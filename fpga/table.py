@@ -18,9 +18,8 @@ from golden_model import registry
 from golden_model.errors import IntvitError
 from golden_model.files import write_text_atomic
 from hw.units import available_units, build_gemm, default_max_row
-from sim.runner import cache_root
 
-from .cost import TARGETS, cache_key, config_fields, measure, run_flow
+from .cost import TARGETS, cached_flow, config_fields, measure
 from .export import export_verilog
 from .synth import ECP5_DEVICE, XILINX_FAMILY, tool_versions
 
@@ -47,14 +46,7 @@ def measure_gemm(rows: int, cols: int, *, target: str = "ecp5") -> dict:
     unit = build_gemm(rows=rows, cols=cols)
     top = f"intvit_gemm_{rows}x{cols}"
     verilog = export_verilog(unit, top)
-    versions = tool_versions(target)
-    cache_file = cache_root() / "cost" / f"{cache_key(verilog, target, versions)}.json"
-    cached = cache_file.exists()
-    if cached:
-        result = json.loads(cache_file.read_text())
-    else:
-        result = run_flow(verilog, top, target)
-        write_text_atomic(cache_file, json.dumps(result, indent=1))
+    result, cached, versions = cached_flow(verilog, top, target)
     return {"op": "gemm", "config": config_fields(unit.config), "lanes": cols, "target": target,
             **result, "cycles_per_beat": 1, "elements_per_cycle": rows * cols,
             "element": "multiply-accumulate", "latency": unit.latency, "tools": versions,
