@@ -21,7 +21,7 @@ from golden_model.calibration import activation_scale  # noqa: E402
 from golden_model.checkpoint import load_bundled  # noqa: E402
 from golden_model.dataset import load_splits  # noqa: E402
 from golden_model.qvit import float_taps  # noqa: E402
-from golden_model.select import quantize_input  # noqa: E402
+from golden_model.calibration import input_scale, quantize_input  # noqa: E402
 from golden_model.vit import nonlinear_layers  # noqa: E402
 from intvit.plots import gelu_curves, layernorm_errors, softmax_curves  # noqa: E402
 
@@ -47,8 +47,7 @@ def sweep_inputs(operator, cfg, rng):
 def uniform_sweep(operator):
     cfg = operator.example_config()
     q = sweep_inputs(operator, cfg, np.random.default_rng(0))
-    scales = getattr(cfg, "channel_scales", None)
-    x = q * (scales if scales is not None else cfg.in_scale)
+    x = q * input_scale(cfg)
     return errors(operator.reference(cfg, x), cfg.dequantize_output(operator.run(cfg, q)))
 
 

@@ -8,7 +8,7 @@ Weights are quantized per output channel by their max-abs; activations per tenso
 import numpy as np
 
 from .errors import IntvitError
-from .integer import check_int
+from .integer import check_int, clamp, signed_range, unsigned_range
 
 PERCENTILE = 99.99
 """Percentile calibrator: the max-abs is taken at this percentile of ``|x|`` (FQ-ViT, PTQ4ViT
@@ -91,3 +91,18 @@ def quantize(x, scale, bits: int) -> np.ndarray:
     first axis as the caller arranges). Build time only."""
     limit = qmax(bits)
     return np.clip(np.round(np.asarray(x, np.float64) / scale), -limit, limit).astype(np.int64)
+
+
+def input_scale(config):
+    """The real value of one input code of an operator config: per channel where the config
+    has ``channel_scales`` (FQ-ViT's power-of-two factors), else ``in_scale``."""
+    scales = getattr(config, "channel_scales", None)
+    return scales if scales is not None else config.in_scale
+
+
+def quantize_input(config, x) -> np.ndarray:
+    """An operator config's input quantizer (build time: for scoring, vectors and figures):
+    ``clamp(round(x / input_scale))`` over its input range."""
+    lo, hi = signed_range(config.in_bits) if config.in_signed else unsigned_range(config.in_bits)
+    scaled = np.asarray(x, np.float64) / input_scale(config)
+    return clamp(np.round(scaled).astype(np.int64), lo, hi)

@@ -21,16 +21,16 @@ and at the end the final LayerNorm, the head GEMM on the class token and a requa
 logits. Patch embedding is a GEMM over flattened patches; the class token and position
 embedding are int constants on R's scale.
 """
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from . import registry
-from .calibration import activation_scale, qmax, quantize, weight_scales
+from .calibration import activation_scale, input_scale, qmax, quantize, weight_scales
 from .errors import IntvitError
 from .integer import as_int_array, check_int, check_scale, clamp, signed_range
-from .ops.requant import ChannelRequant, RequantConfig, requantize
+from .ops.requant import ChannelRequant
 from .vit import VisionTransformer, nonlinear_layers
 
 IMAGE_BITS = 8
@@ -172,16 +172,11 @@ class IntegerViT:
             plan = self.plans[name[:-4]]
             return plan.config.dequantize_output(q)
         if name.endswith(":in"):
-            return np.asarray(q, np.float64) * _in_scale(self.plans[name[:-3]].config)
+            return np.asarray(q, np.float64) * input_scale(self.plans[name[:-3]].config)
         return np.asarray(q, np.float64) * self.scales[name]
 
     def predict(self, images) -> np.ndarray:
         return np.argmax(self.forward(images), axis=-1)
-
-
-def _in_scale(config):
-    scales = getattr(config, "channel_scales", None)
-    return scales if scales is not None else config.in_scale
 
 
 def _recorder(taps):
@@ -199,22 +194,6 @@ def _patchify(x: np.ndarray, patch: int) -> np.ndarray:
     grid_h, grid_w = h // patch, w // patch
     x = x.reshape(b, c, grid_h, patch, grid_w, patch).transpose(0, 2, 4, 1, 3, 5)
     return x.reshape(b, grid_h * grid_w, c * patch * patch)
-
-
-class _Requant:
-    """A per-tensor requantizer as a callable (build-time wrapper of :func:`requantize`)."""
-
-    def __init__(self, ratio: float, bits: int):
-        self.config = _requant_config(ratio, bits)
-
-    def __call__(self, acc):
-        return requantize(self.config, acc)
-
-
-def _requant_config(ratio: float, bits: int) -> RequantConfig:
-    if ratio < 2.0 ** -32:
-        return RequantConfig(multiplier=0, shift=0, out_bits=bits)
-    return RequantConfig.from_scale(ratio, bits=bits)
 
 
 class _ProbsTimesV:
@@ -333,7 +312,7 @@ def build_integer_vit(model: VisionTransformer, calibration_images, assignment: 
     def layernorm(layer):
         cfg = nonlinear(layer, layer, {"gamma": state[f"{layer}.weight"],
                                         "beta": state[f"{layer}.bias"]})
-        requant = ChannelRequant.from_scales(s_res / _in_scale(cfg), cfg.in_bits)
+        requant = ChannelRequant.from_scales(s_res / input_scale(cfg), cfg.in_bits)
         plans[layer].in_requant = requant
         return cfg, requant
 
@@ -355,12 +334,13 @@ def build_integer_vit(model: VisionTransformer, calibration_images, assignment: 
         qkv = linear(f"{p}.attn.qkv", ln1.out_scale, qkv_out, bits)
         sm = nonlinear(f"{p}.attn.softmax", f"{p}.attn.softmax")
         scales[f"{p}.attn.softmax"] = sm.in_scale
-        scores = _Requant(s_q * s_k * config.head_dim ** -0.5 / sm.in_scale, sm.in_bits)
+        scores = ChannelRequant.from_scales([s_q * s_k * config.head_dim ** -0.5 / sm.in_scale],
+                                            sm.in_bits)
         probs_v = _ProbsTimesV(sm)
         scales[f"{p}.attn.probs"] = None
         s_ctx = act_scale(f"{p}.attn.proj")
         scales[f"{p}.attn.proj"] = s_ctx
-        context = _Requant(probs_v.scale(sm) * s_v / s_ctx, bits)
+        context = ChannelRequant.from_scales([probs_v.scale(sm) * s_v / s_ctx], bits)
         proj = linear(f"{p}.attn.proj", s_ctx, s_res, rbits)
         ln2, ln2_in = layernorm(f"{p}.norm2")
         scales[f"{p}.norm2"] = s_res

@@ -28,7 +28,7 @@ import torch
 from . import registry
 from .costs import CostTable
 from .errors import IntvitError
-from .integer import clamp, signed_range, unsigned_range
+from .calibration import input_scale, quantize_input
 from .metrics import OmegaWeights, asqnr, mean_kl, omega
 from .qvit import (QuantSpec, build_integer_vit, default_assignment, float_taps, integer_taps,
                    quantize_images)
@@ -50,19 +50,6 @@ class CandidateScore:
     perturbation: float
     cost: float
     omega: float = 0.0
-
-
-def quantize_input(config, x) -> np.ndarray:
-    """A candidate's input quantizer (build time, for scoring): codes of ``x`` at its scale."""
-    scales = getattr(config, "channel_scales", None)
-    scale = scales if scales is not None else config.in_scale
-    lo, hi = signed_range(config.in_bits) if config.in_signed else unsigned_range(config.in_bits)
-    return clamp(np.round(np.asarray(x, np.float64) / scale).astype(np.int64), lo, hi)
-
-
-def input_scale(config):
-    scales = getattr(config, "channel_scales", None)
-    return scales if scales is not None else config.in_scale
 
 
 def candidate_function(op_name: str, config):

@@ -168,7 +168,7 @@ def real_activation_rows(kind: str, config, count: int = 200) -> list[np.ndarray
     from .checkpoint import load_bundled
     from .dataset import load_splits
     from .qvit import float_taps
-    from .select import quantize_input
+    from .calibration import quantize_input
     from .vit import nonlinear_layers
 
     model, model_config, _ = load_bundled()

@@ -21,7 +21,7 @@ raise the sticky ``overflow`` output until reset; they are never silently wrappe
 from dataclasses import dataclass, field
 from typing import Callable
 
-from amaranth import Array, Cat, Const, Module, Mux, Shape, Signal, unsigned
+from amaranth import Array, Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out

@@ -164,7 +164,7 @@ def stage_verilog(out: Path, units: dict) -> dict:
 def stage_sim(out: Path, units: dict) -> dict:
     from sim.verify import verify
 
-    qmodel, _ = chosen_model(out)
+    qmodel, splits = chosen_model(out)
     verdicts = {}
     for op, info in units.items():
         config = qmodel.plans[info["layer"]].config
@@ -175,7 +175,7 @@ def stage_sim(out: Path, units: dict) -> dict:
                         "passed": r.passed, "first_mismatch": r.first_mismatch,
                         "waveform": str(r.waveform) if r.waveform else None}
         print(f"      {outcome.summary()}", flush=True)
-    runs = [real_qkv_gemm(out, qmodel)]
+    runs = [real_qkv_gemm(out, qmodel, splits)]
     checked = sum(run.result.checked for run in runs)
     mismatches = sum(run.result.mismatches for run in runs)
     verdicts["gemm"] = {"checked": checked, "mismatches": mismatches,
@@ -187,7 +187,7 @@ def stage_sim(out: Path, units: dict) -> dict:
     return _finish(out, "sim", {"verdicts": verdicts})
 
 
-def real_qkv_gemm(out: Path, qmodel):
+def real_qkv_gemm(out: Path, qmodel, splits):
     """Block 0's QKV product on the GEMM array: real int8 activations of a test image and the
     model's real int8 weights and int32 bias, with one per-tensor requantizer (the array's;
     the model requantizes per channel after it)."""
@@ -195,7 +195,6 @@ def real_qkv_gemm(out: Path, qmodel):
     from golden_model.qvit import quantize_images
     from sim.gemm_bench import simulate_gemm
 
-    _, splits = chosen_model(out)
     taps: dict = {}
     qmodel.forward(quantize_images(splits["test"].images[:1].numpy()), taps)
     linear = qmodel.blocks[0]["qkv"]

@@ -104,7 +104,7 @@ def main() -> None:
                      "seconds": round(seconds, 1), "torch": torch.__version__},
     }
     write_text_atomic(args.out / "bundled_vit.json", json.dumps(meta, indent=2) + "\n")
-    print(f"float accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in accuracies.items()))
+    print("float accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in accuracies.items()))
     print(f"wrote {weights} ({weights.stat().st_size} bytes) in {seconds:.0f} s of training")
 
 

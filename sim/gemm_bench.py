@@ -192,11 +192,9 @@ class GemmRun:
         m, k, n = self.shape
         r = self.result
         verdict = "PASS" if r.passed else "FAIL"
-        text = (f"gemm {self.name} {m}x{k}x{n}: {verdict}, {r.checked:,} outputs checked, "
-                f"{r.mismatches} mismatches, {r.cycles:,} cycles (model {self.predicted:,})")
-        if r.first_mismatch:
-            text += f"\n  first mismatch: {r.first_mismatch}\n  waveform: {r.waveform}"
-        return text
+        return (f"gemm {self.name} {m}x{k}x{n}: {verdict}, {r.checked:,} outputs checked, "
+                f"{r.mismatches} mismatches, {r.cycles:,} cycles (model {self.predicted:,})"
+                + r.failure_detail())
 
 
 def simulate_gemm(config: GemmConfig, requant: RequantConfig, a, w, bias=None, *,

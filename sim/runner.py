@@ -44,6 +44,12 @@ class SimResult:
     def passed(self) -> bool:
         return self.mismatches == 0 and self.checked > 0
 
+    def failure_detail(self) -> str:
+        """The lines a summary adds for a failed run: the first mismatch and the waveform."""
+        if not self.first_mismatch:
+            return ""
+        return f"\n  first mismatch: {self.first_mismatch}\n  waveform: {self.waveform}"
+
 
 FAST_BUILD_FLAGS = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0 CFG_CXXFLAGS_PCH_I=-include"
 """Make variables for the Verilated model's build: no C++ optimization (builds take about half

@@ -1,7 +1,6 @@
 """The Requantizer RTL under Verilator equals the golden requantizer on every vector."""
 import dataclasses
 
-import numpy as np
 import pytest
 
 from golden_model.ops.requant import example_config

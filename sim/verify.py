@@ -34,11 +34,9 @@ class Verification:
         r = self.result
         per_element = r.cycles / max(r.checked, 1)
         verdict = "PASS" if r.passed else "FAIL"
-        text = (f"{self.op}: {verdict}, {r.checked:,} vectors checked, {r.mismatches} mismatches, "
-                f"{r.cycles:,} cycles ({per_element:.3f} cycles/element at {self.lanes} lanes)")
-        if r.first_mismatch:
-            text += f"\n  first mismatch: {r.first_mismatch}\n  waveform: {r.waveform}"
-        return text
+        return (f"{self.op}: {verdict}, {r.checked:,} vectors checked, {r.mismatches} mismatches, "
+                f"{r.cycles:,} cycles ({per_element:.3f} cycles/element at {self.lanes} lanes)"
+                + r.failure_detail())
 
 
 def sweep_vectors(name: str, config, seed: int = 0, max_row: int | None = None,
