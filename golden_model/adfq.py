@@ -6,8 +6,12 @@ dequantized in float (``x^ = s * (q - z)``), exactly as the paper evaluates it. 
 
 - ``poq``  per-patch outlier-aware quantizer (:class:`PatchOutlierQuantizer`) on the inputs of QKV
   (alpha 5) and FC1 (alpha 10), the post-LayerNorm activations;
-- ``slq``  shift-log2 quantizer (:class:`Log2Quantizer`, shifted) on the input of FC2 (post-GELU);
-- ``log2`` log2 quantizer (:class:`Log2Quantizer`) on the post-Softmax probabilities;
+- ``slq``  shift-log quantizer (:class:`Log2Quantizer`, shifted) on the input of FC2 (post-GELU);
+- ``log2`` log quantizer (:class:`Log2Quantizer`) on the post-Softmax probabilities;
+  both base sqrt(2) by default, as the authors' released code (``llwx593/adfq-vit``,
+  ``quant/quant_layer.py``: ``LogSqrt2Quantizer``, ``FC2Quantizer``); ``log_base="2"`` is the
+  paper's text (on the bundled model it loses 6 dB of input SQNR on both tensors, see
+  ``docs/results.md``);
 - ``amo``  attention-score enhanced module-wise reconstruction (:mod:`golden_model.reconstruct`).
 
 Without a component its tensor gets the plain quantizer: per-tensor asymmetric uniform
@@ -57,6 +61,9 @@ ALPHA_QKV = 5.0
 ALPHA_FC1 = 10.0
 """Outlier thresholds on the real post-LayerNorm values (ADFQ-ViT: alpha 5 for QKV, 10 for FC1)."""
 OUTLIER_MODES = ("float", "int16")
+LOG_BASES = {"sqrt2": 2, "2": 1}
+"""Log quantizer base -> levels per octave: base sqrt(2) is the authors' released code (default),
+base 2 the paper's text."""
 EDGE_BITS = 8
 """Patch embedding and head: 8-bit weights (and an 8-bit head input) at every setting."""
 INT16_MAX = 32767
@@ -101,6 +108,7 @@ class AdfqSettings:
     alpha_fc1: float = ALPHA_FC1
     outliers: str = "float"
     iterations: int = 1
+    log_base: str = "sqrt2"
 
     def __post_init__(self):
         if self.bits not in BITS:
@@ -119,6 +127,9 @@ class AdfqSettings:
         if self.outliers not in OUTLIER_MODES:
             raise IntvitError(f"ADFQ outliers {self.outliers!r}: use float (the paper) or int16 "
                               "(integer variant)")
+        if self.log_base not in LOG_BASES:
+            raise IntvitError(f"ADFQ log base {self.log_base!r}: use sqrt2 (the authors' code) "
+                              "or 2 (the paper's text)")
         check_int("ADFQ", "iterations", self.iterations, 1, 1_000_000,
                   "reconstruction needs at least one iteration per module")
 
@@ -129,6 +140,11 @@ class AdfqSettings:
     @property
     def act_bits(self) -> int:
         return BITS[self.bits][1]
+
+    @property
+    def log_steps(self) -> int:
+        """Levels per octave of the log quantizers."""
+        return LOG_BASES[self.log_base]
 
 
 def parse_components(components) -> frozenset:
@@ -186,41 +202,48 @@ class UniformQuantizer(nn.Module):
 
 
 class Log2Quantizer(nn.Module):
-    """ADFQ-ViT's log2 quantizer, ``shifted`` for the shift-log2 form (PAPERS.md sec. 3)::
+    """ADFQ-ViT's log quantizer, ``shifted`` for the shift-log form (PAPERS.md sec. 3), with
+    ``steps`` levels per octave (1: base 2, the paper's text; 2: base sqrt(2), the authors'
+    released code)::
 
-        X' = X - shift,  c = clamp(round(-log2(X'/s)), 0, 2**k - 1),  X^ = s 2**-c + shift
+        X' = X - shift,  c = clamp(round(-steps log2(X'/s)), 0, 2**k - 1),
+        X^ = s 2**(-c/steps) + shift,   X^ = shift for the top code (zero)
 
-    with ``shift = 0`` (post-Softmax) or ``shift = min(X) - eps`` (post-GELU).
-    ``eps = (max(X) - min(X)) * 2**-(2**k - 1)``, the smallest level of the calibrated range, so
-    the calibrated minimum lands on the top code (intvit's choice; the paper leaves eps open).
-    ``X' <= 0`` gives the top code. ``s`` is learnable: its gradient is ``2**-c`` (exact between
-    rounding steps; the straight-through rounding would cancel it), and the input's gradient
-    goes straight through the rounding. The integer form is the ``log2quant`` operator
+    with ``shift = 0`` (post-Softmax) or ``shift = min(X) - eps`` (post-GELU). The top code
+    means zero, as in the authors' code, so the levels are the ``2**k - 1`` codes below it.
+    ``eps = (max(X) - min(X)) * 2**-((2**k - 2) / steps)``, the smallest level of the calibrated
+    range, so the calibrated minimum lands on the last level (intvit's choice; the paper leaves
+    eps open; the authors' code takes 1e-6). ``X' <= 0`` gives the zero code. ``s`` is
+    learnable: its gradient is ``2**(-c/steps)`` (exact between rounding steps; the
+    straight-through rounding would cancel it), and the input's gradient goes straight through
+    the rounding. The integer form is the ``log2quant`` operator
     (:mod:`golden_model.ops.log2quant`), bit-exact when ``s`` is a power-of-two multiple of the
     input step."""
 
-    def __init__(self, bits: int, shifted: bool = False):
+    def __init__(self, bits: int, shifted: bool = False, steps: int = 2):
         super().__init__()
         self.bits = bits
         self.top = (1 << bits) - 1
         self.shifted = shifted
+        self.steps = steps
         self.scale = nn.Parameter(torch.tensor(1.0))
         self.register_buffer("shift", torch.tensor(0.0))
         self.calibrated = False
 
     def _fake(self, x, scale):
         fixed = scale.detach() if isinstance(scale, torch.Tensor) else scale
-        floor = fixed * 2.0 ** -(self.top + 1)  # maps to a code above the top: clamped
+        floor = fixed * 2.0 ** -((self.top + 1) / self.steps)  # rounds past the top: zero
         shifted = torch.clamp(x - self.shift, min=floor)
-        code = torch.clamp(round_ste(-torch.log2(shifted / fixed)), 0, self.top)
-        level = torch.exp2(-code)
+        code = torch.clamp(round_ste(-self.steps * torch.log2(shifted / fixed)), 0, self.top)
+        level = torch.where(code == self.top, torch.zeros_like(code),
+                            torch.exp2(-code / self.steps))
         return fixed * level + (scale - fixed) * level.detach() + self.shift
 
     def calibrate(self, x: torch.Tensor) -> None:
         flat = _subsample(x)
         if self.shifted:
             lo, hi = float(flat.min()), float(flat.max())
-            self.shift.fill_(lo - (hi - lo) * 2.0 ** -self.top)
+            self.shift.fill_(lo - (hi - lo) * 2.0 ** -((self.top - 1) / self.steps))
         peak = max(float((flat - float(self.shift)).max()), 1e-8)
         best, best_error = peak, math.inf
         for exponent in LOG2_GRID:
@@ -407,7 +430,8 @@ class QuantAttention(nn.Module):
                  if "poq" in settings.components else UniformQuantizer(bits))
         self.qkv = QuantLinear(attn.qkv, wbits, first)
         self.quant_q, self.quant_k, self.quant_v = (UniformQuantizer(bits) for _ in range(3))
-        self.quant_probs = (Log2Quantizer(bits) if "log2" in settings.components
+        self.quant_probs = (Log2Quantizer(bits, steps=settings.log_steps)
+                            if "log2" in settings.components
                             else UniformQuantizer(bits))
         self.proj = QuantLinear(attn.proj, wbits, UniformQuantizer(bits))
 
@@ -432,7 +456,8 @@ class QuantMlp(nn.Module):
         self.norm = _frozen(block.norm2)
         first = (PatchOutlierQuantizer(bits, settings.alpha_fc1, settings.outliers)
                  if "poq" in settings.components else UniformQuantizer(bits))
-        second = (Log2Quantizer(bits, shifted=True) if "slq" in settings.components
+        second = (Log2Quantizer(bits, shifted=True, steps=settings.log_steps)
+                  if "slq" in settings.components
                   else UniformQuantizer(bits))
         self.fc1 = QuantLinear(block.mlp.fc1, wbits, first)
         self.fc2 = QuantLinear(block.mlp.fc2, wbits, second)
@@ -510,6 +535,22 @@ def logit_sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
     return 10 * math.log10(float((reference.double() ** 2).sum()) / max(noise, 1e-30))
 
 
+CALIBRATION_IMAGES = 1024
+"""Calibration and reconstruction images: the paper's 1024 (PAPERS.md sec. 3)."""
+
+
+def adfq_splits(splits: dict, count: int = CALIBRATION_IMAGES) -> dict:
+    """The bundled dataset's splits for ADFQ-ViT: ``calibration`` = the first ``count`` training
+    images (the paper calibrates on 1024 training images; intvit's 100-image calibration split
+    is too few for module-wise reconstruction), ``selection`` = intvit's calibration split, held
+    out from both calibration and test for choosing settings, ``test`` unchanged."""
+    train = splits["train"]
+    check_int("ADFQ", "calibration images", count, 1, len(train),
+              f"the training split has {len(train)} images")
+    return {"calibration": type(train)(train.images[:count], train.labels[:count]),
+            "selection": splits["calibration"], "test": splits["test"]}
+
+
 def build_adfq(model, calibration_images, settings: AdfqSettings) -> QuantViT:
     """The fake-quantized model, every activation quantizer calibrated progressively (one pass
     over ``calibration_images``)."""
@@ -552,8 +593,8 @@ the whole run stays well under two minutes on two cores (bench/adfq.py measures 
 
 def quantize_adfq(model, splits: dict, bits: str = "w4a4", components=COMPONENTS,
                   iterations: int = DEFAULT_ITERATIONS, *, alpha_qkv: float = ALPHA_QKV,
-                  alpha_fc1: float = ALPHA_FC1, outliers: str = "float", seed: int = 0,
-                  progress=None) -> dict:
+                  alpha_fc1: float = ALPHA_FC1, outliers: str = "float",
+                  log_base: str = "sqrt2", seed: int = 0, progress=None) -> dict:
     """ADFQ-ViT on ``model``: calibrate on ``splits["calibration"]``, reconstruct (``amo``),
     evaluate on ``splits["test"]``.
 
@@ -565,7 +606,7 @@ def quantize_adfq(model, splits: dict, bits: str = "w4a4", components=COMPONENTS
     """
     settings = AdfqSettings(bits=str(bits).lower(), components=parse_components(components),
                             alpha_qkv=alpha_qkv, alpha_fc1=alpha_fc1, outliers=outliers,
-                            iterations=iterations)
+                            iterations=iterations, log_base=str(log_base))
     calibration, test = splits["calibration"], splits["test"]
     model.eval()
     with single_thread():
@@ -586,7 +627,7 @@ def _report(settings, model, qmodel, calibration, test, seconds) -> dict:
     return {"method": "adfq", "bits": settings.bits,
             "components": [c for c in COMPONENTS if c in settings.components],
             "alpha": {"qkv": settings.alpha_qkv, "fc1": settings.alpha_fc1},
-            "outliers": settings.outliers,
+            "outliers": settings.outliers, "log_base": settings.log_base,
             "iterations": settings.iterations if "amo" in settings.components else 0,
             "calibration_images": len(calibration),
             "accuracy": {"float": float((reference.argmax(-1) == test.labels).double().mean()),

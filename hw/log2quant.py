@@ -1,4 +1,4 @@
-"""Log2 quantizer unit (``log2quant``) and the shift-log2 dequantize-multiply unit.
+"""Log quantizer unit (``log2quant``) and the shift-log dequantize-multiply unit.
 
 :class:`Log2QuantUnit` evaluates ``golden_model.ops.log2quant.log2_quantize`` bit for bit:
 
@@ -6,14 +6,17 @@
 2. ``x = q + offset`` and ``x >= 1`` (one adder, the sign of ``x - 1``);
 3. leading-one detection: ``l = floor(log2 x)`` (a priority encoder over ``W`` bits);
 4. normalization: ``m = x << (W - 1 - l)`` (a barrel shifter), ``m`` in ``[2**(W-1), 2**W)``;
-5. rounding and clamping: ``c = ref_shift - (l + (m >= round_threshold))`` saturated to
-   ``[0, 2**k - 1]``, the top code when ``x < 1``.
+5. rounding and clamping: ``c = n ref_shift - (n l + #{j : m >= t_j})`` (``n`` comparators
+   against the ``round_thresholds``) saturated to ``[0, 2**k - 1]``, the top (zero) code when
+   ``x < 1``.
 
-:class:`Log2MultiplyUnit` is the shift-log2 dequantize-multiply path of the next linear layer
+:class:`Log2MultiplyUnit` is the shift-log dequantize-multiply path of the next linear layer
 (``golden_model.ops.log2quant.log2_multiply``): the product of a code and a weight is
-``(w << frac_bits) >> c``, a barrel shift instead of a multiplier; the GEMM's adder tree sums
-the products and the constant ``(min(X) - eps) * sum(w)`` sits in the bias. Its input word packs
-``w * 2**code_bits + c`` (weight high, code low). Stages: input register, shift.
+``((w * M[c mod n]) << frac_bits) >> (ceil(c/n) + R)``, a barrel shift (and for base sqrt(2) a
+choice between two constant multiples of ``w``) instead of a multiplier, 0 for the zero code; the
+GEMM's adder tree sums the products and the constant ``(min(X) - eps) * sum(w)`` sits in the
+bias. Its input word packs ``w * 2**code_bits + c`` (weight high, code low). Stages: input
+register, shift.
 
 Both are :class:`~hw.pipeline.ElementwisePipeline` units: ``lanes`` copies, one beat per cycle.
 """
@@ -70,8 +73,10 @@ class Log2QuantUnit(ElementwisePipeline):
             return _pack(mantissa=mantissa, lead=b.lead, positive=b.positive)
 
         def round_and_clamp(b):
-            up = b.mantissa >= Const(cfg.round_threshold, width + 1)
-            code = Const(cfg.ref_shift, signed(8)) - (b.lead + up)
+            rounded = b.lead * cfg.steps
+            for threshold in cfg.round_thresholds:
+                rounded = rounded + (b.mantissa >= Const(threshold, width + 1))
+            code = Const(cfg.steps * cfg.ref_shift, signed(9)) - rounded
             top = Const(cfg.top_code, unsigned(cfg.out_bits))
             clamped = Mux(code < 0, 0, Mux(code > cfg.top_code, top, code[:cfg.out_bits]))
             return Mux(b.positive, clamped, top)
@@ -80,7 +85,8 @@ class Log2QuantUnit(ElementwisePipeline):
 
 
 class Log2MultiplyUnit(ElementwisePipeline):
-    """``(w << frac_bits) >> c`` on packed ``(w, c)`` words (module docstring); latency 2.
+    """``((w * M[c mod n]) << frac_bits) >> (ceil(c/n) + R)`` on packed ``(w, c)`` words, 0 for
+    the zero code (module docstring); latency 2.
 
     Parameters
     ----------
@@ -101,7 +107,14 @@ class Log2MultiplyUnit(ElementwisePipeline):
         def shift(word):
             code = word[:cfg.code_bits]
             weight = word[cfg.code_bits:].as_signed()
-            widened = Cat(Const(0, cfg.frac_bits), weight).as_signed() if cfg.frac_bits else weight
-            return widened >> code  # arithmetic: floor, sign fill past the width
+            if cfg.steps == 1:
+                scaled, amount = weight, code
+            else:  # even codes: w * 2**R; odd codes: w * round(sqrt(2) * 2**R)
+                even, odd = cfg.multipliers
+                scaled = Mux(code[0], weight * odd, weight * even)
+                amount = (code + 1)[1:] + cfg.mult_shift  # ceil(c / 2) + R
+            widened = Cat(Const(0, cfg.frac_bits), scaled).as_signed() if cfg.frac_bits else scaled
+            product = widened >> amount  # arithmetic: floor, sign fill past the width
+            return Mux(code == cfg.zero_code, 0, product)
 
         return [shift]

@@ -246,7 +246,7 @@ def quantize_adfq_command(args) -> int:
     """ADFQ-ViT (``--method adfq``) on the bundled model; writes ``adfq.json``."""
     import json
 
-    from golden_model.adfq import DEFAULT_ITERATIONS, quantize_adfq
+    from golden_model.adfq import DEFAULT_ITERATIONS, adfq_splits, quantize_adfq
     from golden_model.checkpoint import load_bundled
     from golden_model.dataset import load_splits
     from golden_model.files import write_text_atomic
@@ -256,11 +256,11 @@ def quantize_adfq_command(args) -> int:
                           "test images)")
     bits = args.bits if args.bits != "w8a8" else "w4a4"
     model, _, _ = load_bundled()
-    print(f"ADFQ-ViT on the bundled model at {bits.upper()}, components {args.components}",
-          flush=True)
-    result = quantize_adfq(model, load_splits(), bits, args.components,
+    print(f"ADFQ-ViT on the bundled model at {bits.upper()}, components {args.components}, "
+          f"log base {args.log_base}", flush=True)
+    result = quantize_adfq(model, adfq_splits(load_splits()), bits, args.components,
                            args.iterations if args.iterations is not None else
-                           DEFAULT_ITERATIONS, outliers=args.outliers,
+                           DEFAULT_ITERATIONS, outliers=args.outliers, log_base=args.log_base,
                            progress=lambda d, n, name: print(f"  [{d}/{n}] reconstructed {name}",
                                                              flush=True))
     path = write_text_atomic(Path(args.out) / "adfq.json", json.dumps(result, indent=1) + "\n")
@@ -399,8 +399,15 @@ def add_lanes(parser: argparse.ArgumentParser) -> None:
                              "channels, else 256)")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (what was wrong, and where to read more)."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="intvit", description="Integer-only ViT: golden model, RTL, bit-exact simulation "
         "and FPGA cost for every operator.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -482,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="--method adfq: reconstruction iterations per module")
     quantize.add_argument("--outliers", default="float", choices=("float", "int16"),
                           help="--method adfq: outlier path (int16 keeps it integer)")
+    quantize.add_argument("--log-base", default="sqrt2", choices=("sqrt2", "2"),
+                          help="--method adfq: log quantizer base, sqrt2 (the authors' code, "
+                          "default) or 2 (the paper's text)")
     quantize.add_argument("--rule", default="unified", help="unified (IPTQ-ViT, default), "
                           "sqnr-diff, sqnr-output, all-iptq, all-ivit, all-ibert, all-fqvit")
     quantize.add_argument("--calibrator", default="percentile",
@@ -508,7 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error already printed on one line
+        return stop.code
     try:
         return args.run(args)
     except IntvitError as error:

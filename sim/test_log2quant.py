@@ -1,6 +1,6 @@
-"""The log2 quantizer unit and the shift-log2 dequantize-multiply unit equal their golden models
-bit for bit under Verilator via cocotb, on every input code (lanes 1 and 4, back-pressure once),
-and their Verilog is lint-clean."""
+"""The log quantizer unit and the shift-log dequantize-multiply unit equal their golden models
+bit for bit under Verilator via cocotb, on every input code, base sqrt(2) and base 2 (lanes 1 and
+4, back-pressure once), and their Verilog is lint-clean."""
 import subprocess
 
 import numpy as np
@@ -17,10 +17,10 @@ from sim.verify import ELEMENTWISE_BENCH, verify
 STALL = 0.25
 
 CASES = [
-    pytest.param(example_config(), 1, 0.0, id="softmax-u8-k4-lanes1"),
+    pytest.param(example_config(), 1, 0.0, id="softmax-sqrt2-u8-k4-lanes1"),
     pytest.param(example_config(in_scale=0.01, scale=4.0, in_signed=True, minimum=-0.17,
-                                in_bits=10, out_bits=6), 4, STALL,
-                 id="shift-log2-s10-k6-lanes4-stalls"),
+                                in_bits=10, out_bits=6, steps=1), 4, STALL,
+                 id="shift-log2-base2-s10-k6-lanes4-stalls"),
 ]
 
 
@@ -37,13 +37,13 @@ def test_rtl_equals_golden_on_every_input(cfg, lanes, stall, tmp_path):
         assert outcome.result.cycles <= beats + unit.latency
 
 
-@pytest.mark.parametrize("weight_bits, frac_bits, lanes, stall",
-                         [(4, None, 1, 0.0), (8, 10, 4, STALL)])
-def test_multiply_rtl_equals_golden_on_every_operand_pair(weight_bits, frac_bits, lanes, stall,
-                                                          tmp_path):
-    """Every (weight, code) pair; ``frac_bits = 10`` below the top code 15 exercises the
-    floored shifts of negative weights."""
-    cfg = Log2MultiplyConfig.for_quantizer(example_config(), weight_bits, frac_bits)
+@pytest.mark.parametrize("steps, weight_bits, frac_bits, lanes, stall",
+                         [(2, 4, None, 1, 0.0), (1, 8, 10, 4, STALL), (2, 8, 5, 2, 0.0)])
+def test_multiply_rtl_equals_golden_on_every_operand_pair(steps, weight_bits, frac_bits, lanes,
+                                                          stall, tmp_path):
+    """Every (weight, code) pair; ``frac_bits`` below the largest shift exercises the floored
+    shifts of negative weights."""
+    cfg = Log2MultiplyConfig.for_quantizer(example_config(steps=steps), weight_bits, frac_bits)
     packed = np.arange(-(1 << (cfg.in_bits - 1)), 1 << (cfg.in_bits - 1), dtype=np.int64)
     path = save_vectors(tmp_path / "vectors.npz",
                         make_vectors("log2quant/multiply", cfg, packed,
@@ -57,8 +57,9 @@ def test_multiply_rtl_equals_golden_on_every_operand_pair(weight_bits, frac_bits
 
 
 @pytest.mark.parametrize("unit", [Log2QuantUnit(example_config(), lanes=2),
-                                  Log2MultiplyUnit(Log2MultiplyConfig(4, 4, 15), lanes=2)],
-                         ids=["log2quant", "multiply"])
+                                  Log2MultiplyUnit(Log2MultiplyConfig(4, 4, 7, steps=2), lanes=2),
+                                  Log2MultiplyUnit(Log2MultiplyConfig(4, 4, 14), lanes=2)],
+                         ids=["log2quant", "multiply-sqrt2", "multiply-base2"])
 def test_verilog_is_lint_clean(unit, tmp_path):
     target = tmp_path / "top.v"
     target.write_text(export_verilog(unit, "top"))

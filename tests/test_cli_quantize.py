@@ -47,10 +47,39 @@ def test_bad_calibration_images(make, words, tmp_path, capsys):
     (["--rule", "best"], "rule"),
     (["--weights", "1,1"], "three numbers"),
     (["--calibrator", "median"], "calibrator"),
+    (["--method", "gptq"], "invalid choice"),  # argparse's own errors are one line too
+    (["--method", "adfq", "--log-base", "3"], "--log-base"),
 ])
 def test_bad_options(argv, words, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["quantize", *argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err
+    assert not out.exists()
+
+
+def test_adfq_method_end_to_end(tmp_path, capsys):
+    """``--method adfq``: a short reconstruction, the report with the settings it ran."""
+    out = tmp_path / "run"
+    assert main(["quantize", "--method", "adfq", "--bits", "w6a6", "--components", "log2,slq,amo",
+                 "--iterations", "1", "--log-base", "2", "-o", str(out)]) == 0
+    result = json.loads((out / "adfq.json").read_text())
+    assert (result["bits"], result["log_base"], result["iterations"]) == ("w6a6", "2", 1)
+    assert result["components"] == ["slq", "log2", "amo"]
+    assert result["calibration_images"] == 1024  # the paper's count, from the training split
+    assert result["fidelity"]["logit_sqnr_db"] > 5
+    assert "log base 2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--bits", "w8a8x"], "not supported"),
+    (["--components", "poq,gptq"], "gptq"),
+    (["--iterations", "0"], "iterations"),
+    (["--model", "x.pth"], "bundled model only"),
+])
+def test_adfq_bad_options(argv, words, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["quantize", "--method", "adfq", *argv, "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err
     assert not out.exists()
