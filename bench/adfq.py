@@ -41,6 +41,7 @@ ROWS = [(PLAIN, "none", {}),
         ("AMO", "amo", {}),
         (FULL, "all", {}),
         ("all, log base 2 (paper's text)", "all", {"log_base": "2"}),
+        ("all, SLQ scale without zero alignment", "all", {"align_zero": False}),
         ("all, outliers int16", "all", {"outliers": "int16"}),
         ("POQ + AMO", "poq,amo", {}),
         (f"POQ, alpha {LOW_ALPHA:g}/{LOW_ALPHA:g}", "poq",
@@ -138,7 +139,7 @@ def outlier_table(groups) -> str:
 
 
 QUANTIZER_PAIRS = [("attn.qkv", "uniform", ("POQ",)), ("mlp.fc1", "uniform", ("POQ",)),
-                   ("mlp.fc2", "uniform", ("SLQ sqrt2", "SLQ base 2")),
+                   ("mlp.fc2", "uniform", ("SLQ sqrt2", "SLQ sqrt2 unaligned", "SLQ base 2")),
                    ("attn.probs", "uniform", ("log sqrt2", "log base 2"))]
 ALPHAS = {"attn.qkv": A.ALPHA_QKV, "mlp.fc1": A.ALPHA_FC1}
 
@@ -147,6 +148,8 @@ def make_quantizer(kind: str, bits: int, tap: str):
     return {"uniform": lambda: A.UniformQuantizer(bits),
             "POQ": lambda: A.PatchOutlierQuantizer(bits, ALPHAS.get(tap, A.ALPHA_QKV)),
             "SLQ sqrt2": lambda: A.Log2Quantizer(bits, shifted=True, steps=2),
+            "SLQ sqrt2 unaligned": lambda: A.Log2Quantizer(bits, shifted=True, steps=2,
+                                                           align_zero=False),
             "SLQ base 2": lambda: A.Log2Quantizer(bits, shifted=True, steps=1),
             "log sqrt2": lambda: A.Log2Quantizer(bits, steps=2),
             "log base 2": lambda: A.Log2Quantizer(bits, steps=1)}[kind]()
@@ -216,7 +219,9 @@ def main(argv=None) -> None:
             f"calibration and reconstruction on {CALIBRATION_IMAGES} training images (the "
             f"paper's number; the last rows use intvit's 100-image calibration split instead), "
             f"{args.iterations} reconstruction iterations per module (8 modules), log "
-            f"quantizers base sqrt(2) as in the authors' code unless the row says base 2. "
+            f"quantizers base sqrt(2) as in the authors' code unless the row says base 2, the "
+            f"shift-log quantizer's scale aligned so that 0 is a level unless the row says "
+            f"otherwise. "
             f"Rows with several seeds give the mean and, in brackets, the range.\n\n"
             f"{ablation_table(groups)}\n\n{verdict(groups)}\n\n"
             "Each quantizer alone on the float model's tensors (input SQNR in dB, calibration "

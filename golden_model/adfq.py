@@ -25,10 +25,16 @@ intvit's choices where the paper is silent:
   head input is 8-bit; the image needs no quantizer (``dataset.py``: it is exact int8 codes).
   LayerNorm, Softmax, GELU and the residual stream stay float, as in the paper's simulation
   (intvit's integer candidates for them are :mod:`golden_model.qvit`'s business).
-- Activation quantizers are calibrated progressively: one pass over the calibration images in
-  which each quantizer, on its first input, picks its parameters (uniform: the clipping of
-  ``[min, max]`` with the least MSE on a 64-point grid; log2: the scale with the least MSE on a
-  grid over one and a half octaves), seeing the inputs that the quantizers before it produce.
+- Activation quantizers are calibrated progressively: one pass over the calibration images
+  (:func:`adfq_splits`: 1024 training images, the paper's count) in which each quantizer, on its
+  first input, picks its parameters (uniform: the clipping of ``[min, max]`` with the least MSE
+  on a 64-point grid; log: the scale with the least MSE on a grid over one and a half octaves),
+  seeing the inputs that the quantizers before it produce. The authors' code searches
+  percentiles instead; the shift of its shift-log quantizer is the minimum of each batch at run
+  time, here a calibrated constant, so that the integer path knows it.
+- Per-patch scales come from each patch at run time (the paper's formula); the authors' code
+  calibrates one scale per token position instead.
+- Outliers are ``X >= alpha`` as the paper writes (the authors' code takes ``|X| > alpha``).
 - Rounding is half up (``floor(v + 0.5)``), what the integer hardware does.
 
 Where it leaves integer arithmetic (``outliers="float"``, the paper's form): per-patch scales
@@ -109,6 +115,7 @@ class AdfqSettings:
     outliers: str = "float"
     iterations: int = 1
     log_base: str = "sqrt2"
+    align_zero: bool = True
 
     def __post_init__(self):
         if self.bits not in BITS:
@@ -127,6 +134,8 @@ class AdfqSettings:
         if self.outliers not in OUTLIER_MODES:
             raise IntvitError(f"ADFQ outliers {self.outliers!r}: use float (the paper) or int16 "
                               "(integer variant)")
+        if not isinstance(self.align_zero, bool):
+            raise IntvitError(f"ADFQ align_zero must be True or False (got {self.align_zero!r})")
         if self.log_base not in LOG_BASES:
             raise IntvitError(f"ADFQ log base {self.log_base!r}: use sqrt2 (the authors' code) "
                               "or 2 (the paper's text)")
@@ -213,19 +222,27 @@ class Log2Quantizer(nn.Module):
     means zero, as in the authors' code, so the levels are the ``2**k - 1`` codes below it.
     ``eps = (max(X) - min(X)) * 2**-((2**k - 2) / steps)``, the smallest level of the calibrated
     range, so the calibrated minimum lands on the last level (intvit's choice; the paper leaves
-    eps open; the authors' code takes 1e-6). ``X' <= 0`` gives the zero code. ``s`` is
+    eps open; the authors' code takes 1e-6). ``X' <= 0`` gives the zero code.
+
+    ``s`` is calibrated for the least MSE. With ``align_zero`` (the default, for a shifted
+    quantizer whose range holds 0) the candidates are ``s = -shift * 2**(c/steps)``,
+    ``c = 0 .. 2**k - 2``, so that ``X = 0`` (where GELU puts the many strongly negative inputs)
+    is a level and comes back exactly (intvit's choice; the paper is silent on ``s``; measured in
+    ``docs/results.md``); else a grid over one and a half octaves. ``s`` is
     learnable: its gradient is ``2**(-c/steps)`` (exact between rounding steps; the
     straight-through rounding would cancel it), and the input's gradient goes straight through
     the rounding. The integer form is the ``log2quant`` operator
     (:mod:`golden_model.ops.log2quant`), bit-exact when ``s`` is a power-of-two multiple of the
     input step."""
 
-    def __init__(self, bits: int, shifted: bool = False, steps: int = 2):
+    def __init__(self, bits: int, shifted: bool = False, steps: int = 2,
+                 align_zero: bool = True):
         super().__init__()
         self.bits = bits
         self.top = (1 << bits) - 1
         self.shifted = shifted
         self.steps = steps
+        self.align_zero = align_zero
         self.scale = nn.Parameter(torch.tensor(1.0))
         self.register_buffer("shift", torch.tensor(0.0))
         self.calibrated = False
@@ -245,9 +262,13 @@ class Log2Quantizer(nn.Module):
             lo, hi = float(flat.min()), float(flat.max())
             self.shift.fill_(lo - (hi - lo) * 2.0 ** -((self.top - 1) / self.steps))
         peak = max(float((flat - float(self.shift)).max()), 1e-8)
+        zero = -float(self.shift)  # X' of X = 0
+        if self.shifted and self.align_zero and zero > 0:
+            scales = [zero * 2.0 ** (c / self.steps) for c in range(self.top)]
+        else:
+            scales = [peak * 2.0 ** exponent for exponent in LOG2_GRID]
         best, best_error = peak, math.inf
-        for exponent in LOG2_GRID:
-            scale = peak * 2.0 ** exponent
+        for scale in scales:
             error = float(torch.mean((self._fake(flat, scale) - flat) ** 2))
             if error < best_error:
                 best, best_error = scale, error
@@ -456,7 +477,8 @@ class QuantMlp(nn.Module):
         self.norm = _frozen(block.norm2)
         first = (PatchOutlierQuantizer(bits, settings.alpha_fc1, settings.outliers)
                  if "poq" in settings.components else UniformQuantizer(bits))
-        second = (Log2Quantizer(bits, shifted=True, steps=settings.log_steps)
+        second = (Log2Quantizer(bits, shifted=True, steps=settings.log_steps,
+                                align_zero=settings.align_zero)
                   if "slq" in settings.components
                   else UniformQuantizer(bits))
         self.fc1 = QuantLinear(block.mlp.fc1, wbits, first)
@@ -594,7 +616,8 @@ the whole run stays well under two minutes on two cores (bench/adfq.py measures 
 def quantize_adfq(model, splits: dict, bits: str = "w4a4", components=COMPONENTS,
                   iterations: int = DEFAULT_ITERATIONS, *, alpha_qkv: float = ALPHA_QKV,
                   alpha_fc1: float = ALPHA_FC1, outliers: str = "float",
-                  log_base: str = "sqrt2", seed: int = 0, progress=None) -> dict:
+                  log_base: str = "sqrt2", align_zero: bool = True, seed: int = 0,
+                  progress=None) -> dict:
     """ADFQ-ViT on ``model``: calibrate on ``splits["calibration"]``, reconstruct (``amo``),
     evaluate on ``splits["test"]``.
 
@@ -606,7 +629,8 @@ def quantize_adfq(model, splits: dict, bits: str = "w4a4", components=COMPONENTS
     """
     settings = AdfqSettings(bits=str(bits).lower(), components=parse_components(components),
                             alpha_qkv=alpha_qkv, alpha_fc1=alpha_fc1, outliers=outliers,
-                            iterations=iterations, log_base=str(log_base))
+                            iterations=iterations, log_base=str(log_base),
+                            align_zero=align_zero)
     calibration, test = splits["calibration"], splits["test"]
     model.eval()
     with single_thread():
@@ -628,6 +652,7 @@ def _report(settings, model, qmodel, calibration, test, seconds) -> dict:
             "components": [c for c in COMPONENTS if c in settings.components],
             "alpha": {"qkv": settings.alpha_qkv, "fc1": settings.alpha_fc1},
             "outliers": settings.outliers, "log_base": settings.log_base,
+            "align_zero": settings.align_zero,
             "iterations": settings.iterations if "amo" in settings.components else 0,
             "calibration_images": len(calibration),
             "accuracy": {"float": float((reference.argmax(-1) == test.labels).double().mean()),

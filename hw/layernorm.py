@@ -138,7 +138,8 @@ class _CentredLayerNormUnit(RowUnit):
         cfg = self.config
         if gap == 0:  # mu = (2 sum + C) // (2 C), as ((2 sum + C - 2 C lo) // (2 C)) + lo
             lo = -(1 << (cfg.in_bits - 1))
-            divider = RestoringDivider(self.mean_divider_bits, (2 * cfg.channels).bit_length())
+            divider = RestoringDivider(self.mean_divider_bits, (2 * cfg.channels).bit_length(),
+                                       quotient_bits=cfg.in_bits)  # mu - lo < 2**in_bits
             m.submodules.mean_divider = divider
             mean = Signal(signed(cfg.in_bits), name="mean")
             m.d.comb += [divider.start.eq(start),
@@ -149,7 +150,8 @@ class _CentredLayerNormUnit(RowUnit):
         # sigma = max(isqrt(v), 1) << var_shift; f = recip_numerator // sigma
         root = BitSerialSqrt(self.sqrt_bits)
         divider = RestoringDivider(self.recip_numerator.bit_length(),
-                                   root.root_bits + self.var_shift)
+                                   root.root_bits + self.var_shift,
+                                   quotient_bits=self.recip_quotient_bits)
         m.submodules.root = root
         m.submodules.recip_divider = divider
         m.d.comb += [root.start.eq(start), root.value.eq(values["sumsq"]),
@@ -158,11 +160,16 @@ class _CentredLayerNormUnit(RowUnit):
                      divider.denominator.eq(Mux(root.root == 0, 1, root.root) << self.var_shift)]
         return divider.done, {"recip": divider.quotient}
 
+    @property
+    def recip_quotient_bits(self) -> int:
+        """``f = recip_numerator // sigma`` with ``sigma >= 2**var_shift``."""
+        return (self.recip_numerator >> self.var_shift).bit_length()
+
     def row_step_cycles(self, gap: int) -> int:
         """``start`` to ``done``: a seqmath block answers ``cycles + 1`` after its start."""
         if gap == 0:
-            return self.mean_divider_bits + 1
-        return (self.sqrt_bits + 1) // 2 + 1 + self.recip_numerator.bit_length() + 1
+            return self.config.in_bits + 1
+        return (self.sqrt_bits + 1) // 2 + 1 + self.recip_quotient_bits + 1
 
 
 class IBertLayerNormUnit(_CentredLayerNormUnit):
@@ -171,20 +178,20 @@ class IBertLayerNormUnit(_CentredLayerNormUnit):
     Three passes over a buffered row (``hw.rowpipe``):
 
     - pass 0: load ``q``, ``sum q`` (``sum_bits``); row step: ``mu = (2 sum + C) // (2C)`` by a
-      restoring divider (:attr:`mean_divider_bits` cycles, offset numerator so it is unsigned);
+      restoring divider (offset numerator so it is unsigned; ``mu - lo < 2**in_bits``, so
+      ``in_bits`` cycles);
     - pass 1 (1 stage): ``y = q - mu`` written back, ``v = sum ((y >> var_shift)**2)``
       (``sumsq_bits``, below ``2**max_var_bits``); row step: ``isqrt(v)`` by a bit-serial root
       over ``sumsq_bits`` (``ceil(sumsq_bits/2)`` cycles; the golden model's Newton with
       ``sqrt_iterations`` steps is exact, so it is the same floor root), clamped to 1, then
-      ``f = 2**31 // (root << var_shift)`` by a 32-cycle restoring divider;
+      ``f = 2**31 // (root << var_shift)`` by a restoring divider of
+      :attr:`recip_quotient_bits` cycles;
     - pass 2 (3 stages): ``z = (y f) >> 1``; ``z mult_c + bias_c``; ``>> out_shift``, saturate.
 
     Latency without stalls, from a row's last input beat to its first output beat:
-    ``ceil(C / lanes) + row_step_cycles(0) + row_step_cycles(1) + 15`` cycles (139 for the
-    8-bit C = 64 example at one lane). Rows overlap across the passes (three buffer slots), so
-    back-to-back rows have an initiation interval of at most ``ceil(C / lanes) + row_overhead``
-    cycles; measured under Verilator, 47 cycles per row for C = 64 at 4 lanes (16 beats: the
-    row steps set the pace), about 90 at one lane (Amaranth simulation).
+    ``ceil(C / lanes) + row_step_cycles(0) + row_step_cycles(1) + 15`` cycles. Rows overlap
+    across the passes (three buffer slots), so back-to-back rows have an initiation interval of
+    at most ``ceil(C / lanes) + row_overhead`` cycles (measured: ``python bench/hw_units.py``).
     """
 
     config_type = IBertLayerNormConfig
@@ -208,8 +215,7 @@ class ShiftLayerNormUnit(_CentredLayerNormUnit):
     31-cycle restoring divider; pass 2 ``z = (y f) >> 1``, ``z mult_c + bias_c``,
     ``>> out_shift`` and saturate. Latency and interval as for I-BERT: last input beat to first
     output ``ceil(C / lanes) + row_step_cycles(0) + row_step_cycles(1) + 15`` cycles; interval
-    at most ``ceil(C / lanes) + row_overhead`` (measured: 43 cycles per row for the 6-bit
-    C = 16 config at one lane).
+    at most ``ceil(C / lanes) + row_overhead``.
     """
 
     config_type = ShiftLayerNormConfig
@@ -231,17 +237,17 @@ class PTFLayerNormUnit(RowUnit):
     - pass 0 (1 stage): ``q' = q << alpha_c`` written back; ``S1 = sum q'`` (``sum_bits``),
       ``S2 = sum q'**2`` (``sumsq_bits``); row step: ``D = C S2 - S1**2``, the bit-serial root
       of ``D << 2 root_frac`` (``sqrt_steps`` cycles), clamped to ``2**root_frac``, then
-      ``R = 2**recip_shift // r`` by a ``recip_shift + 1``-cycle restoring divider;
+      ``R = 2**recip_shift // r`` by a restoring divider of :attr:`recip_bits` cycles
+      (``r >= 2**root_frac``);
     - pass 1 (7 stages): ``d = C q' - S1`` and ``P = |gamma_int_c| R``; ``bit_length(P)``
       (priority encoder); ``N = clamp(point + 8 - bit_length(P), 0, max_shift)``;
       ``P >> (point - N)`` and ``beta_int_c >> (max_shift - N)`` (barrel shifters);
       ``M = min(., 255)`` (8 bits), ``sign_c M d + beta``; ``>> N``; saturate.
 
     Latency without stalls, last input beat to first output beat: ``row_step_cycles(0) + 14``
-    cycles (79 for the 8-bit C = 64 example). Two buffer slots overlap two rows; the interval of
-    back-to-back rows is at most ``ceil(C / lanes) + row_overhead`` cycles, measured 68 per row
-    for C = 64 at 4 lanes (the ``sqrt_steps + recip_shift + 3``-cycle row step sets the pace),
-    about 105 at one lane (Amaranth simulation).
+    cycles. Three buffer slots overlap the rows; the interval of back-to-back rows is at most
+    ``ceil(C / lanes) + row_overhead`` cycles (the ``sqrt_steps + recip_bits + 3``-cycle row
+    step sets the pace at 4 lanes; measured: ``python bench/hw_units.py``).
     """
 
     def __init__(self, config, *, lanes: int = 1, max_row: int | None = None):
@@ -314,7 +320,8 @@ class PTFLayerNormUnit(RowUnit):
         m.d.comb += spread.eq((cfg.channels * values["s2"] - values["s1"] * values["s1"])
                               << 2 * cfg.root_frac)
         root = BitSerialSqrt(2 * cfg.sqrt_steps)
-        divider = RestoringDivider(cfg.recip_shift + 1, cfg.root_bits)
+        divider = RestoringDivider(cfg.recip_shift + 1, cfg.root_bits,
+                                   quotient_bits=self.recip_bits)
         m.submodules.root = root
         m.submodules.recip_divider = divider
         floor = 1 << cfg.root_frac
@@ -326,4 +333,4 @@ class PTFLayerNormUnit(RowUnit):
 
     def row_step_cycles(self, gap: int) -> int:
         """``start`` to ``done``: a seqmath block answers ``cycles + 1`` after its start."""
-        return self.config.sqrt_steps + 1 + self.config.recip_shift + 1 + 1
+        return self.config.sqrt_steps + 1 + self.recip_bits + 1

@@ -11,8 +11,12 @@ from amaranth.lib.wiring import In, Out
 class RestoringDivider(wiring.Component):
     """``quotient = floor(numerator / denominator)`` for unsigned operands, restoring division.
 
-    One quotient bit per cycle: ``num_bits`` cycles from ``start`` to ``done``. A zero denominator
-    gives the all-ones quotient (the saturated value; callers guarantee a non-zero divisor).
+    One quotient bit per cycle. With ``quotient_bits = q`` (default ``num_bits``) the caller
+    promises ``quotient < 2**q``; the first ``num_bits - q`` quotient bits are then zero, so the
+    division starts at bit ``q - 1`` with the partial remainder ``numerator >> q`` (below the
+    denominator, by the promise) and takes ``q`` cycles from ``start`` to ``done``. A zero
+    denominator gives the all-ones ``q``-bit quotient (the saturated value; callers guarantee a
+    non-zero divisor).
 
     Members
     -------
@@ -23,30 +27,34 @@ class RestoringDivider(wiring.Component):
     quotient : Out(num_bits)
     """
 
-    def __init__(self, num_bits: int, den_bits: int):
-        self.num_bits, self.den_bits = num_bits, den_bits
+    def __init__(self, num_bits: int, den_bits: int, quotient_bits: int | None = None):
+        quotient_bits = num_bits if quotient_bits is None else quotient_bits
+        if not 1 <= quotient_bits <= num_bits:
+            raise ValueError(f"quotient_bits must be 1..{num_bits}, not {quotient_bits}")
+        self.num_bits, self.den_bits, self.quotient_bits = num_bits, den_bits, quotient_bits
         super().__init__({"start": In(1), "numerator": In(unsigned(num_bits)),
                           "denominator": In(unsigned(den_bits)), "done": Out(1),
                           "quotient": Out(unsigned(num_bits))})
 
     @property
     def cycles(self) -> int:
-        return self.num_bits
+        return self.quotient_bits
 
     def elaborate(self, platform):
         m = Module()
-        n, d = self.num_bits, self.den_bits
+        n, d, q = self.num_bits, self.den_bits, self.quotient_bits
         remainder = Signal(d + 1)
-        dividend = Signal(n)
+        dividend = Signal(q)  # the numerator's low q bits, consumed from the top
         divisor = Signal(d)
-        count = Signal(range(n + 1))
+        count = Signal(range(q + 1))
         m.d.sync += self.done.eq(0)
         with m.If(self.start):
-            m.d.sync += [dividend.eq(self.numerator), divisor.eq(self.denominator),
-                         remainder.eq(0), count.eq(n)]
+            m.d.sync += [dividend.eq(self.numerator[:q]), divisor.eq(self.denominator),
+                         remainder.eq(self.numerator[q:] if q < n else 0), self.quotient.eq(0),
+                         count.eq(q)]
         with m.Elif(count != 0):
             trial = Signal(d + 1)
-            m.d.comb += trial.eq((remainder << 1) | dividend[n - 1])
+            m.d.comb += trial.eq((remainder << 1) | dividend[q - 1])
             fits = trial >= divisor
             m.d.sync += [dividend.eq(dividend << 1), count.eq(count - 1),
                          self.quotient.eq((self.quotient << 1) | fits),

@@ -118,24 +118,23 @@ class IExpSoftmaxUnit(_IExpRowUnit):
     Passes: 0 loads the row and its maximum; 1 is i-exp and the row sum (:class:`_IExpRowUnit`,
     5 stages); row step: ``f = floor(2**recip_bits / sum)`` by a
     :class:`~hw.seqmath.RestoringDivider` of ``recip_bits + 1`` numerator bits over the
-    ``sum``-wide denominator (``recip_bits + 1`` cycles, one quotient bit per cycle; ``f`` keeps
-    the config's ``quotient_bits``); 2 is ``y = min((e * f) >> (recip_bits - out_bits),
-    2**out_bits - 1)`` (2 stages, one multiplier per lane).
+    ``sum``-wide denominator, started at the config's ``quotient_bits`` (the row maximum's
+    ``e`` bounds the sum from below) and so taking ``quotient_bits`` cycles, one quotient bit per
+    cycle; 2 is ``y = min((e * f) >> (recip_bits - out_bits), 2**out_bits - 1)`` (2 stages, one
+    multiplier per lane).
 
     Throughput: ``lanes`` elements per cycle in every pass; rows overlap (3 buffer slots, at
     most 3 rows in flight), so back-to-back rows of ``n`` elements come every ``ceil(n/lanes) +
-    row_overhead`` cycles at most; the divider alone needs ``recip_bits + 4`` cycles per row.
-    Latency, first element in to first out: about ``2*ceil(n/lanes) + recip_bits + 20`` cycles.
-    Measured (example config, ``recip_bits = 34``, ``max_row = 64``, full rows): lanes 1,
-    82.7 cycles per row (worst gap 102, bound 110), latency 184; lanes 4, 37.6 per row (the
-    divider's bound; 16 beats), latency 88.
+    row_overhead`` cycles at most; the divider alone needs ``quotient_bits + 4`` cycles per row.
+    Measured intervals and latencies: ``python bench/hw_units.py`` (``docs/results.md``).
     """
 
     config_type = IBertSoftmaxConfig
 
     def __init__(self, config: IBertSoftmaxConfig, *, lanes: int = 1, max_row: int = 256):
         super().__init__(config, unsigned(config.out_bits), lanes=lanes, max_row=max_row)
-        self.divider = RestoringDivider(config.recip_bits + 1, self.sum_shape.width)
+        self.divider = RestoringDivider(config.recip_bits + 1, self.sum_shape.width,
+                                        quotient_bits=config.quotient_bits)
 
     def passes(self) -> list[RowPass]:
         cfg = self.config

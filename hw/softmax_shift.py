@@ -5,7 +5,8 @@ Both are three-pass :class:`hw.rowpipe.RowUnit` s, bit-exact to ``golden_model/o
 - pass 0 loads the row into the buffer and reduces its maximum (``signed(in_bits)``);
 - pass 1 turns each element into its exponential ``e`` (written back in place) and sums them;
 - row step 1: one :class:`hw.seqmath.RestoringDivider` per unit gives the row's reciprocal
-  ``f = floor(N / sum)``, one quotient bit per cycle;
+  ``f = floor(N / sum)``, one quotient bit per cycle, only the config's ``quotient_bits`` of
+  them (the row maximum's own ``e`` bounds the sum from below, so ``f < 2**quotient_bits``);
 - pass 2 multiplies ``e * f``, shifts (rounding as the method states), saturates and streams the
   probabilities out.
 
@@ -16,7 +17,8 @@ the golden model's length check, for every length it accepts).
 
 Initiation interval: every pass streams one beat per cycle, but the row step holds one row at a
 time, so the interval is ``max(about ceil(n / lanes) + overhead / 3, divider cycles + 4)``:
-short rows (fewer beats than the divider has cycles) are divider-bound.
+short rows (fewer beats than the divider has cycles) are divider-bound. Measured intervals and
+latencies: ``python bench/hw_units.py`` (``docs/results.md``).
 """
 import numpy as np
 from amaranth import Cat, Const, Mux, Shape, Value, signed, unsigned
@@ -117,14 +119,15 @@ class _ShiftSoftmaxUnit(RowUnit):
     def row_step(self, m, gap, start, values):
         if gap != 1:
             return start, {}
-        divider = RestoringDivider(self.numerator.bit_length(), self.divisor_bits)
+        divider = RestoringDivider(self.numerator.bit_length(), self.divisor_bits,
+                                   quotient_bits=self.quotient_bits)
         m.submodules.reciprocal = divider
         m.d.comb += [divider.start.eq(start), divider.numerator.eq(self.numerator),
                      divider.denominator.eq(self.divisor(values["sum"]))]
         return divider.done, {"recip": fit(divider.quotient, unsigned(self.quotient_bits))}
 
     def row_step_cycles(self, gap):
-        return self.numerator.bit_length() if gap == 1 else 0  # one quotient bit per cycle
+        return self.quotient_bits if gap == 1 else 0  # one quotient bit per cycle
 
     @property
     def exp_shape(self):
@@ -144,19 +147,16 @@ class BitExpSoftmaxUnit(_ShiftSoftmaxUnit):
     6. ``p = C0 + (inner*f >> F)`` in ``0..exp_max`` (checked over all ``f`` when built),
        ``e = p >> k`` (barrel shift).
 
-    Row step: ``RestoringDivider(recip_bits + 1, sum bits)`` computes ``floor(2**recip_bits /
-    sum)`` in ``recip_bits + 1`` cycles; the sum is ``bits(max_row * exp_max)`` wide. The
-    quotient keeps ``quotient_bits`` (``sum >= C0``, the row maximum's ``e``).
+    Row step: ``RestoringDivider(recip_bits + 1, sum bits, quotient_bits)`` computes
+    ``floor(2**recip_bits / sum)`` in ``quotient_bits`` cycles (``sum >= C0``, the row maximum's
+    ``e``, so the quotient has ``quotient_bits``); the sum is ``bits(max_row * exp_max)`` wide.
 
     Pass 2, two stages: ``e * f``; ``min((e*f + 2**(sh-1)) >> sh, 2**out_bits - 1)`` with
     ``sh = recip_bits - out_bits``.
 
     Throughput one beat per cycle in each pass; the passes overlap on three buffered rows, so
     back-to-back rows are accepted every ``ceil(n / lanes) + row_overhead`` cycles at most
-    (``row_overhead = 6 + 3 + recip_bits + 1 + 3``, pass 1 and the divider); measured 80.65
-    cycles per 64-element row at lanes 1 (``recip_bits = 30``). Latency: a row's
-    first output beat leaves ``2 * ceil(n / lanes) + recip_bits + 23`` cycles after its first
-    input beat (measured in simulation, no stalls).
+    (``row_overhead = 6 + 3 + quotient_bits + 4``, pass 1 and the divider).
     """
 
     config_type = BitExpSoftmaxConfig
@@ -252,18 +252,16 @@ class ShiftmaxUnit(_ShiftSoftmaxUnit):
     3. ``v = r - 2*x0 = 2X - (a - k*X)`` in ``X+1..2X``, shift ``n - k``;
     4. ``e = (v << (n-k)) >> 1`` (barrel shift), ``1 <= e <= exp_max = X * 2**n``.
 
-    Row step: ``RestoringDivider(31, 31)`` computes ``floor((2**31 - 1) / min(sum, 2**31 - 1))``
-    (``recip_numerator``, ``sum_limit`` of the class) in 31 cycles; the sum itself is
-    ``bits(max_row * exp_max)`` wide and clamped before the divider. The quotient keeps
-    ``quotient_bits`` (the row maximum's ``e`` is ``exp_max``).
+    Row step: ``RestoringDivider(31, 31, quotient_bits)`` computes ``floor((2**31 - 1) /
+    min(sum, 2**31 - 1))`` (``recip_numerator``, ``sum_limit`` of the class) in
+    ``quotient_bits`` cycles (the row maximum's ``e`` is ``exp_max``, a lower bound of the sum);
+    the sum itself is ``bits(max_row * exp_max)`` wide and clamped before the divider.
 
     Pass 2, two stages: ``e * f``; ``min((e*f) >> (31 - out_bits), 2**out_bits - 1)`` (floor).
 
     Throughput one beat per cycle in each pass; back-to-back rows are accepted every
-    ``ceil(n / lanes) + row_overhead`` cycles at most (``row_overhead = 4 + 3 + 31 + 3``);
-    measured 35 cycles per 64-element row at lanes 4 (16 beats: divider-bound).
-    Latency: a row's first output beat leaves ``2 * ceil(n / lanes) + 51`` cycles after its
-    first input beat (measured in simulation, no stalls).
+    ``ceil(n / lanes) + row_overhead`` cycles at most (``row_overhead = 4 + 3 +
+    quotient_bits + 4``).
     """
 
     config_type = ShiftmaxConfig

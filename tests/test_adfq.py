@@ -8,6 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from golden_model import adfq as A
 from golden_model import reconstruct as R
@@ -29,10 +30,12 @@ CONFIGS = [L.example_config(),
                             minimum=-0.2),
            L.example_config(in_bits=16, in_scale=1e-4, scale=3.0, out_bits=8, steps=1),
            L.example_config(in_bits=2, in_scale=0.5, out_bits=1),
+           L.example_config(in_scale=0.01, scale=4.0, in_signed=True, minimum=-0.17,
+                            align_zero=True),
            L.Log2QuantConfig(in_bits=6, in_signed=True, out_bits=3, offset=-5, ref_shift=0,
                              steps=1, round_thresholds=L.round_thresholds(5, 1), in_scale=1.0)]
 IDS = ["softmax", "shift-gelu", "softmax-base2", "shift-gelu-base2", "u12-k6", "s16-k8",
-       "u16-k8-base2", "u2-k1", "negative-offset"]
+       "u16-k8-base2", "u2-k1", "shift-gelu-aligned", "negative-offset"]
 
 
 def exact_code(cfg, q: int) -> int:
@@ -81,6 +84,17 @@ def test_shift_log2_dequantizes_the_minimum_and_saturates_large_values():
     # round(14.36); x = 2 -> 18 - 2 -> 16, zero code; x = 9 -> 18 - round(6.34)
     assert codes.tolist() == [15, 15, 4, 15, 12]
     assert sqrt2.dequantize_output(4) == pytest.approx(5.12 / 4 - 0.18)
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_aligned_shift_log_quantizer_returns_zero_exactly(steps):
+    cfg = L.example_config(in_scale=0.01, scale=4.0, in_signed=True, minimum=-0.17, steps=steps,
+                           align_zero=True)
+    assert cfg.offset == 32  # 1 - round(-17) = 18, up to a power of two
+    got = cfg.dequantize_output(L.log2_quantize(cfg, np.array([0, -17, 127])))
+    assert got[0] == 0.0  # X = 0 is the level s * 2**(-(ref_shift - 5))
+    want = L.log2_quantize_reference(cfg, np.array([0.0, -0.17, 1.27]))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("steps", [1, 2])
@@ -246,6 +260,22 @@ def test_log2_quantizer_in_torch_equals_the_integer_operator():
                                    rtol=1e-6, atol=1e-6 * cfg.scale)
 
 
+def test_shift_log_quantizer_keeps_gelu_zeros_exact_when_aligned():
+    """Post-GELU-like data (many exact zeros, a minimum of -0.17): the aligned scale puts X = 0 on
+    a level, s = -shift * 2**(c/steps) for an integer c; the plain MSE grid does not."""
+    torch.manual_seed(3)
+    x = F.gelu(torch.randn(40000, dtype=torch.float64) * 2.0 - 0.5)
+    x[::5] = 0.0
+    for steps in (1, 2):
+        aligned = A.Log2Quantizer(4, shifted=True, steps=steps)
+        y = aligned(x).detach()
+        assert float(y[x == 0].abs().max()) < 1e-12
+        c = steps * math.log2(float(aligned.scale.detach()) / -float(aligned.shift))
+        assert abs(c - round(c)) < 1e-9 and 0 <= round(c) <= 14
+        plain = A.Log2Quantizer(4, shifted=True, steps=steps, align_zero=False)
+        assert float((plain(x).detach()[x == 0]).abs().max()) > 1e-3
+
+
 def test_calibrated_quantizers_beat_min_max_and_stay_on_their_grids():
     x = torch.randn(20000, dtype=torch.float64) ** 3
     uniform = A.UniformQuantizer(4)
@@ -366,7 +396,8 @@ def test_quantize_adfq_reports_accuracy_outliers_and_time(bundled):
 @pytest.mark.parametrize("options, text", [
     (dict(bits="w8a8"), "not supported"), (dict(alpha_qkv=0.0), "alpha_qkv"),
     (dict(alpha_fc1=-1.0), "alpha_fc1"), (dict(iterations=0), "iterations"),
-    (dict(components="poq,gptq"), "gptq"), (dict(outliers="int8"), "outliers")])
+    (dict(components="poq,gptq"), "gptq"), (dict(outliers="int8"), "outliers"),
+    (dict(log_base="e"), "log base"), (dict(align_zero="yes"), "align_zero")])
 def test_bad_settings_are_one_line_errors(bundled, options, text):
     model, splits = bundled
     with pytest.raises(IntvitError) as error:

@@ -46,6 +46,29 @@ def test_divider_is_floor_division():
     assert set(cycles) == {unit.cycles}
 
 
+def test_divider_with_a_short_quotient_is_floor_division_in_fewer_cycles():
+    """``quotient_bits = 13``: every case whose quotient is below ``2**13``, including the
+    largest such quotients and the constant numerator of the softmax reciprocals; a previous
+    result in the quotient register must not leak into the next one."""
+    rng = random.Random(7)
+    unit = RestoringDivider(num_bits=31, den_bits=24, quotient_bits=13)
+    cases = [(2**30, 2**17 + 1), (2**30, 2**24 - 1), (2**13 * 5000 - 1, 5000), (0, 1),
+             (2**31 - 1, 2**18 + 1), (2**13 - 1, 1)]
+    while len(cases) < 200:
+        n, d = rng.randrange(2**31), rng.randrange(1, 2**24)
+        if n // d < 2**13:
+            cases.append((n, d))
+    cases.insert(3, (2**31 - 1, 2**24 - 1))
+
+    def load(ctx, case):
+        ctx.set(unit.numerator, case[0])
+        ctx.set(unit.denominator, case[1])
+
+    quotients, cycles = simulate(unit, cases, load, lambda ctx: ctx.get(unit.quotient))
+    assert quotients == [n // d for n, d in cases]
+    assert set(cycles) == {13} == {unit.cycles}
+
+
 def test_sqrt_is_exact_floor_root():
     rng = random.Random(6)
     unit = BitSerialSqrt(value_bits=33)

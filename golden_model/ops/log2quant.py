@@ -31,7 +31,9 @@ Choices where the paper is silent (intvit's definition):
 - ``s`` is a power-of-two multiple of the input step (``ref_shift`` an integer): the integer path
   then needs no multiplier; the layer before the quantizer chooses its output step accordingly.
 - ``eps`` is one input step (``offset = 1 - round(min(X) / S)``), the smallest ``eps`` that keeps
-  ``X' >= 1`` code at the calibrated minimum.
+  ``X' >= 1`` code at the calibrated minimum; or, with ``align_zero``, ``offset`` is the next
+  power of two, so that ``X = 0`` (``x = offset``) is a level and dequantizes exactly (the ADFQ
+  simulation's shift-log quantizer aligns 0 the same way, through its scale).
 - Inputs with ``x <= 0`` (below the calibrated minimum) take the zero code.
 
 Widths: ``x`` lies in ``[lo + offset, hi + offset]``, at most ``mantissa_bits <= 18`` bits;
@@ -149,10 +151,11 @@ class Log2QuantConfig:
     @classmethod
     def from_scale(cls, in_scale: float, scale: float, *, in_bits: int = 8, out_bits: int = 4,
                    in_signed: bool = False, minimum: float | None = None,
-                   steps: int = 2) -> "Log2QuantConfig":
+                   steps: int = 2, align_zero: bool = False) -> "Log2QuantConfig":
         """The quantizer for inputs of step ``in_scale`` with log scale ``scale``
         (``ref_shift = round(log2(scale / in_scale))``) and ``steps`` levels per octave; with
-        ``minimum``, the shift-log quantizer for data whose calibrated minimum is ``minimum``."""
+        ``minimum``, the shift-log quantizer for data whose calibrated minimum is ``minimum``
+        (``align_zero``: ``offset`` rounded up to a power of two, module docstring)."""
         owner = "Log2QuantConfig.from_scale"
         in_scale = check_scale(owner, "in_scale", in_scale)
         scale = check_scale(owner, "scale", scale)
@@ -163,6 +166,8 @@ class Log2QuantConfig:
             if not np.isfinite(minimum):
                 raise ConfigError(f"{owner}: minimum must be finite (got {minimum!r})")
             offset = 1 - int(math.floor(minimum / in_scale + 0.5))
+            if align_zero and offset > 1:
+                offset = 1 << (offset - 1).bit_length()
         ref_shift = int(math.floor(math.log2(scale / in_scale) + 0.5))
         top = (signed_range(in_bits) if in_signed else unsigned_range(in_bits))[1] + offset
         width = max(top, 1).bit_length()
@@ -232,12 +237,14 @@ def log2_quantize_reference(cfg: Log2QuantConfig, x) -> np.ndarray:
 
 def example_config(in_scale: float = 2.0 ** -8, scale: float = 1.0, in_bits: int = 8,
                    out_bits: int = 4, in_signed: bool = False,
-                   minimum: float | None = None, steps: int = 2) -> Log2QuantConfig:
+                   minimum: float | None = None, steps: int = 2,
+                   align_zero: bool = False) -> Log2QuantConfig:
     """By default the post-Softmax quantizer: 8-bit probabilities of step ``2**-8``, ``s = 1``,
     4-bit base-sqrt(2) codes. ``minimum`` (with ``in_signed=True``) gives a shift-log
     quantizer."""
     return Log2QuantConfig.from_scale(in_scale, scale, in_bits=in_bits, out_bits=out_bits,
-                                      in_signed=in_signed, minimum=minimum, steps=steps)
+                                      in_signed=in_signed, minimum=minimum, steps=steps,
+                                      align_zero=align_zero)
 
 
 def sweep_inputs(cfg: Log2QuantConfig, rng: np.random.Generator) -> np.ndarray:
