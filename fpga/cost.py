@@ -46,8 +46,9 @@ def cached_flow(verilog: str, top: str, target: str) -> tuple[dict, bool, dict]:
 
 
 def measure(op_name: str, config=None, *, lanes: int = 1, target: str = "ecp5",
-            config_options: dict | None = None) -> dict:
-    """The cost entry of ``op_name``'s unit built from ``config`` with ``lanes`` lanes.
+            config_options: dict | None = None, max_row: int | None = None) -> dict:
+    """The cost entry of ``op_name``'s unit built from ``config`` with ``lanes`` lanes (row
+    units: a buffer for rows of ``max_row`` elements, default ``hw.units.default_max_row``).
 
     ``config`` defaults to ``example_config(**config_options)``; ``config_options`` are the
     options that built it, recorded as the ``--set`` values of the equivalent ``intvit cost``
@@ -59,15 +60,16 @@ def measure(op_name: str, config=None, *, lanes: int = 1, target: str = "ecp5",
     operator = registry.get(op_name)
     if config is None:
         config = operator.example_config(**(config_options or {}))
-    unit = build_unit(op_name, config, lanes=lanes)
+    unit = build_unit(op_name, config, lanes=lanes, max_row=max_row)
     cycles = cycles_per_beat(unit)
     top = module_name(op_name)
     verilog = export_verilog(unit, top)
     result, cached, versions = cached_flow(verilog, top, target)
-    return {"op": op_name, "config": config_fields(config), "lanes": lanes, "target": target,
-            **result, "cycles_per_beat": cycles, "elements_per_cycle": lanes / cycles,
+    rows = {"max_row": unit.max_row} if hasattr(unit, "max_row") else {}
+    return {"op": op_name, "config": config_fields(config), "lanes": lanes, **rows,
+            "target": target, **result, "cycles_per_beat": cycles, "elements_per_cycle": lanes / cycles,
             "latency": getattr(unit, "latency", None), "tools": versions,
-            "command": command_line(operator, config, lanes, target, config_options),
+            "command": command_line(operator, config, lanes, target, config_options, max_row),
             "cached": cached}
 
 
@@ -132,15 +134,17 @@ def plain_value(value):
     return OMIT
 
 
-def command_line(operator, config, lanes: int, target: str, options: dict | None) -> str | None:
-    """``intvit cost OP --target T --lanes N --set k=v ...`` that rebuilds this entry, or None when
-    ``config`` was built by hand and is not the example config."""
+def command_line(operator, config, lanes: int, target: str, options: dict | None,
+                 max_row: int | None = None) -> str | None:
+    """``intvit cost OP --target T --lanes N [--max-row M] --set k=v ...`` that rebuilds this
+    entry, or None when ``config`` was built by hand and is not the example config."""
     if options is None:
         if config != operator.example_config():
             return None
         options = {}
     settings = "".join(f" --set {key}={format_option(value)}" for key, value in options.items())
-    return f"intvit cost {operator.name} --target {target} --lanes {lanes}{settings}"
+    rows = "" if max_row is None else f" --max-row {max_row}"
+    return f"intvit cost {operator.name} --target {target} --lanes {lanes}{rows}{settings}"
 
 
 def format_option(value) -> str:

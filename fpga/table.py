@@ -14,10 +14,9 @@ import json
 import time
 from pathlib import Path
 
-from golden_model import registry
 from golden_model.errors import IntvitError
 from golden_model.files import write_text_atomic
-from hw.units import available_units, build_gemm, default_max_row
+from hw.units import available_units, build_gemm
 
 from .cost import TARGETS, cached_flow, config_fields, measure
 from .export import export_verilog
@@ -54,19 +53,9 @@ def measure_gemm(rows: int, cols: int, *, target: str = "ecp5") -> dict:
             "cached": cached}
 
 
-def measure_unit(name: str, target: str) -> dict:
-    """:func:`fpga.cost.measure` at the example config, one lane; row units also record their
-    ``max_row``."""
-    entry = measure(name, target=target)
-    operator = registry.get(name)
-    if operator.row_wise:
-        entry["max_row"] = default_max_row(operator.example_config())
-    return entry
-
-
 def jobs() -> list[tuple[str, object]]:
     """(entry name, function returning the entry given a target) for every table entry."""
-    units = [(name, lambda target, name=name: measure_unit(name, target))
+    units = [(name, lambda target, name=name: measure(name, target=target))
              for name in available_units()]
     arrays = [(gemm_name(r, c), lambda target, r=r, c=c: measure_gemm(r, c, target=target))
               for r, c in GEMM_SIZES]

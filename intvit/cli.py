@@ -197,7 +197,7 @@ def cmd_cost(args) -> int:
     else:
         _, options, config = operator_config(args.op, args.set)
         entry = measure(args.op, config, lanes=args.lanes, target=args.target,
-                        config_options=options)
+                        config_options=options, max_row=args.max_row)
         stem = args.op.replace("/", "_")
     output = Path(args.output or Path("runs") / "cost" / f"{stem}-{args.target}.json")
     write_cost_json(entry, output)

@@ -5,6 +5,7 @@ copies of the datapath sharing one valid/last register pair per pipeline stage, 
 ``acc * m`` is a 32 x 32-bit signed multiply, and the output register is ``out_bits`` wide.
 The first Yosys call on a machine compiles its WebAssembly (about a minute, once).
 """
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -113,3 +114,19 @@ def test_row_unit_throughput_is_a_full_row_initiation_interval():
     assert cycles_per_beat(row_unit) == (4 + 6) / 4
     with pytest.raises(IntvitError, match="does not state cycles_per_beat"):
         cycles_per_beat(SimpleNamespace())
+
+
+def test_max_row_sizes_the_row_buffer_and_is_recorded(tmp_path):
+    """``intvit cost --max-row``: a shorter row buffer is a different unit, recorded with its
+    length in the entry and the command that rebuilds it."""
+    from intvit.cli import main
+
+    out = tmp_path / "c.json"
+    assert main(["cost", "softmax/ivit", "--max-row", "32", "--target", "xilinx",
+                 "-o", str(out)]) == 0
+    short = json.loads(out.read_text())
+    default = measure("softmax/ivit", target="xilinx")
+    assert (short["max_row"], default["max_row"]) == (32, 256)
+    assert "--max-row 32" in short["command"] and "--max-row" not in default["command"]
+    assert short["elements_per_cycle"] < default["elements_per_cycle"]  # more overhead per row
+    assert "max_row" not in measure("requant", target="xilinx")
