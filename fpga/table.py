@@ -34,22 +34,25 @@ def table_path(target: str) -> Path:
     return TABLES_DIR / f"{target}.json"
 
 
-def gemm_name(rows: int, cols: int) -> str:
-    return f"gemm/{rows}x{cols}"
+def gemm_name(rows: int, cols: int, per_channel: bool = False) -> str:
+    return f"gemm/{rows}x{cols}" + ("/per-channel" if per_channel else "")
 
 
-def measure_gemm(rows: int, cols: int, *, target: str = "ecp5") -> dict:
-    """The cost entry of the W8A8 GEMM array of ``rows x cols`` cells (``k_max`` 4096)."""
+def measure_gemm(rows: int, cols: int, *, target: str = "ecp5",
+                 per_channel: bool = False) -> dict:
+    """The cost entry of the W8A8 GEMM array of ``rows x cols`` cells (``k_max`` 4096), with a
+    built-in or (``per_channel``) a streamed per-channel requantizer."""
     if target not in TARGETS:
         raise IntvitError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    unit = build_gemm(rows=rows, cols=cols)
+    unit = build_gemm(rows=rows, cols=cols, per_channel=per_channel)
     top = f"intvit_gemm_{rows}x{cols}"
     verilog = export_verilog(unit, top)
     result, cached, versions = cached_flow(verilog, top, target)
     return {"op": "gemm", "config": config_fields(unit.config), "lanes": cols, "target": target,
             **result, "cycles_per_beat": 1, "elements_per_cycle": rows * cols,
             "element": "multiply-accumulate", "latency": unit.latency, "tools": versions,
-            "command": f"intvit cost gemm --rows {rows} --cols {cols} --target {target}",
+            "command": f"intvit cost gemm --rows {rows} --cols {cols} --target {target}"
+                       + (" --per-channel" if per_channel else ""),
             "cached": cached}
 
 
@@ -59,6 +62,8 @@ def jobs() -> list[tuple[str, object]]:
              for name in available_units()]
     arrays = [(gemm_name(r, c), lambda target, r=r, c=c: measure_gemm(r, c, target=target))
               for r, c in GEMM_SIZES]
+    arrays.append((gemm_name(8, 8, True),
+                   lambda target: measure_gemm(8, 8, target=target, per_channel=True)))
     return units + arrays
 
 

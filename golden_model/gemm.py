@@ -4,7 +4,11 @@ array's cycle model.
 ``y = requantize(a @ w + bias)``: ``a`` is ``M x K`` int8 activations, ``w`` is ``K x N`` signed
 int8 or int4 weights, ``bias`` is ``N`` integers on the accumulator scale ``S_a * S_w`` and the
 requantizer is :mod:`golden_model.ops.requant` (HAWQ-V3 dyadic ``(acc * m + 2**(e-1)) >> e``,
-I-ViT sec. 3; one per-tensor ``m, e`` per layer, the constants the hardware bakes in).
+I-ViT sec. 3): either one per-tensor ``m, e`` per layer, constants the hardware bakes in
+(:class:`~golden_model.ops.requant.RequantConfig`), or, with ``GemmConfig.per_channel``, one
+``m, e`` per output channel as the integer ViT uses them
+(:class:`~golden_model.ops.requant.ChannelRequant`), streamed to the array with each tile's bias
+so that one array serves every layer.
 
 The hardware (``hw/gemm.py``) is output-stationary: processing element ``(r, c)`` owns output
 ``(m0 + r, n0 + c)`` of an ``R x C`` tile for the whole reduction over ``K``. The functions here
@@ -17,13 +21,15 @@ import numpy as np
 
 from .errors import ConfigError, IntvitError
 from .integer import as_int_array, check_int, signed_range
-from .ops.requant import ACC_BITS, RequantConfig, requantize
+from .ops.requant import ACC_BITS, MAX_SHIFT, ChannelRequant, RequantConfig, requantize
 
 WEIGHT_BITS = (4, 8)
 """Signed weight widths of the model's linear layers (W8A8 and W4A8)."""
 MAX_K = 1 << 16
 """Largest supported reduction length: ``2**16 * 2**14 = 2**30``, so W8A8 sums plus a 31-bit
 bias stay inside the requantizer's int32."""
+SHIFT_BITS = MAX_SHIFT.bit_length()
+"""Width of a streamed per-channel shift ``e`` (0..62)."""
 REQUANT_LATENCY = 3
 """Cycles through ``hw.requant.Requantizer``: input register, product ``acc * m``, round and
 saturate (its ``latency``)."""
@@ -51,6 +57,13 @@ class GemmConfig:
         Signed bias width, 1..31. The default 31 is the widest bias for which ``acc + bias``
         still fits the requantizer's int32 at every ``K <= MAX_K`` for W8A8 (HAWQ-V3 keeps the
         bias in int32 on the scale ``S_a * S_w``; the top bit is given to the products).
+    per_channel : bool
+        Requantize per output channel: each tile's ``b`` beat carries, per column, the bias, the
+        multiplier ``m`` (``MULTIPLIER_BITS``) and the shift ``e`` (:data:`SHIFT_BITS`) of that
+        channel. Off: one per-tensor requantizer whose constants are built into the array.
+    out_bits : int
+        Signed output width with ``per_channel`` (2..16); per-tensor arrays take it from their
+        ``RequantConfig``.
 
     Accumulator width (:attr:`acc_bits`): the largest product magnitude is
     ``(-2**(a-1)) * (-2**(w-1)) = 2**(a+w-2)`` (positive); every other product is smaller in
@@ -68,6 +81,8 @@ class GemmConfig:
     weight_bits: int = 8
     act_bits: int = 8
     bias_bits: int = 31
+    per_channel: bool = False
+    out_bits: int = 8
 
     def __post_init__(self):
         owner = "GemmConfig"
@@ -80,6 +95,10 @@ class GemmConfig:
                               f"{self.weight_bits})")
         check_int(owner, "act_bits", self.act_bits, 8, 8, "activations are int8")
         check_int(owner, "bias_bits", self.bias_bits, 1, ACC_BITS - 1)
+        if not isinstance(self.per_channel, bool):
+            raise ConfigError(f"{owner}: per_channel must be True or False (got "
+                              f"{self.per_channel!r})")
+        check_int(owner, "out_bits", self.out_bits, 2, 16)
         if self.weight_bits == 4 and self.cols % 2:
             raise ConfigError(f"GemmConfig: cols must be even for int4 weights, which travel two "
                               f"per byte (got cols={self.cols})")
@@ -96,9 +115,10 @@ class GemmConfig:
 
 
 def example_config(rows: int = 8, cols: int = 8, weight_bits: int = 8,
-                   k_max: int = 4096) -> GemmConfig:
+                   k_max: int = 4096, per_channel: bool = False) -> GemmConfig:
     """An ``rows x cols`` array for the CLI and the benchmark."""
-    return GemmConfig(rows=rows, cols=cols, k_max=k_max, weight_bits=weight_bits)
+    return GemmConfig(rows=rows, cols=cols, k_max=k_max, weight_bits=weight_bits,
+                      per_channel=per_channel)
 
 
 EXAMPLE_RATIO = 0.0042
@@ -108,6 +128,30 @@ EXAMPLE_RATIO = 0.0042
 def example_requant(ratio: float = EXAMPLE_RATIO, bits: int = 8) -> RequantConfig:
     """A per-tensor requantizer for the example array."""
     return RequantConfig.from_scale(ratio, bits=bits)
+
+
+def example_channel_requant(n: int, rng: np.random.Generator, bits: int = 8) -> ChannelRequant:
+    """Per-channel requantizers for ``n`` channels: ratios spread over a factor 8 around
+    :data:`EXAMPLE_RATIO`, as per-channel weight scales spread."""
+    return ChannelRequant.from_scales(EXAMPLE_RATIO * 2.0 ** rng.uniform(-1.5, 1.5, n), bits)
+
+
+def check_requant(config: GemmConfig, requant, n: int):
+    """The requantizer the array's mode takes: a ``RequantConfig``, or with ``per_channel`` a
+    ``ChannelRequant`` of ``N`` channels and the config's ``out_bits``."""
+    if not config.per_channel:
+        if not isinstance(requant, RequantConfig):
+            raise IntvitError("gemm: a per-tensor array takes a RequantConfig; build the array "
+                              "with per_channel=True for per-channel requantizers")
+        return requant
+    if not isinstance(requant, ChannelRequant):
+        raise IntvitError("gemm: a per-channel array takes a ChannelRequant (one m, e per output "
+                          "channel)")
+    if len(requant.multipliers) != n or requant.out_bits != config.out_bits:
+        raise IntvitError(f"gemm: the per-channel requantizer must have N={n} channels of "
+                          f"{config.out_bits}-bit output (got {len(requant.multipliers)} of "
+                          f"{requant.out_bits} bits)")
+    return requant
 
 
 def check_range(name: str, x: np.ndarray, bits: int) -> None:
@@ -146,9 +190,12 @@ def gemm_accumulate(config: GemmConfig, a, w, bias=None) -> np.ndarray:
     return a @ w + bias
 
 
-def gemm(config: GemmConfig, requant: RequantConfig, a, w, bias=None) -> np.ndarray:
-    """``requantize(requant, a @ w + bias)``: the layer output, ``M x N`` int64."""
-    return requantize(requant, gemm_accumulate(config, a, w, bias))
+def gemm(config: GemmConfig, requant, a, w, bias=None) -> np.ndarray:
+    """``requantize(requant, a @ w + bias)``: the layer output, ``M x N`` int64 (``requant``: a
+    ``RequantConfig``, or a ``ChannelRequant`` for a per-channel array)."""
+    acc = gemm_accumulate(config, a, w, bias)
+    requant = check_requant(config, requant, acc.shape[1])
+    return requant(acc) if config.per_channel else requantize(requant, acc)
 
 
 def pack_int4(values) -> np.ndarray:
@@ -201,6 +248,9 @@ class GemmBeats:
         ``c*wb .. c*wb+wb-1``; byte ``j`` of the beat is bits ``8j .. 8j+7``).
     bias : (tiles, C) int64
         One beat per tile, ``bias[n0:n0+C]``; consumed with the tile's last input beat.
+    multiplier, shift : (tiles, C) int64 or None
+        Per-channel arrays: the tile's ``m[n0:n0+C]`` and ``e[n0:n0+C]``, in the same ``b`` beat
+        (padding columns ``m = e = 0``); None for a per-tensor array.
     out : (tiles*R, C) int64
         Output beat ``t*R + r`` is row ``m0 + r`` of the tile: ``y[m0+r, n0:n0+C]``, computed on
         the padded operands, so padding rows/columns hold exactly what the hardware produces
@@ -216,6 +266,8 @@ class GemmBeats:
     bias: np.ndarray
     out: np.ndarray
     out_last: np.ndarray
+    multiplier: np.ndarray | None = None
+    shift: np.ndarray | None = None
 
     @property
     def tiles(self) -> int:
@@ -232,10 +284,11 @@ def tile_origins(config: GemmConfig, m: int, n: int) -> list[tuple[int, int]]:
     return [(m0, n0) for m0 in range(0, m, config.rows) for n0 in range(0, n, config.cols)]
 
 
-def gemm_beats(config: GemmConfig, requant: RequantConfig, a, w, bias=None) -> GemmBeats:
+def gemm_beats(config: GemmConfig, requant, a, w, bias=None) -> GemmBeats:
     """The streams the array consumes and emits for ``requantize(a @ w + bias)``."""
     a, w, bias = check_operands(config, a, w, bias)
     (m, k), n = a.shape, w.shape[1]
+    requant = check_requant(config, requant, n)
     rows, cols = config.rows, config.cols
     a_pad = np.zeros((padded(m, rows), k), dtype=np.int64)
     a_pad[:m] = a
@@ -243,6 +296,12 @@ def gemm_beats(config: GemmConfig, requant: RequantConfig, a, w, bias=None) -> G
     w_pad[:, :n] = w
     b_pad = np.zeros(padded(n, cols), dtype=np.int64)
     b_pad[:n] = bias
+    channels = None
+    if config.per_channel:
+        channels = np.zeros((2, padded(n, cols)), dtype=np.int64)
+        channels[:, :n] = [requant.multipliers, requant.shifts]
+        requant = ChannelRequant(tuple(channels[0].tolist()), tuple(channels[1].tolist()),
+                                 requant.out_bits)
     y_pad = gemm(config, requant, a_pad, w_pad, b_pad)
     origins = tile_origins(config, m, n)
     act = [a_pad[m0:m0 + rows].T for m0, _ in origins]
@@ -252,11 +311,16 @@ def gemm_beats(config: GemmConfig, requant: RequantConfig, a, w, bias=None) -> G
     act_last[-1] = True
     out_last = np.zeros(rows, dtype=bool)
     out_last[-1] = True
+    per_tile = {}
+    if channels is not None:
+        per_tile = {name: np.stack([row[n0:n0 + cols] for _, n0 in origins])
+                    for name, row in zip(("multiplier", "shift"), channels)}
     return GemmBeats(shape=(m, k, n), act=np.concatenate(act),
                      act_last=np.tile(act_last, len(origins)),
                      weight=weight_bytes(config, np.concatenate(weight)),
                      bias=np.stack([b_pad[n0:n0 + cols] for _, n0 in origins]),
-                     out=np.concatenate(out), out_last=np.tile(out_last, len(origins)))
+                     out=np.concatenate(out), out_last=np.tile(out_last, len(origins)),
+                     **per_tile)
 
 
 def reassemble(config: GemmConfig, m: int, n: int, out_beats) -> np.ndarray:

@@ -24,17 +24,19 @@ Pipeline (the cycle model is ``golden_model.gemm.predicted_cycles``):
    into the drain buffer instead, together with the tile's ``b`` (bias) beat; the buffer must be
    empty, else the array stalls.
 3. The drain buffer shifts out one row per cycle: lane ``c`` is ``acc[r][c] + bias[c]`` (fits
-   int32 by ``GemmConfig``'s bound) into a ``hw.requant.Requantizer`` of ``C`` lanes, whose
-   output is ``o`` (``last`` on the tile's row ``R-1``).
+   int32 by ``GemmConfig``'s bound) into a ``hw.requant.Requantizer`` of ``C`` lanes (per-tensor
+   constants), or with ``per_channel`` a ``hw.requant.ChannelRequantizer`` fed the column's
+   ``m[c]``, ``e[c]`` from the tile's ``b`` beat; its output is ``o`` (``last`` on the tile's row
+   ``R-1``).
 """
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden_model.gemm import REQUANT_LATENCY, GemmConfig
-from golden_model.ops.requant import RequantConfig
+from golden_model.ops.requant import ACC_BITS, RequantConfig
 
-from .requant import Requantizer
+from .requant import ChannelRequantizer, Requantizer, channel_operand
 from .stream import row_beat
 
 
@@ -49,8 +51,9 @@ class Gemm(wiring.Component):
     ----------
     config : GemmConfig
         Array size and bit widths; the accumulators are ``config.acc_bits`` wide.
-    requant : RequantConfig
-        The layer's dyadic requantizer (constants baked in).
+    requant : RequantConfig or None
+        The layer's dyadic requantizer (constants baked in); None for a ``per_channel`` config,
+        whose ``m, e`` arrive on ``b``.
 
     Members
     -------
@@ -60,23 +63,33 @@ class Gemm(wiring.Component):
         Weights ``w[k, n0:n0+C]``, lane ``c`` at bits ``c*wb ..``; at 4 bits two per byte, low
         nibble first (``golden_model.gemm.pack_int4``).
     b : In(stream.Signature(ArrayLayout(signed(bias_bits), C)))
-        The tile's bias ``bias[n0:n0+C]``, taken with its last ``a``/``w`` beat.
+        The tile's bias ``bias[n0:n0+C]``, taken with its last ``a``/``w`` beat; with
+        ``per_channel`` each lane is ``hw.requant.channel_operand(bias_bits)``: ``{bias,
+        multiplier, shift}`` of the column's output channel.
     o : Out(stream.Signature(row_beat(out_shape, C)))
         Requantized row ``y[m0+r, n0:n0+C]``; ``last`` on ``r = R-1``.
     """
 
-    def __init__(self, config: GemmConfig, requant: RequantConfig):
+    def __init__(self, config: GemmConfig, requant: RequantConfig | None = None):
         if not isinstance(config, GemmConfig):
             raise TypeError(f"config must be a GemmConfig, not {config!r}")
-        if not isinstance(requant, RequantConfig):
-            raise TypeError(f"requant must be a RequantConfig, not {requant!r}")
+        if config.per_channel:
+            if requant is not None:
+                raise TypeError("a per_channel Gemm takes its m, e on the b stream: requant=None")
+            out_shape = signed(config.out_bits)
+            bias_lane = channel_operand(config.bias_bits)
+        else:
+            if not isinstance(requant, RequantConfig):
+                raise TypeError(f"requant must be a RequantConfig, not {requant!r}")
+            out_shape = (signed(requant.out_bits) if requant.out_signed
+                         else unsigned(requant.out_bits))
+            bias_lane = signed(config.bias_bits)
         self.config, self.requant = config, requant
         rows, cols = config.rows, config.cols
-        out_shape = signed(requant.out_bits) if requant.out_signed else unsigned(requant.out_bits)
         super().__init__({
             "a": In(stream.Signature(row_beat(signed(config.act_bits), rows))),
             "w": In(stream.Signature(data.ArrayLayout(signed(config.weight_bits), cols))),
-            "b": In(stream.Signature(data.ArrayLayout(signed(config.bias_bits), cols))),
+            "b": In(stream.Signature(data.ArrayLayout(bias_lane, cols))),
             "o": Out(stream.Signature(row_beat(out_shape, cols))),
         })
 
@@ -90,7 +103,11 @@ class Gemm(wiring.Component):
         m = Module()
         cfg = self.config
         rows, cols = cfg.rows, cfg.cols
-        m.submodules.requant = requant = Requantizer(self.requant, lanes=cols)
+        if cfg.per_channel:
+            requant = ChannelRequantizer(cfg.out_bits, lanes=cols)
+        else:
+            requant = Requantizer(self.requant, lanes=cols)
+        m.submodules.requant = requant
         wiring.connect(m, wiring.flipped(self.o), requant.o)
 
         # Stage 1: join a and w into the operand register.
@@ -134,7 +151,8 @@ class Gemm(wiring.Component):
                         m.d.sync += buffer[r][c].eq(buffer[r + 1][c])
 
         # Stage 3: drain one row per cycle, bias added, into the requantizer.
-        bias = [Signal(signed(cfg.bias_bits), name=f"bias{c}") for c in range(cols)]
+        bias_shape = self.b.payload.shape().elem_shape
+        bias = [Signal(bias_shape, name=f"bias{c}") for c in range(cols)]
         row = Signal(range(rows), name="drain_row")
         with m.If(finish):
             m.d.sync += [full.eq(1), row.eq(0)]
@@ -144,5 +162,11 @@ class Gemm(wiring.Component):
             with m.If(row == rows - 1):
                 m.d.sync += full.eq(0)
         m.d.comb += [requant.i.valid.eq(full), requant.i.payload.last.eq(row == rows - 1)]
-        m.d.comb += [requant.i.payload.data[c].eq(buffer[0][c] + bias[c]) for c in range(cols)]
+        for c in range(cols):
+            if cfg.per_channel:  # {acc, multiplier, shift}, the ChannelRequantizer's lane
+                total = (buffer[0][c] + bias[c].bias)[:ACC_BITS]
+                lane = Cat(total, bias[c].multiplier, bias[c].shift)
+            else:
+                lane = buffer[0][c] + bias[c]
+            m.d.comb += requant.i.payload.data[c].eq(lane)
         return m

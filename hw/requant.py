@@ -1,7 +1,11 @@
-"""Dyadic requantizer unit: ``y = clamp(((acc * m + 2**(e-1)) >> e) + z)`` per lane."""
-from amaranth import Const, Mux, signed, unsigned
+"""Dyadic requantizer units: ``y = clamp(((acc * m + 2**(e-1)) >> e) + z)`` per lane, with ``m``,
+``e``, ``z`` built in (:class:`Requantizer`) or arriving with each accumulator
+(:class:`ChannelRequantizer`, per output channel)."""
+from amaranth import Cat, Const, Mux, Value, signed, unsigned
+from amaranth.lib import data
 
-from golden_model.ops.requant import ACC_BITS, RequantConfig
+from golden_model.gemm import SHIFT_BITS
+from golden_model.ops.requant import ACC_BITS, MULTIPLIER_BITS, RequantConfig
 
 from .pipeline import ElementwisePipeline
 
@@ -40,5 +44,47 @@ class Requantizer(ElementwisePipeline):
             offset = shifted + Const(cfg.zero_point, shifted.shape())
             lo_c, hi_c = Const(lo, offset.shape()), Const(hi, offset.shape())
             return Mux(offset < lo_c, lo_c, Mux(offset > hi_c, hi_c, offset))
+
+        return [product, round_and_saturate]
+
+
+def channel_operand(bias_bits: int | None = None) -> data.StructLayout:
+    """A lane of a per-channel requantizer's input, ``{acc, multiplier, shift}``; with
+    ``bias_bits``, the GEMM's per-channel ``b`` lane ``{bias, multiplier, shift}`` instead."""
+    first = ("acc", signed(ACC_BITS)) if bias_bits is None else ("bias", signed(bias_bits))
+    return data.StructLayout(dict([first, ("multiplier", unsigned(MULTIPLIER_BITS)),
+                                   ("shift", unsigned(SHIFT_BITS))]))
+
+
+class ChannelRequantizer(ElementwisePipeline):
+    """``lanes`` accumulators per beat, each with its own ``m`` and ``e``, exactly as
+    ``golden_model.ops.requant.ChannelRequant``: ``clamp((acc * m + 2**(e-1)) >> e)`` to signed
+    ``out_bits`` (round half up, no zero point).
+
+    Input lanes are :func:`channel_operand` structs. Stages: input register; the product
+    ``acc * m`` (a 32 x 31-bit multiplier, 63 bits signed) carried with ``e``; the rounding
+    constant ``(1 << e) >> 1``, a barrel shift right by ``e`` (arithmetic) and saturation.
+    Latency 3 cycles, one beat per cycle, as :class:`Requantizer`.
+    """
+
+    def __init__(self, out_bits: int, *, lanes: int = 1):
+        self.out_bits = out_bits
+        super().__init__(channel_operand(), signed(out_bits), lanes)
+
+    def lane_stages(self):
+        product_bits = ACC_BITS + MULTIPLIER_BITS
+        lo, hi = -(1 << (self.out_bits - 1)), (1 << (self.out_bits - 1)) - 1
+
+        def product(lane):
+            lane = channel_operand()(Value.cast(lane))  # the input register holds its bits
+            return Cat((lane.acc * lane.multiplier)[:product_bits], lane.shift)
+
+        def round_and_saturate(word):
+            prod = word[:product_bits].as_signed()
+            shift = word[product_bits:]
+            half = (Const(1, product_bits) << (shift - 1)[:SHIFT_BITS])[:product_bits]
+            rounding = Mux(shift == 0, 0, half)  # (1 << e) >> 1; e <= 62 keeps it in 63 bits
+            shifted = (prod + rounding) >> shift  # arithmetic shift: prod is signed
+            return Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted))
 
         return [product, round_and_saturate]

@@ -75,10 +75,12 @@ def build_unit(name: str, config, *, lanes: int = 1, max_row: int | None = None)
 
 
 def build_gemm(*, rows: int = 8, cols: int = 8, weight_bits: int = 8, k_max: int = 4096,
-               requant=None):
-    """The GEMM array (not a registered operator: it has operand streams of its own)."""
+               requant=None, per_channel: bool = False):
+    """The GEMM array (not a registered operator: it has operand streams of its own); with
+    ``per_channel`` its requantizer constants arrive per output channel on ``b``."""
     from golden_model.gemm import example_config, example_requant
 
     from .gemm import Gemm
 
-    return Gemm(example_config(rows, cols, weight_bits, k_max), requant or example_requant())
+    config = example_config(rows, cols, weight_bits, k_max, per_channel=per_channel)
+    return Gemm(config) if per_channel else Gemm(config, requant or example_requant())

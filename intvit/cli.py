@@ -89,7 +89,7 @@ def cmd_verilog(args) -> int:
 
     if args.op == "gemm":
         unit = build_gemm(rows=args.rows, cols=args.cols, weight_bits=args.weight_bits,
-                          k_max=args.k_max)
+                          k_max=args.k_max, per_channel=args.per_channel)
     else:
         _, _, config = operator_config(args.op, args.set)
         unit = build_unit(args.op, config, lanes=args.lanes, max_row=args.max_row)
@@ -163,9 +163,10 @@ def sim_gemm(args, work_dir: Path) -> int:
     from golden_model.gemm import example_config, example_requant
     from sim.gemm_bench import SIM_SHAPES, verify_gemm
 
-    runs = verify_gemm(example_config(args.rows, args.cols, args.weight_bits, args.k_max),
-                       example_requant(), SIM_SHAPES, work_dir=work_dir, seed=args.seed,
-                       sink_stall=args.stall)
+    config = example_config(args.rows, args.cols, args.weight_bits, args.k_max,
+                            per_channel=args.per_channel)
+    runs = verify_gemm(config, None if args.per_channel else example_requant(), SIM_SHAPES,
+                       work_dir=work_dir, seed=args.seed, sink_stall=args.stall)
     for run in runs:
         print(run.summary())
     mismatches = sum(run.result.mismatches for run in runs)
@@ -192,8 +193,9 @@ def cmd_cost(args) -> int:
     if not args.op:
         raise IntvitError("name an operator (see `intvit ops`), gemm, or give --all")
     if args.op == "gemm":
-        entry = measure_gemm(args.rows, args.cols, target=args.target)
-        stem = f"gemm_{args.rows}x{args.cols}"
+        entry = measure_gemm(args.rows, args.cols, target=args.target,
+                             per_channel=args.per_channel)
+        stem = f"gemm_{args.rows}x{args.cols}" + ("_per_channel" if args.per_channel else "")
     else:
         _, options, config = operator_config(args.op, args.set)
         entry = measure(args.op, config, lanes=args.lanes, target=args.target,
@@ -390,6 +392,9 @@ def add_gemm_options(parser: argparse.ArgumentParser) -> None:
                        help="weight width (default 8)")
     group.add_argument("--k-max", type=int, default=4096,
                        help="longest reduction, sizes the accumulators (default 4096)")
+    group.add_argument("--per-channel", action="store_true",
+                       help="requantize per output channel, m and e streamed with the bias "
+                            "(as the integer ViT's layers); default one built-in requantizer")
 
 
 def add_lanes(parser: argparse.ArgumentParser) -> None:
@@ -465,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_lanes(cost)
     cost.add_argument("--rows", type=int, default=8, help="gemm: array rows R (default 8)")
     cost.add_argument("--cols", type=int, default=8, help="gemm: array columns C (default 8)")
+    cost.add_argument("--per-channel", action="store_true",
+                      help="gemm: per-channel requantization (m, e streamed with the bias)")
     cost.add_argument("--target", default="ecp5", choices=("ecp5", "xilinx"))
     cost.add_argument("-o", "--output", type=Path, help="JSON file (default runs/cost/..., or "
                       "with --all fpga/tables/TARGET.json)")

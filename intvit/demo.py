@@ -153,7 +153,7 @@ def stage_verilog(out: Path, units: dict) -> dict:
         path = write_text_atomic(out / "verilog" / f"{op.replace('/', '_')}.v",
                                  export_verilog(unit, module_name(op)))
         files[op] = str(path)
-    gemm = build_gemm(rows=GEMM_SIZE, cols=GEMM_SIZE)
+    gemm = build_gemm(rows=GEMM_SIZE, cols=GEMM_SIZE, per_channel=True)
     files["gemm"] = str(write_text_atomic(out / "verilog" / "gemm.v",
                                           export_verilog(gemm, module_name("gemm"))))
     for op, path in files.items():
@@ -188,19 +188,33 @@ def stage_sim(out: Path, units: dict) -> dict:
 
 
 def real_qkv_gemm(out: Path, qmodel, splits):
-    """Block 0's QKV product on the GEMM array: real int8 activations of a test image and the
-    model's real int8 weights and int32 bias, with one per-tensor requantizer (the array's;
-    the model requantizes per channel after it)."""
-    from golden_model.gemm import example_config, example_requant
+    """Block 0's QKV layer on the per-channel GEMM array: real int8 activations of a test image,
+    the model's int8 weights, int32 bias and per-channel requantizer; the array's output beats
+    are compared with the golden beats, and put back together they must equal the integer
+    model's own QKV output (else the run fails)."""
+    import dataclasses
+
+    import numpy as np
+
+    from golden_model.errors import IntvitError
+    from golden_model.gemm import example_config, reassemble
     from golden_model.qvit import quantize_images
-    from sim.gemm_bench import simulate_gemm
+    from sim.gemm_bench import received_outputs, simulate_gemm
 
     taps: dict = {}
     qmodel.forward(quantize_images(splits["test"].images[:1].numpy()), taps)
     linear = qmodel.blocks[0]["qkv"]
-    return simulate_gemm(example_config(GEMM_SIZE, GEMM_SIZE), example_requant(),
-                         taps["blocks.0.attn.qkv"][0], linear.weight.T, linear.bias,
-                         work_dir=out / "sim" / "gemm", name="blocks.0.attn.qkv (real)")
+    x = taps["blocks.0.attn.qkv"][0]
+    config = dataclasses.replace(example_config(GEMM_SIZE, GEMM_SIZE, per_channel=True),
+                                 out_bits=linear.requant.out_bits)
+    work = out / "sim" / "gemm"
+    run = simulate_gemm(config, linear.requant, x, linear.weight.T, linear.bias, work_dir=work,
+                        name="blocks.0.attn.qkv (real)")
+    model_out = linear(x)
+    if run.result.passed and not np.array_equal(
+            reassemble(config, *model_out.shape, received_outputs(work)), model_out):
+        raise IntvitError("the GEMM array's QKV output differs from the integer model's")
+    return run
 
 
 def stage_cost(out: Path, units: dict) -> dict:
@@ -210,7 +224,7 @@ def stage_cost(out: Path, units: dict) -> dict:
     table = json.loads(table_path.read_text())["entries"] if table_path.exists() else {}
     entries = {}
     for op in list(units) + ["gemm"]:
-        key = "gemm 8x8" if op == "gemm" else op
+        key = f"gemm/{GEMM_SIZE}x{GEMM_SIZE}/per-channel" if op == "gemm" else op
         if key in table:
             entries[op] = {**table[key], "source": "checked-in table"}
         elif op != "gemm":

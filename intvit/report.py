@@ -82,8 +82,9 @@ def build_markdown(out: Path) -> str:
             for op, v in verdicts.items()]
     parts.append("## Simulation verdicts\n\nEach chosen unit, built from its first layer's "
                  "config, fed with that layer's real integer inputs on test images, compared "
-                 "bit for bit with the golden model (cocotb under Verilator); the GEMM array on "
-                 "block 0's real QKV product.\n\n"
+                 "bit for bit with the golden model (cocotb under Verilator); the GEMM array "
+                 "(per-channel requantization) on block 0's real QKV layer, whose output equals "
+                 "the integer model's.\n\n"
                  + _table(["unit", "outputs checked", "mismatches", "cycles", "verdict"], rows))
     return "\n\n".join(parts) + "\n"
 

@@ -24,13 +24,16 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 
 from golden_model.files import atomic_output
-from golden_model.gemm import (BUNDLED_SHAPES, GemmBeats, GemmConfig, gemm_beats,
-                               predicted_cycles, tile_origins)
+from golden_model.gemm import (BUNDLED_SHAPES, SHIFT_BITS, GemmBeats, GemmConfig,
+                               example_channel_requant, gemm_beats, predicted_cycles,
+                               tile_origins)
 from golden_model.integer import signed_range
-from golden_model.ops.requant import RequantConfig
+from golden_model.ops.requant import MULTIPLIER_BITS
 from sim.tb import BeatFormat
 
 BENCH = "sim.gemm_bench"
+RECEIVED = "received.npy"
+"""The RTL's output lanes, saved beside the verdict."""
 TIMEOUT_CYCLES = 2000
 """Cycles without any transfer after which the bench gives up."""
 
@@ -62,22 +65,37 @@ class Source:
         self.showing = False
 
 
-CONFIG_FIELDS = ("rows", "cols", "k_max", "weight_bits", "act_bits", "bias_bits")
+CONFIG_FIELDS = ("rows", "cols", "k_max", "weight_bits", "act_bits", "bias_bits", "out_bits")
 
 
 def config_from(data) -> GemmConfig:
     """The array's config as saved in the vector file."""
-    return GemmConfig(**{field: int(data[field]) for field in CONFIG_FIELDS})
+    return GemmConfig(**{field: int(data[field]) for field in CONFIG_FIELDS},
+                      per_channel=bool(data["per_channel"]))
+
+
+def bias_words(config: GemmConfig, data) -> list[int]:
+    """``b`` beats: the bias lanes, or per channel ``{bias, multiplier, shift}`` lanes
+    (``hw.requant.channel_operand``: bias in the low bits, then m, then e)."""
+    if not config.per_channel:
+        bias = BeatFormat(config.bias_bits, True, config.cols)
+        return [bias.pack(beat, False) for beat in data["bias"]]
+    lane_bits = config.bias_bits + MULTIPLIER_BITS + SHIFT_BITS
+    lanes = BeatFormat(lane_bits, False, config.cols)
+    mask = (1 << config.bias_bits) - 1
+    return [lanes.pack([(int(b) & mask) | (int(m) << config.bias_bits)
+                        | (int(e) << (config.bias_bits + MULTIPLIER_BITS))
+                        for b, m, e in zip(*beat)], False)
+            for beat in zip(data["bias"], data["multiplier"], data["shift"])]
 
 
 def stream_words(data) -> dict:
     """Payload words of the ``a``, ``w``, ``b`` streams from the vector file."""
     config = config_from(data)
     act = BeatFormat(config.act_bits, True, config.rows)
-    bias = BeatFormat(config.bias_bits, True, config.cols)
     return {"a": [act.pack(beat, last) for beat, last in zip(data["act"], data["act_last"])],
             "w": [int.from_bytes(bytes(beat.tolist()), "little") for beat in data["weight"]],
-            "b": [bias.pack(beat, False) for beat in data["bias"]]}
+            "b": bias_words(config, data)}
 
 
 async def reset(dut) -> None:
@@ -159,6 +177,9 @@ async def gemm_matches_golden(dut):
             mismatches += 1
             first = first or f"the unit took {source.sent} of {len(source.words)} {name} beats"
     cycles = (last_out - first_in + 1) if received else 0
+    lanes = np.array([beat for beat, _ in received], dtype=np.int64)
+    np.save(Path(os.environ["INTVIT_VERDICT"]).with_name(RECEIVED),
+            lanes.reshape(len(received), int(data["cols"])))
     with open(os.environ["INTVIT_VERDICT"], "w") as handle:
         json.dump({"checked": checked, "mismatches": mismatches, "cycles": cycles,
                    "beats": expected, "first_mismatch": first}, handle)
@@ -167,15 +188,25 @@ async def gemm_matches_golden(dut):
 
 # Host side: run by pytest, the CLI and bench/gemm.py, not inside the simulator.
 
-def save_gemm_vectors(path, config: GemmConfig, requant: RequantConfig, beats: GemmBeats) -> Path:
+
+def received_outputs(work_dir) -> np.ndarray:
+    """The output beats the RTL delivered in :func:`simulate_gemm`'s ``work_dir`` (``beats x
+    C``, in stream order; ``golden_model.gemm.reassemble`` puts them back into ``M x N``)."""
+    return np.load(Path(work_dir) / "sim" / RECEIVED)
+
+def save_gemm_vectors(path, config: GemmConfig, requant, beats: GemmBeats) -> Path:
     """The beat streams and their formats as an ``.npz`` for the bench (written atomically)."""
     path = Path(path)
+    fields = {field: getattr(config, field) for field in CONFIG_FIELDS}
+    fields["out_bits"] = requant.out_bits  # per-tensor arrays: the RequantConfig's width
+    channels = {} if beats.multiplier is None else {"multiplier": beats.multiplier,
+                                                    "shift": beats.shift}
     with atomic_output(path, "wb") as handle:
-        np.savez_compressed(handle, shape=np.array(beats.shape),
-                            **{field: getattr(config, field) for field in CONFIG_FIELDS},
-                            out_bits=requant.out_bits, out_signed=requant.out_signed,
+        np.savez_compressed(handle, shape=np.array(beats.shape), **fields,
+                            per_channel=config.per_channel,
+                            out_signed=getattr(requant, "out_signed", True),
                             act=beats.act, act_last=beats.act_last, weight=beats.weight,
-                            bias=beats.bias, out=beats.out, out_last=beats.out_last)
+                            bias=beats.bias, out=beats.out, out_last=beats.out_last, **channels)
     return path
 
 
@@ -197,17 +228,19 @@ class GemmRun:
                 + r.failure_detail())
 
 
-def simulate_gemm(config: GemmConfig, requant: RequantConfig, a, w, bias=None, *,
+def simulate_gemm(config: GemmConfig, requant, a, w, bias=None, *,
                   work_dir, name: str = "gemm", sink_stall: float = 0.0,
                   source_idle: float = 0.0, seed: int = 0) -> GemmRun:
-    """Simulate ``requantize(a @ w + bias)`` on ``hw.gemm.Gemm(config, requant)``."""
+    """Simulate ``requantize(a @ w + bias)`` on ``hw.gemm.Gemm(config, requant)`` (a
+    ``ChannelRequant`` for a per-channel array, whose ``m, e`` then travel on ``b``)."""
     from hw.gemm import Gemm
     from sim.runner import run_bench
 
     work_dir = Path(work_dir).resolve()  # the simulator runs in another directory
     beats = gemm_beats(config, requant, a, w, bias)
     vectors = save_gemm_vectors(work_dir / "vectors.npz", config, requant, beats)
-    result = run_bench(Gemm(config, requant), BENCH, vectors, work_dir=work_dir / "sim",
+    unit = Gemm(config, None if config.per_channel else requant)
+    result = run_bench(unit, BENCH, vectors, work_dir=work_dir / "sim",
                        env={"INTVIT_SEED": str(seed), "INTVIT_SOURCE_IDLE": str(source_idle),
                             "INTVIT_SINK_STALL": str(sink_stall)})
     return GemmRun(name=name, shape=beats.shape, result=result,
@@ -228,13 +261,16 @@ SIM_SHAPES = {**BUNDLED_SHAPES, "M=1": (1, 9, 6), "K=1": (6, 1, 7), "N=1": (7, 1
 """What ``intvit sim gemm`` runs: the bundled model's products and shapes with a dimension of 1."""
 
 
-def verify_gemm(config: GemmConfig, requant: RequantConfig, shapes: dict, *, work_dir,
+def verify_gemm(config: GemmConfig, requant, shapes: dict, *, work_dir,
                 seed: int = 0, sink_stall: float = 0.0) -> list[GemmRun]:
-    """Random operands at every ``{name: (M, K, N)}`` in ``shapes``, each simulated."""
+    """Random operands at every ``{name: (M, K, N)}`` in ``shapes``, each simulated; a
+    per-channel array (``requant`` None) gets random per-channel requantizers."""
     rng = np.random.default_rng(seed)
     runs = []
     for index, (name, shape) in enumerate(shapes.items()):
         a, w, bias = random_operands(config, shape, rng)
+        if config.per_channel:
+            requant = example_channel_requant(shape[2], rng, config.out_bits)
         runs.append(simulate_gemm(config, requant, a, w, bias, name=name, seed=seed,
                                   work_dir=Path(work_dir) / f"{index:02d}", sink_stall=sink_stall))
     return runs

@@ -1,9 +1,12 @@
 """The GEMM array under Verilator equals the golden GEMM on every output, and takes exactly the
 cycles the dataflow model predicts.
 
-Two 4x4 builds (int8 and int4 weights) serve every test; one 16-bit requantizer with a zero
-point keeps the outputs informative (random sums land around +-300, the accumulator extremes
-around +-25,000 without saturating) while the extreme biases saturate both ends.
+Two 4x4 builds (int8 and int4 weights) serve the per-tensor tests; one 16-bit requantizer with
+a zero point keeps the outputs informative (random sums land around +-300, the accumulator
+extremes around +-25,000 without saturating) while the extreme biases saturate both ends. A
+third 4x4 build requantizes per output channel (``m, e`` streamed with the bias), checked on
+random matrices with random per-channel requantizers, on extreme ``m, e`` and on the integer
+ViT's real QKV layer against the model's own output.
 """
 import dataclasses
 import subprocess
@@ -12,10 +15,10 @@ import numpy as np
 import pytest
 
 from fpga.export import export_verilog
-from golden_model.gemm import (GemmConfig, example_config, example_requant,
-                               gemm_beats)
+from golden_model.gemm import (GemmConfig, example_channel_requant, example_config,
+                               example_requant, gemm_beats)
 from golden_model.integer import signed_range
-from golden_model.ops.requant import RequantConfig
+from golden_model.ops.requant import MAX_SHIFT, MULTIPLIER_BITS, ChannelRequant, RequantConfig
 from hw.gemm import Gemm
 from sim.gemm_bench import BENCH, random_operands, save_gemm_vectors, simulate_gemm
 from sim.runner import run_bench
@@ -24,6 +27,7 @@ from sim.toolchain import verilator_env
 K_MAX = 128
 INT8 = GemmConfig(rows=4, cols=4, k_max=K_MAX, weight_bits=8)
 INT4 = GemmConfig(rows=4, cols=4, k_max=K_MAX, weight_bits=4)
+PER_CHANNEL = GemmConfig(rows=4, cols=4, k_max=K_MAX, weight_bits=8, per_channel=True)
 REQUANT = RequantConfig.from_scale(0.0123, bits=16, zero_point=7)
 
 SHAPES = {
@@ -64,9 +68,10 @@ def test_bundled_fc1_shape_in_predicted_cycles(tmp_path):
     assert run.result.cycles == run.predicted
 
 
-def test_real_bundled_qkv_layer(tmp_path):
+@pytest.fixture(scope="module")
+def qkv_layer():
     """Block 0's QKV of the W8A8 integer model: real int8 activations (a calibration image),
-    the model's int8 weights and int32 bias."""
+    the model's int8 weights, int32 bias and per-channel requantizer, and the model's output."""
     from golden_model.checkpoint import load_bundled
     from golden_model.dataset import load_splits
     from golden_model.qvit import QuantSpec, build_integer_vit, default_assignment, quantize_images
@@ -77,10 +82,52 @@ def test_real_bundled_qkv_layer(tmp_path):
     taps: dict = {}
     qmodel.forward(quantize_images(calibration[:1].numpy()), taps)
     linear = qmodel.blocks[0]["qkv"]
-    run = simulate_gemm(INT8, REQUANT, taps["blocks.0.attn.qkv"][0], linear.weight.T,
-                        linear.bias, work_dir=tmp_path)
+    x = taps["blocks.0.attn.qkv"][0]
+    return x, linear, linear(x)
+
+
+def test_real_bundled_qkv_layer(qkv_layer, tmp_path):
+    x, linear, _ = qkv_layer
+    run = simulate_gemm(INT8, REQUANT, x, linear.weight.T, linear.bias, work_dir=tmp_path)
     check(run)
     assert run.result.cycles == run.predicted
+
+
+def test_real_qkv_layer_per_channel_equals_the_integer_model(qkv_layer, tmp_path):
+    """With the model's own per-channel requantizer the array's output is the integer ViT's QKV
+    output, read back from the output beats, bit for bit."""
+    from golden_model.gemm import reassemble
+    from sim.gemm_bench import received_outputs
+
+    x, linear, model_out = qkv_layer
+    config = dataclasses.replace(PER_CHANNEL, out_bits=linear.requant.out_bits)
+    run = simulate_gemm(config, linear.requant, x, linear.weight.T, linear.bias,
+                        work_dir=tmp_path)
+    check(run)
+    assert run.result.cycles == run.predicted
+    rtl = reassemble(config, *model_out.shape, received_outputs(tmp_path))
+    assert np.array_equal(rtl, model_out)
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 6), (9, 33, 10), (1, 1, 1)], ids=str)
+def test_per_channel_random_matrices_bit_exact_in_predicted_cycles(shape, tmp_path):
+    rng = np.random.default_rng(sum(shape))
+    a, w, bias = random_operands(PER_CHANNEL, shape, rng)
+    run = simulate_gemm(PER_CHANNEL, example_channel_requant(shape[2], rng), a, w, bias,
+                        work_dir=tmp_path)
+    check(run)
+    assert run.result.cycles == run.predicted
+
+
+def test_per_channel_extreme_multipliers_and_shifts(tmp_path):
+    """Per column: the largest ``m`` with the smallest and largest ``e``, ``m = 0``, ``e = 0``
+    (no rounding constant), on the accumulator extremes, with back-pressure."""
+    a, w, bias = extreme_operands(PER_CHANNEL)
+    m_max = (1 << MULTIPLIER_BITS) - 1
+    requant = ChannelRequant((m_max, m_max, 0, 1, 3 << 28, m_max), (MAX_SHIFT, 0, 5, 0, 31, 40))
+    run = simulate_gemm(PER_CHANNEL, requant, a, w, bias, work_dir=tmp_path, sink_stall=0.3,
+                        source_idle=0.2, seed=4)
+    check(run)
 
 
 def extreme_operands(config: GemmConfig):
@@ -134,10 +181,12 @@ def test_a_wrong_expectation_is_reported_with_a_waveform(tmp_path):
     assert result.waveform is not None and result.waveform.stat().st_size > 0
 
 
-def test_8x8_verilog_is_lint_clean(tmp_path):
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
+def test_8x8_verilog_is_lint_clean(per_channel, tmp_path):
     source = tmp_path / "gemm.v"
-    source.write_text(export_verilog(Gemm(example_config(rows=8, cols=8), example_requant()),
-                                     "intvit_gemm"))
+    unit = (Gemm(example_config(rows=8, cols=8, per_channel=True)) if per_channel
+            else Gemm(example_config(rows=8, cols=8), example_requant()))
+    source.write_text(export_verilog(unit, "intvit_gemm"))
     lint = subprocess.run(["verilator", "--lint-only", str(source)], env=verilator_env(),
                           capture_output=True, text=True)
     assert lint.returncode == 0 and "%Warning" not in lint.stderr, lint.stderr

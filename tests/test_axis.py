@@ -152,7 +152,8 @@ def test_row_unit_partial_beats_and_back_to_back_rows():
 
 @pytest.mark.parametrize("argv", [["requant", "--lanes", "2"],
                                   ["softmax/iptq", "--max-row", "16"],
-                                  ["gemm", "--rows", "2", "--cols", "2"]])
+                                  ["gemm", "--rows", "2", "--cols", "2"],
+                                  ["gemm", "--rows", "2", "--cols", "2", "--per-channel"]])
 def test_cli_axis_verilog_is_lint_clean(argv, tmp_path, capsys):
     target = tmp_path / "top.v"
     assert main(["verilog", *argv, "--axis", "-o", str(target)]) == 0

@@ -10,7 +10,7 @@ import pytest
 from golden_model.errors import ConfigError, IntvitError
 from golden_model.gemm import (DEIT_TINY_SHAPES, GemmConfig, gemm, gemm_accumulate, gemm_beats,
                                pack_int4, predicted_cycles, reassemble, unpack_int4, utilization)
-from golden_model.ops.requant import RequantConfig
+from golden_model.ops.requant import ChannelRequant, RequantConfig
 from integer_trap import FloatOperationError, trap_floats
 
 REQUANT = RequantConfig.from_scale(0.0173, bits=8, zero_point=-5)
@@ -135,7 +135,8 @@ def test_largest_accumulator_is_reached():
 @pytest.mark.parametrize("fields, words", [
     ({"weight_bits": 6}, "weight_bits"), ({"weight_bits": 4, "cols": 7}, "even"),
     ({"rows": 0}, "rows"), ({"act_bits": 4}, "act_bits"), ({"k_max": 0}, "k_max"),
-    ({"k_max": 65537}, "k_max"), ({"bias_bits": 32}, "bias_bits")])
+    ({"k_max": 65537}, "k_max"), ({"bias_bits": 32}, "bias_bits"),
+    ({"per_channel": 1}, "per_channel"), ({"out_bits": 1}, "out_bits")])
 def test_bad_configs_are_one_line_errors(fields, words):
     with pytest.raises(ConfigError, match=words) as error:
         GemmConfig(**fields)
@@ -163,3 +164,46 @@ def test_deit_tiny_large_layers_reach_the_utilization_goal():
         cycles = predicted_cycles(m, k, n, config)
         assert cycles >= -(-m // 8) * -(-n // 8) * k, name  # one beat per cycle at best
         assert 0.9 <= utilization(m, k, n, config, cycles) <= 1.0, name
+
+
+def exact_channel_layer(a, w, bias, requant: ChannelRequant):
+    """Python ints: per output channel ``j``, round half up of ``acc * m_j / 2**e_j`` (a
+    Fraction), saturated to signed ``out_bits``."""
+    lo, hi = -(1 << (requant.out_bits - 1)), (1 << (requant.out_bits - 1)) - 1
+    return [[min(max(math.floor(Fraction((sum(int(a[i][t]) * int(w[t][j]) for t in range(len(w)))
+                                          + int(bias[j])) * requant.multipliers[j],
+                                         1 << requant.shifts[j]) + Fraction(1, 2)), lo), hi)
+             for j in range(len(bias))] for i in range(len(a))]
+
+
+PER_CHANNEL = GemmConfig(rows=4, cols=4, k_max=64, per_channel=True)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 5, 13), (8, 3, 12)])
+def test_per_channel_beats_carry_each_columns_requantizer(shape):
+    a, w, bias = operands(PER_CHANNEL, shape, seed=11)
+    m, _, n = shape
+    requant = ChannelRequant.from_scales(np.geomspace(0.002, 0.05, n), bits=8)
+    beats = gemm_beats(PER_CHANNEL, requant, a, w, bias)
+    want = exact_channel_layer(a, w, bias, requant)
+    assert gemm(PER_CHANNEL, requant, a, w, bias).tolist() == want
+    assert reassemble(PER_CHANNEL, m, n, beats.out).tolist() == want
+    tiles = [n0 for _ in range(0, m, 4) for n0 in range(0, n, 4)]
+    for t, n0 in enumerate(tiles):
+        columns = range(n0, n0 + 4)
+        assert beats.multiplier[t].tolist() == [requant.multipliers[j] if j < n else 0
+                                                for j in columns]
+        assert beats.shift[t].tolist() == [requant.shifts[j] if j < n else 0 for j in columns]
+        for lane in range(max(n - n0, 0), 4):  # padding columns: m = e = 0, outputs 0
+            assert (beats.out[4 * t:4 * t + 4, lane] == 0).all()
+
+
+@pytest.mark.parametrize("config, requant, words", [
+    (PER_CHANNEL, REQUANT, "ChannelRequant"),
+    (GemmConfig(rows=4, cols=4, k_max=64), ChannelRequant((1, 1), (0, 0)), "RequantConfig"),
+    (PER_CHANNEL, ChannelRequant((1,), (0,)), "N=2"),
+    (PER_CHANNEL, ChannelRequant((1, 1), (0, 0), out_bits=16), "8-bit")])
+def test_requantizer_of_the_wrong_mode_is_a_one_line_error(config, requant, words):
+    with pytest.raises(IntvitError, match=words) as error:
+        gemm(config, requant, np.ones((2, 3), int), np.ones((3, 2), int))
+    assert "\n" not in str(error.value)
