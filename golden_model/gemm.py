@@ -33,6 +33,14 @@ SHIFT_BITS = MAX_SHIFT.bit_length()
 REQUANT_LATENCY = 3
 """Cycles through ``hw.requant.Requantizer``: input register, product ``acc * m``, round and
 saturate (its ``latency``)."""
+CHANNEL_REQUANT_LATENCY = 4
+"""Cycles through ``hw.requant.ChannelRequantizer``: input register, product, rounding add, shift
+and saturate (a variable shift takes a stage of its own to keep the array's clock)."""
+
+
+def requant_latency(config: "GemmConfig") -> int:
+    """Cycles through the array's requantizer: per-tensor or per-channel."""
+    return CHANNEL_REQUANT_LATENCY if config.per_channel else REQUANT_LATENCY
 
 
 @dataclass(frozen=True)
@@ -351,17 +359,18 @@ def predicted_cycles(m: int, k: int, n: int, config: GemmConfig) -> int:
     """Cycles from the first input beat accepted to the last output beat delivered, inclusive,
     with inputs always valid and the output always ready:
 
-    ``K + (T - 1) * max(K, R + 1) + R + 1 + REQUANT_LATENCY + 1`` with ``T = ceil(M/R) *
+    ``K + (T - 1) * max(K, R + 1) + R + 1 + L + 1`` with ``T = ceil(M/R) *
     ceil(N/C)`` tiles. Terms: the first tile's ``K`` beats (its last beat reaches the MAC stage
     one cycle later through the operand register), ``T - 1`` tile periods, one cycle to copy
     the accumulators into the drain buffer, ``R`` rows drained into the requantizer, its
-    ``REQUANT_LATENCY`` stages and the output handshake. Counting edges: first beat at edge 0,
+    ``L`` stages (:func:`requant_latency`: 3, or 4 per channel) and the output handshake.
+    Counting edges: first beat at edge 0,
     last output at edge ``cycles - 1``.
     """
     for name, value in (("M", m), ("K", k), ("N", n)):
         check_int("predicted_cycles", name, value, 1, 1 << 40)
     tiles = -(-m // config.rows) * -(-n // config.cols)
-    return k + (tiles - 1) * tile_period(config, k) + config.rows + REQUANT_LATENCY + 1
+    return k + (tiles - 1) * tile_period(config, k) + config.rows + requant_latency(config) + 1
 
 
 def utilization(m: int, k: int, n: int, config: GemmConfig, cycles: int) -> float:

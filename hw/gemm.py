@@ -33,7 +33,7 @@ from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden_model.gemm import REQUANT_LATENCY, GemmConfig
+from golden_model.gemm import GemmConfig, requant_latency
 from golden_model.ops.requant import ACC_BITS, RequantConfig
 
 from .requant import ChannelRequantizer, Requantizer, channel_operand
@@ -97,7 +97,7 @@ class Gemm(wiring.Component):
     def latency(self) -> int:
         """Cycles from a tile's last input beat to its first output row, with no stalls:
         operand register, drain buffer, requantizer input, its stages and the handshake."""
-        return 2 + REQUANT_LATENCY
+        return 2 + requant_latency(self.config)
 
     def elaborate(self, platform):
         m = Module()
