@@ -25,6 +25,8 @@ from .synth import ECP5_DEVICE, XILINX_FAMILY, tool_versions
 TABLES_DIR = Path(__file__).resolve().parent / "tables"
 GEMM_SIZES = ((4, 4), (8, 8))
 """Array sizes in the table: a small and the default array."""
+PER_CHANNEL_SIZES = ((8, 8),)
+"""Sizes also measured with per-channel requantization (the demo's array)."""
 DEVICES = {"ecp5": f"LFE5U-85F, nextpnr-ecp5 {' '.join(ECP5_DEVICE)} --out-of-context",
            "xilinx": f"Xilinx 7-series (yosys synth_xilinx -family {XILINX_FAMILY}), "
                      "synthesis only"}
@@ -62,8 +64,9 @@ def jobs() -> list[tuple[str, object]]:
              for name in available_units()]
     arrays = [(gemm_name(r, c), lambda target, r=r, c=c: measure_gemm(r, c, target=target))
               for r, c in GEMM_SIZES]
-    arrays.append((gemm_name(8, 8, True),
-                   lambda target: measure_gemm(8, 8, target=target, per_channel=True)))
+    arrays += [(gemm_name(r, c, True),
+                lambda target, r=r, c=c: measure_gemm(r, c, target=target, per_channel=True))
+               for r, c in PER_CHANNEL_SIZES]
     return units + arrays
 
 

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dataset import Split
 from .errors import IntvitError
 from .integer import as_int_array, check_int, clamp
 
@@ -569,7 +570,7 @@ def adfq_splits(splits: dict, count: int = CALIBRATION_IMAGES) -> dict:
     train = splits["train"]
     check_int("ADFQ", "calibration images", count, 1, len(train),
               f"the training split has {len(train)} images")
-    return {"calibration": type(train)(train.images[:count], train.labels[:count]),
+    return {"calibration": Split(train.images[:count], train.labels[:count]),
             "selection": splits["calibration"], "test": splits["test"]}
 
 

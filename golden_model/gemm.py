@@ -21,15 +21,13 @@ import numpy as np
 
 from .errors import ConfigError, IntvitError
 from .integer import as_int_array, check_int, signed_range
-from .ops.requant import ACC_BITS, MAX_SHIFT, ChannelRequant, RequantConfig, requantize
+from .ops.requant import ACC_BITS, ChannelRequant, RequantConfig, requantize
 
 WEIGHT_BITS = (4, 8)
 """Signed weight widths of the model's linear layers (W8A8 and W4A8)."""
 MAX_K = 1 << 16
 """Largest supported reduction length: ``2**16 * 2**14 = 2**30``, so W8A8 sums plus a 31-bit
 bias stay inside the requantizer's int32."""
-SHIFT_BITS = MAX_SHIFT.bit_length()
-"""Width of a streamed per-channel shift ``e`` (0..62)."""
 REQUANT_LATENCY = 3
 """Cycles through ``hw.requant.Requantizer``: input register, product ``acc * m``, round and
 saturate (its ``latency``)."""
@@ -67,7 +65,7 @@ class GemmConfig:
         bias in int32 on the scale ``S_a * S_w``; the top bit is given to the products).
     per_channel : bool
         Requantize per output channel: each tile's ``b`` beat carries, per column, the bias, the
-        multiplier ``m`` (``MULTIPLIER_BITS``) and the shift ``e`` (:data:`SHIFT_BITS`) of that
+        multiplier ``m`` (``MULTIPLIER_BITS``) and the shift ``e`` (``SHIFT_BITS``) of that
         channel. Off: one per-tensor requantizer whose constants are built into the array.
     out_bits : int
         Signed output width with ``per_channel`` (2..16); per-tensor arrays take it from their

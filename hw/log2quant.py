@@ -20,19 +20,12 @@ register, shift.
 
 Both are :class:`~hw.pipeline.ElementwisePipeline` units: ``lanes`` copies, one beat per cycle.
 """
-from amaranth import Cat, Const, Mux, Value, signed, unsigned
-from amaranth.lib import data
+from amaranth import Cat, Const, Mux, signed, unsigned
 
 from golden_model.ops.log2quant import Log2MultiplyConfig, Log2QuantConfig
 
+from .fields import Fields
 from .pipeline import ElementwisePipeline
-
-
-def _pack(**fields) -> data.View:
-    """Values registered together between stages, as a struct view (one field per value)."""
-    values = {name: Value.cast(value) for name, value in fields.items()}
-    layout = data.StructLayout({name: value.shape() for name, value in values.items()})
-    return layout(Cat(*values.values()))
 
 
 class Log2QuantUnit(ElementwisePipeline):
@@ -56,21 +49,25 @@ class Log2QuantUnit(ElementwisePipeline):
         cfg = self.config
         width = cfg.mantissa_bits
         lead_bits = max(width - 1, 1).bit_length()
+        shifted = Fields(x=unsigned(width), positive=unsigned(1))
+        located = Fields(x=unsigned(width), lead=unsigned(lead_bits), positive=unsigned(1))
+        normalized = Fields(mantissa=unsigned(width), lead=unsigned(lead_bits),
+                            positive=unsigned(1))
 
         def shift(q):
             x = q + Const(cfg.offset, signed(cfg.in_bits + 2))
-            return _pack(x=x[:width], positive=x >= 1)
+            return shifted.view(x=x[:width], positive=x >= 1)
 
         def leading_one(b):
             lead = Const(0, lead_bits)
             for bit in range(width):  # the highest set bit wins
                 lead = Mux(b.x[bit], bit, lead)
-            return _pack(x=b.x, lead=lead[:lead_bits], positive=b.positive)
+            return located.view(x=b.x, lead=lead, positive=b.positive)
 
         def normalize(b):
             amount = (Const(width - 1, lead_bits) - b.lead)[:lead_bits]  # lead <= width - 1
             mantissa = (b.x << amount)[:width]
-            return _pack(mantissa=mantissa, lead=b.lead, positive=b.positive)
+            return normalized.view(mantissa=mantissa, lead=b.lead, positive=b.positive)
 
         def round_and_clamp(b):
             rounded = b.lead * cfg.steps

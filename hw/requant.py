@@ -1,12 +1,12 @@
 """Dyadic requantizer units: ``y = clamp(((acc * m + 2**(e-1)) >> e) + z)`` per lane, with ``m``,
 ``e``, ``z`` built in (:class:`Requantizer`) or arriving with each accumulator
 (:class:`ChannelRequantizer`, per output channel)."""
-from amaranth import Cat, Const, Mux, Value, signed, unsigned
+from amaranth import Const, Mux, signed, unsigned
 from amaranth.lib import data
 
-from golden_model.gemm import SHIFT_BITS
-from golden_model.ops.requant import ACC_BITS, MULTIPLIER_BITS, RequantConfig
+from golden_model.ops.requant import ACC_BITS, MULTIPLIER_BITS, SHIFT_BITS, RequantConfig
 
+from .fields import Fields
 from .pipeline import ElementwisePipeline
 
 
@@ -75,20 +75,21 @@ class ChannelRequantizer(ElementwisePipeline):
     def lane_stages(self):
         product_bits = ACC_BITS + MULTIPLIER_BITS
         lo, hi = -(1 << (self.out_bits - 1)), (1 << (self.out_bits - 1)) - 1
+        operand = Fields(**{name: field.shape for name, field in channel_operand()})
+        product = Fields(prod=signed(product_bits), shift=unsigned(SHIFT_BITS))
+        rounded = Fields(total=signed(product_bits + 1), shift=unsigned(SHIFT_BITS))
 
-        def product(lane):
-            lane = channel_operand()(Value.cast(lane))  # the input register holds its bits
-            return Cat((lane.acc * lane.multiplier)[:product_bits], lane.shift)
+        def multiply(lane):
+            lane = operand.unpack(lane)  # the input register holds the struct's bits
+            return product.view(prod=lane.acc * lane.multiplier, shift=lane.shift)
 
-        def add_rounding(word):
-            prod, shift = word[:product_bits].as_signed(), word[product_bits:]
-            half = (Const(1, product_bits) << (shift - 1)[:SHIFT_BITS])[:product_bits]
-            rounding = Mux(shift == 0, 0, half)  # (1 << e) >> 1; e <= 62 keeps it in 63 bits
-            return Cat((prod + rounding)[:product_bits + 1], shift)
+        def add_rounding(b):
+            half = (Const(1, product_bits) << (b.shift - 1)[:SHIFT_BITS])[:product_bits]
+            rounding = Mux(b.shift == 0, 0, half)  # (1 << e) >> 1; e <= 62 keeps it in 63 bits
+            return rounded.view(total=b.prod + rounding, shift=b.shift)
 
-        def shift_and_saturate(word):
-            total, shift = word[:product_bits + 1].as_signed(), word[product_bits + 1:]
-            shifted = total >> shift  # arithmetic shift: the sum is signed
+        def shift_and_saturate(b):
+            shifted = b.total >> b.shift  # arithmetic shift: the sum is signed
             return Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted))
 
-        return [product, add_rounding, shift_and_saturate]
+        return [multiply, add_rounding, shift_and_saturate]

@@ -5,11 +5,11 @@ Both share the first two passes (:class:`_IExpRowUnit`): pass 0 loads the row an
 maximum; pass 1 computes i-exp (:func:`golden_model.ops.softmax.i_exp`) per element, stores ``e``
 in place and sums the row. Every constant is read from the golden config.
 """
-from amaranth import Cat, Const, Mux, Shape, Value, signed, unsigned
-from amaranth.lib import data
+from amaranth import Cat, Const, Mux, Shape, signed, unsigned
 
 from golden_model.ops.softmax import IBertSoftmaxConfig, LogIntSoftmaxConfig
 
+from .fields import Fields, fit
 from .rowpipe import Reduction, RowPass, RowUnit
 from .seqmath import RestoringDivider
 
@@ -29,20 +29,6 @@ def exact_reciprocal(divisor: int, n_max: int) -> tuple[int, int]:
         if n_max * (mult * divisor - (1 << shift)) < 1 << shift:
             return mult, shift
         shift += 1
-
-
-def _fit(value, width: int) -> Value:
-    """``value`` as exactly ``width`` bits (cut, or extended by its own signedness)."""
-    value = Value.cast(value)
-    if len(value) >= width:
-        return value[:width]
-    fill = value[-1] if value.shape().signed else Const(0, 1)
-    return Cat(value, fill.replicate(width - len(value)))
-
-
-def _pack(layout: data.StructLayout, **fields) -> data.View:
-    """A view of ``layout`` over the given field values (one pipeline register's contents)."""
-    return layout(Cat(*(_fit(fields[name], field.width) for name, field in layout)))
 
 
 class _IExpRowUnit(RowUnit):
@@ -82,25 +68,25 @@ class _IExpRowUnit(RowUnit):
         k_shape = unsigned((self.n_max // divisor).bit_length())
         p_shape = Shape.cast(range(cfg.b_int - divisor + 1, cfg.b_int + 1))
         z_max = max(cfg.b_int ** 2, (cfg.b_int - divisor + 1) ** 2) + cfg.c_int
-        k_p = data.StructLayout({"k": k_shape, "p": p_shape})
-        k_z = data.StructLayout({"k": k_shape, "z": unsigned(z_max.bit_length())})
-        n_k = data.StructLayout({"n": n_shape, "k": k_shape})
+        k_p = Fields(k=k_shape, p=p_shape)
+        k_z = Fields(k=k_shape, z=unsigned(z_max.bit_length()))
+        n_k = Fields(n=n_shape, k=k_shape)
         left, right = max(cfg.exp_shift, 0), max(-cfg.exp_shift, 0)
 
         def offset(q, ctx):
             n = (ctx.scalars["max"] - q).as_unsigned()[:cfg.in_bits]
             if self.n_max < (1 << cfg.in_bits) - 1:  # else the clamp cannot act
-                n = _fit(Mux(n > self.n_max, self.n_max, n), n_shape.width)
+                n = fit(Mux(n > self.n_max, self.n_max, n), n_shape)
             return n
 
         def octave(n, ctx):
-            return _pack(n_k, n=n, k=(n * self.octave_mult) >> self.octave_shift)
+            return n_k.view(n=n, k=(n * self.octave_mult) >> self.octave_shift)
 
         def residual(v, ctx):
-            return _pack(k_p, k=v.k, p=cfg.b_int - (v.n - divisor * v.k))
+            return k_p.view(k=v.k, p=cfg.b_int - (v.n - divisor * v.k))
 
         def polynomial(v, ctx):
-            return _pack(k_z, k=v.k, z=v.p * v.p + cfg.c_int)
+            return k_z.view(k=v.k, z=v.p * v.p + cfg.c_int)
 
         def scale(v, ctx):
             return ((v.z << left) >> (v.k + right))[:self.e_shape.width]
@@ -197,24 +183,25 @@ class LogIntSoftmaxUnit(_IExpRowUnit):
     def passes(self) -> list[RowPass]:
         top, e_bits, q_bits = self.config.top_code, self.e_shape.width, self.quotient_bits
         sum_bits = self.sum_shape.width
-        state = data.StructLayout({"e": e_bits, "rem": e_bits, "q": q_bits, "sat": 1})
-        rounded = data.StructLayout({"t": q_bits + 1, "sat": 1})
+        state = Fields(e=unsigned(e_bits), rem=unsigned(e_bits), q=unsigned(q_bits),
+                       sat=unsigned(1))
+        rounded = Fields(t=unsigned(q_bits + 1), sat=unsigned(1))
 
         def begin(e, ctx):
             high = ctx.scalars["sum"][q_bits:] if q_bits < sum_bits else Const(0, 1)
             sat = high >= e
-            return _pack(state, e=e, rem=Mux(sat, 0, high), q=0, sat=sat)
+            return state.view(e=e, rem=Mux(sat, 0, high), q=0, sat=sat)
 
         def quotient_bit(position):
             def stage(v, ctx):
                 trial = Cat(ctx.scalars["sum"][position], v.rem)
                 fits = trial >= v.e
-                return _pack(state, e=v.e, rem=Mux(fits, trial - v.e, trial),
+                return state.view(e=v.e, rem=Mux(fits, trial - v.e, trial),
                              q=Cat(fits, v.q), sat=v.sat)
             return stage
 
         def round_half_up(v, ctx):
-            return _pack(rounded, t=v.q + (Cat(Const(0, 1), v.rem) >= v.e), sat=v.sat)
+            return rounded.view(t=v.q + (Cat(Const(0, 1), v.rem) >= v.e), sat=v.sat)
 
         def log_code(v, ctx):
             code = Const(0, range(q_bits + 2))

@@ -21,41 +21,15 @@ short rows (fewer beats than the divider has cycles) are divider-bound. Measured
 latencies: ``python bench/hw_units.py`` (``docs/results.md``).
 """
 import numpy as np
-from amaranth import Cat, Const, Mux, Shape, Value, signed, unsigned
-from amaranth.lib import data
+from amaranth import Mux, signed, unsigned
 
 from golden_model.integer import signed_range
 from golden_model.ops.softmax import (BitExpSoftmaxConfig, ShiftmaxConfig, bit_exp_poly,
                                       log2e_shift_add)
 
+from .fields import Fields, fit
 from .rowpipe import Reduction, RowPass, RowUnit
 from .seqmath import RestoringDivider
-
-
-def fit(value, shape):
-    """``value`` cut or extended to exactly ``shape``; the caller proves the value fits."""
-    value, shape = Value.cast(value), Shape.cast(shape)
-    width = value.shape().width
-    if width >= shape.width:
-        bits = value[:shape.width]
-    else:
-        pad = value[-1] if value.shape().signed else Const(0, 1)
-        bits = Cat(value, pad.replicate(shape.width - width))
-    return bits.as_signed() if shape.signed else bits
-
-
-class Fields:
-    """Several per-lane values in one stage register: :meth:`pack` concatenates them (each
-    :func:`fit` to its field), :meth:`unpack` views the register by field name."""
-
-    def __init__(self, **shapes):
-        self.layout = data.StructLayout(shapes)
-
-    def pack(self, **values):
-        return Cat(*(fit(values[name], field.shape) for name, field in self.layout))
-
-    def unpack(self, word):
-        return data.View(self.layout, word)
 
 
 def saturate(value, top: int, shape, bound: int | None = None):

@@ -24,11 +24,11 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 
 from golden_model.files import atomic_output
-from golden_model.gemm import (BUNDLED_SHAPES, SHIFT_BITS, GemmBeats, GemmConfig,
+from golden_model.gemm import (BUNDLED_SHAPES, GemmBeats, GemmConfig,
                                example_channel_requant, gemm_beats, predicted_cycles,
-                               tile_origins)
+                               reassemble, tile_origins)
 from golden_model.integer import signed_range
-from golden_model.ops.requant import MULTIPLIER_BITS
+from golden_model.ops.requant import MULTIPLIER_BITS, SHIFT_BITS
 from sim.tb import BeatFormat
 
 BENCH = "sim.gemm_bench"
@@ -188,12 +188,6 @@ async def gemm_matches_golden(dut):
 
 # Host side: run by pytest, the CLI and bench/gemm.py, not inside the simulator.
 
-
-def received_outputs(work_dir) -> np.ndarray:
-    """The output beats the RTL delivered in :func:`simulate_gemm`'s ``work_dir`` (``beats x
-    C``, in stream order; ``golden_model.gemm.reassemble`` puts them back into ``M x N``)."""
-    return np.load(Path(work_dir) / "sim" / RECEIVED)
-
 def save_gemm_vectors(path, config: GemmConfig, requant, beats: GemmBeats) -> Path:
     """The beat streams and their formats as an ``.npz`` for the bench (written atomically)."""
     path = Path(path)
@@ -212,12 +206,15 @@ def save_gemm_vectors(path, config: GemmConfig, requant, beats: GemmBeats) -> Pa
 
 @dataclass(frozen=True)
 class GemmRun:
-    """One simulated product: its shape, the simulator's verdict and the model's cycles."""
+    """One simulated product: its shape, the simulator's verdict, the model's cycles and the
+    ``M x N`` result the RTL delivered (its output beats put back together; None when beats
+    are missing)."""
 
     name: str
     shape: tuple[int, int, int]
     result: object  # sim.runner.SimResult
     predicted: int
+    output: np.ndarray | None = None
 
     def summary(self) -> str:
         m, k, n = self.shape
@@ -243,8 +240,12 @@ def simulate_gemm(config: GemmConfig, requant, a, w, bias=None, *,
     result = run_bench(unit, BENCH, vectors, work_dir=work_dir / "sim",
                        env={"INTVIT_SEED": str(seed), "INTVIT_SOURCE_IDLE": str(source_idle),
                             "INTVIT_SINK_STALL": str(sink_stall)})
+    m, _, n = beats.shape
+    received = np.load(work_dir / "sim" / RECEIVED)
+    output = (reassemble(config, m, n, received) if received.shape == beats.out.shape
+              else None)
     return GemmRun(name=name, shape=beats.shape, result=result,
-                   predicted=predicted_cycles(*beats.shape, config))
+                   predicted=predicted_cycles(*beats.shape, config), output=output)
 
 
 def random_operands(config: GemmConfig, shape: tuple[int, int, int], rng: np.random.Generator,

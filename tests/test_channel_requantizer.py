@@ -5,8 +5,9 @@ negative accumulator, largest multiplier, shifts 0 and 62, exact rounding ties).
 import numpy as np
 from amaranth.sim import Simulator
 
-from golden_model.gemm import CHANNEL_REQUANT_LATENCY, SHIFT_BITS
-from golden_model.ops.requant import ACC_BITS, MAX_SHIFT, MULTIPLIER_BITS, ChannelRequant
+from golden_model.gemm import CHANNEL_REQUANT_LATENCY
+from golden_model.ops.requant import (ACC_BITS, MAX_SHIFT, MULTIPLIER_BITS, SHIFT_BITS,
+                                      ChannelRequant)
 from hw.requant import ChannelRequantizer
 
 

@@ -19,6 +19,8 @@ MULTIPLIER_BITS = 31
 """``m`` is a 31-bit unsigned mantissa (``frexp`` fraction times 2**31), held in a signed int32."""
 MAX_SHIFT = 62
 """``|acc * m| <= 2**31 * (2**31 - 1) < 2**62``, so a 62-bit shift already gives 0 or -1."""
+SHIFT_BITS = MAX_SHIFT.bit_length()
+"""Width of a shift ``e`` carried at run time (per-channel requantizers): 6 bits."""
 
 
 @dataclass(frozen=True)
