@@ -9,12 +9,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import IMAGES, markdown_table, write_section  # noqa: E402
-from golden_model.checkpoint import load_bundled  # noqa: E402
-from golden_model.costs import load_cost_table  # noqa: E402
-from golden_model.dataset import load_splits  # noqa: E402
-from golden_model.metrics import OmegaWeights, omega  # noqa: E402
-from golden_model.qvit import QuantSpec, float_taps  # noqa: E402
-from golden_model.select import RULES, quantize_model, score_layers  # noqa: E402
+from intvit.golden_model.checkpoint import load_bundled  # noqa: E402
+from intvit.golden_model.costs import load_cost_table  # noqa: E402
+from intvit.golden_model.dataset import load_splits  # noqa: E402
+from intvit.golden_model.metrics import OmegaWeights, omega  # noqa: E402
+from intvit.golden_model.qvit import QuantSpec, float_taps  # noqa: E402
+from intvit.golden_model.select import RULES, quantize_model, score_layers  # noqa: E402
 from intvit.plots import omega_per_layer  # noqa: E402
 
 ABLATION = {"Q only": OmegaWeights(1, 0, 0), "P only": OmegaWeights(0, 1, 0),

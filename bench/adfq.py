@@ -1,6 +1,6 @@
 """ADFQ-ViT ablation on the bundled model: plain uniform PTQ, each component alone, all together.
 
-At W4A4 and W6A6 (``golden_model.adfq``, simulated quantization): test accuracy, agreement with
+At W4A4 and W6A6 (``intvit.golden_model.adfq``, simulated quantization): test accuracy, agreement with
 the float model's predictions and the SQNR of the logits against the float logits (the test set
 has 400 images, so one image is 0.25 points of accuracy; the SQNR separates settings that
 accuracy cannot), the outlier ratio per per-patch-quantized layer, the reconstruction time, and
@@ -22,11 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import markdown_table, write_section  # noqa: E402
-from golden_model import adfq as A  # noqa: E402
-from golden_model.adfq import (BITS, CALIBRATION_IMAGES, DEFAULT_ITERATIONS,  # noqa: E402
+from intvit.golden_model import adfq as A  # noqa: E402
+from intvit.golden_model.adfq import (BITS, CALIBRATION_IMAGES, DEFAULT_ITERATIONS,  # noqa: E402
                                adfq_splits, quantize_adfq)
-from golden_model.checkpoint import load_bundled  # noqa: E402
-from golden_model.dataset import load_splits  # noqa: E402
+from intvit.golden_model.checkpoint import load_bundled  # noqa: E402
+from intvit.golden_model.dataset import load_splits  # noqa: E402
 
 LOW_ALPHA = 2.0
 """A threshold the bundled model's post-LayerNorm values do cross (they stay below 5), to show

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import markdown_table, write_section  # noqa: E402
-from fpga.table import build_table, load_table, write_table  # noqa: E402
+from intvit.fpga.table import build_table, load_table, write_table  # noqa: E402
 
 TARGETS = ("ecp5", "xilinx")
 HEADERS = ["candidate", "ECP5 LUT4", "CCU2C", "FF", "DSP", "BRAM", "Fmax (MHz)", "7-series LUT6",

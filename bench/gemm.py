@@ -2,7 +2,7 @@
 
 The bundled model's products are simulated under Verilator (random W8A8 operands, every output
 checked bit-exactly against the golden model; cycles measured), DeiT-Tiny's are predicted by the
-dataflow model ``golden_model.gemm.predicted_cycles``, which equals the simulated count on every
+dataflow model ``intvit.golden_model.gemm.predicted_cycles``, which equals the simulated count on every
 simulated shape (``sim/test_gemm.py``). Utilization is ``M*K*N / (R*C*cycles)``; latency is
 ``cycles / Fmax``.
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import ROOT, write_section  # noqa: E402
-from golden_model.gemm import (BUNDLED_SHAPES, DEIT_TINY_SHAPES, GemmConfig,  # noqa: E402
+from intvit.golden_model.gemm import (BUNDLED_SHAPES, DEIT_TINY_SHAPES, GemmConfig,  # noqa: E402
                                example_requant, predicted_cycles, utilization)
 
 HEADER = ("| model | layer | M x K x N | MACs | cycles | from | utilization | latency (us) |\n"
@@ -31,7 +31,7 @@ def row(model: str, layer: str, shape, cycles: int, source: str, config: GemmCon
 
 def simulated_rows(config: GemmConfig, fmax_mhz: float, work_dir: Path) -> tuple[list[str], int]:
     """Rows for the bundled model's shapes, simulated; and the total number of mismatches."""
-    from sim.gemm_bench import verify_gemm
+    from intvit.sim.gemm_bench import verify_gemm
 
     runs = verify_gemm(config, example_requant(), BUNDLED_SHAPES, work_dir=work_dir)
     rows, mismatches = [], 0
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         "Cycles from the first input beat to the last output row; "
         f"utilization = M*K*N / ({config.rows}*{config.cols}*cycles); latency at "
         f"{args.fmax:g} MHz ({fmax_source}). Simulated rows: random W8A8 operands under Verilator, "
-        f"{mismatches} mismatches; predicted rows: `golden_model.gemm.predicted_cycles` "
+        f"{mismatches} mismatches; predicted rows: `intvit.golden_model.gemm.predicted_cycles` "
         "(= K + (T-1)*max(K, R+1) + R + 4 for T output tiles), which equals the simulated "
         "count on every simulated shape. W4A8 takes the same cycles. Per-head attention "
         "products are one head's.", "", HEADER, *bundled, *deit, ""])

@@ -14,11 +14,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import ROOT, markdown_table, write_section  # noqa: E402
-from golden_model import registry  # noqa: E402
-from golden_model.integer import signed_range  # noqa: E402
-from golden_model.vectors import make_row_vectors, save_vectors  # noqa: E402
-from hw.units import available_units, build_unit  # noqa: E402
-from sim.verify import verify  # noqa: E402
+from intvit.golden_model import registry  # noqa: E402
+from intvit.golden_model.integer import signed_range  # noqa: E402
+from intvit.golden_model.vectors import make_row_vectors, save_vectors  # noqa: E402
+from intvit.hw.units import available_units, build_unit  # noqa: E402
+from intvit.sim.verify import verify  # noqa: E402
 
 FULL_ROWS = 30
 SWEEP_ROWS = 300

@@ -16,13 +16,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import IMAGES, markdown_table, write_section  # noqa: E402
-from golden_model import registry  # noqa: E402
-from golden_model.calibration import activation_scale  # noqa: E402
-from golden_model.checkpoint import load_bundled  # noqa: E402
-from golden_model.dataset import load_splits  # noqa: E402
-from golden_model.qvit import float_taps  # noqa: E402
-from golden_model.calibration import input_scale, quantize_input  # noqa: E402
-from golden_model.vit import nonlinear_layers  # noqa: E402
+from intvit.golden_model import registry  # noqa: E402
+from intvit.golden_model.calibration import activation_scale  # noqa: E402
+from intvit.golden_model.checkpoint import load_bundled  # noqa: E402
+from intvit.golden_model.dataset import load_splits  # noqa: E402
+from intvit.golden_model.qvit import float_taps  # noqa: E402
+from intvit.golden_model.calibration import input_scale, quantize_input  # noqa: E402
+from intvit.golden_model.vit import nonlinear_layers  # noqa: E402
 from intvit.plots import gelu_curves, layernorm_errors, softmax_curves  # noqa: E402
 
 KINDS = ("softmax", "gelu", "layernorm")

@@ -36,8 +36,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from golden_model.errors import IntvitError
-from hw.pipeline import ElementwisePipeline
+from intvit.golden_model.errors import IntvitError
+from intvit.hw.pipeline import ElementwisePipeline
 
 from .export import module_name
 
@@ -126,7 +126,7 @@ class AxisTop(wiring.Component):
     Parameters
     ----------
     unit : wiring.Component
-        Any unit of ``hw.units.build_unit`` or ``hw.units.build_gemm``.
+        Any unit of ``intvit.hw.units.build_unit`` or ``intvit.hw.units.build_gemm``.
     """
 
     def __init__(self, unit):

@@ -12,12 +12,12 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from tempfile import mkdtemp
 
-from golden_model import registry
-from golden_model.errors import IntvitError
-from golden_model.files import write_text_atomic
-from hw.pipeline import ElementwisePipeline
-from hw.units import build_unit
-from sim.runner import cache_root
+from intvit.golden_model import registry
+from intvit.golden_model.errors import IntvitError
+from intvit.golden_model.files import write_text_atomic
+from intvit.hw.pipeline import ElementwisePipeline
+from intvit.hw.units import build_unit
+from intvit.sim.runner import cache_root
 
 from .export import export_verilog, module_name
 from .synth import (ECP5_DEVICE, PNR_SEED, PNR_TARGET_MHZ, XILINX_FAMILY, place_and_route_ecp5,
@@ -48,7 +48,7 @@ def cached_flow(verilog: str, top: str, target: str) -> tuple[dict, bool, dict]:
 def measure(op_name: str, config=None, *, lanes: int = 1, target: str = "ecp5",
             config_options: dict | None = None, max_row: int | None = None) -> dict:
     """The cost entry of ``op_name``'s unit built from ``config`` with ``lanes`` lanes (row
-    units: a buffer for rows of ``max_row`` elements, default ``hw.units.default_max_row``).
+    units: a buffer for rows of ``max_row`` elements, default ``intvit.hw.units.default_max_row``).
 
     ``config`` defaults to ``example_config(**config_options)``; ``config_options`` are the
     options that built it, recorded as the ``--set`` values of the equivalent ``intvit cost``

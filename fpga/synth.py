@@ -26,7 +26,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from golden_model.errors import IntvitError
+from intvit.golden_model.errors import IntvitError
 
 ECP5_DEVICE = ("--85k", "--package", "CABGA381", "--speed", "6")
 """LFE5U-85F in the CABGA381 package, slowest speed grade: the largest common ECP5 part (ULX3S,

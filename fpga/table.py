@@ -4,19 +4,19 @@
 
     {"target", "device", "tools", "command", "entries": {name: entry}}
 
-Operator entries are :func:`fpga.cost.measure` at the operator's 8-bit example config, one lane,
-row units at ``hw.units.default_max_row`` (LayerNorm: its channels, else 256). GEMM entries
+Operator entries are :func:`intvit.fpga.cost.measure` at the operator's 8-bit example config, one lane,
+row units at ``intvit.hw.units.default_max_row`` (LayerNorm: its channels, else 256). GEMM entries
 (``gemm/4x4``, ``gemm/8x8``: W8A8, ``k_max`` 4096) count one multiply-accumulate as an element:
-the array does ``R * C`` per cycle at steady state (``golden_model.gemm.tile_period``: tiles of
+the array does ``R * C`` per cycle at steady state (``intvit.golden_model.gemm.tile_period``: tiles of
 ``K >= R + 1`` keep every cell busy). Tool results come from the same cache as ``measure``.
 """
 import json
 import time
 from pathlib import Path
 
-from golden_model.errors import IntvitError
-from golden_model.files import write_text_atomic
-from hw.units import available_units, build_gemm
+from intvit.golden_model.errors import IntvitError
+from intvit.golden_model.files import write_text_atomic
+from intvit.hw.units import available_units, build_gemm
 
 from .cost import TARGETS, cached_flow, config_fields, measure
 from .export import export_verilog

@@ -12,11 +12,11 @@ dequantized in float (``x^ = s * (q - z)``), exactly as the paper evaluates it. 
   ``quant/quant_layer.py``: ``LogSqrt2Quantizer``, ``FC2Quantizer``); ``log_base="2"`` is the
   paper's text (on the bundled model it loses 6 dB of input SQNR on both tensors, see
   ``docs/results.md``);
-- ``amo``  attention-score enhanced module-wise reconstruction (:mod:`golden_model.reconstruct`).
+- ``amo``  attention-score enhanced module-wise reconstruction (:mod:`intvit.golden_model.reconstruct`).
 
 Without a component its tensor gets the plain quantizer: per-tensor asymmetric uniform
 (:class:`UniformQuantizer`). Weights are per-output-channel symmetric uniform (codes
-``-(2**(b-1) - 1) .. 2**(b-1) - 1``, as :mod:`golden_model.calibration`), rounded to nearest unless
+``-(2**(b-1) - 1) .. 2**(b-1) - 1``, as :mod:`intvit.golden_model.calibration`), rounded to nearest unless
 ``amo`` learns the rounding.
 
 intvit's choices where the paper is silent:
@@ -24,7 +24,7 @@ intvit's choices where the paper is silent:
   probabilities, v), at the activation bits. Patch embedding and head keep 8-bit weights; the
   head input is 8-bit; the image needs no quantizer (``dataset.py``: it is exact int8 codes).
   LayerNorm, Softmax, GELU and the residual stream stay float, as in the paper's simulation
-  (intvit's integer candidates for them are :mod:`golden_model.qvit`'s business).
+  (intvit's integer candidates for them are :mod:`intvit.golden_model.qvit`'s business).
 - Activation quantizers are calibrated progressively: one pass over the calibration images
   (:func:`adfq_splits`: 1024 training images, the paper's count) in which each quantizer, on its
   first input, picks its parameters (uniform: the clipping of ``[min, max]`` with the least MSE
@@ -233,7 +233,7 @@ class Log2Quantizer(nn.Module):
     learnable: its gradient is ``2**(-c/steps)`` (exact between rounding steps; the
     straight-through rounding would cancel it), and the input's gradient goes straight through
     the rounding. The integer form is the ``log2quant`` operator
-    (:mod:`golden_model.ops.log2quant`), bit-exact when ``s`` is a power-of-two multiple of the
+    (:mod:`intvit.golden_model.ops.log2quant`), bit-exact when ``s`` is a power-of-two multiple of the
     input step."""
 
     def __init__(self, bits: int, shifted: bool = False, steps: int = 2,

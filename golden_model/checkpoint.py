@@ -7,7 +7,7 @@ a ``torch.save`` file, or wrapped as ``{"model": ...}`` / ``{"state_dict": ...}`
 Tensors are converted to float32.
 
 Without a config, the shapes give every field but ``num_heads``, which no weight shape records:
-it is taken from the preset (:data:`golden_model.vit.PRESETS`) with the same image, patch,
+it is taken from the preset (:data:`intvit.golden_model.vit.PRESETS`) with the same image, patch,
 embedding, depth and MLP sizes; a model matching no preset needs an explicit config.
 """
 import json

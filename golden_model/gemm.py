@@ -3,7 +3,7 @@ array's cycle model.
 
 ``y = requantize(a @ w + bias)``: ``a`` is ``M x K`` int8 activations, ``w`` is ``K x N`` signed
 int8 or int4 weights, ``bias`` is ``N`` integers on the accumulator scale ``S_a * S_w`` and the
-requantizer is :mod:`golden_model.ops.requant` (HAWQ-V3 dyadic ``(acc * m + 2**(e-1)) >> e``,
+requantizer is :mod:`intvit.golden_model.ops.requant` (HAWQ-V3 dyadic ``(acc * m + 2**(e-1)) >> e``,
 I-ViT sec. 3): either one per-tensor ``m, e`` per layer, constants the hardware bakes in
 (:class:`~golden_model.ops.requant.RequantConfig`), or, with ``GemmConfig.per_channel``, one
 ``m, e`` per output channel as the integer ViT uses them
@@ -29,10 +29,10 @@ MAX_K = 1 << 16
 """Largest supported reduction length: ``2**16 * 2**14 = 2**30``, so W8A8 sums plus a 31-bit
 bias stay inside the requantizer's int32."""
 REQUANT_LATENCY = 3
-"""Cycles through ``hw.requant.Requantizer``: input register, product ``acc * m``, round and
+"""Cycles through ``intvit.hw.requant.Requantizer``: input register, product ``acc * m``, round and
 saturate (its ``latency``)."""
 CHANNEL_REQUANT_LATENCY = 4
-"""Cycles through ``hw.requant.ChannelRequantizer``: input register, product, rounding add, shift
+"""Cycles through ``intvit.hw.requant.ChannelRequantizer``: input register, product, rounding add, shift
 and saturate (a variable shift takes a stage of its own to keep the array's clock)."""
 
 
@@ -128,7 +128,7 @@ def example_config(rows: int = 8, cols: int = 8, weight_bits: int = 8,
 
 
 EXAMPLE_RATIO = 0.0042
-"""``S_a * S_w / S_out`` of a typical int8 layer (as in ``golden_model.ops.requant``)."""
+"""``S_a * S_w / S_out`` of a typical int8 layer (as in ``intvit.golden_model.ops.requant``)."""
 
 
 def example_requant(ratio: float = EXAMPLE_RATIO, bits: int = 8) -> RequantConfig:
@@ -380,7 +380,7 @@ BUNDLED_SHAPES = {
     "patch_embed": (16, 4, 64), "qkv": (17, 64, 192), "q@kT (per head)": (17, 16, 17),
     "attn@v (per head)": (17, 17, 16), "proj": (17, 64, 64), "fc1": (17, 64, 128),
     "fc2": (17, 128, 64)}
-"""``(M, K, N)`` of the bundled digits ViT's matrix products (``golden_model.vit`` preset
+"""``(M, K, N)`` of the bundled digits ViT's matrix products (``intvit.golden_model.vit`` preset
 ``bundled``: 8x8 images, 2x2 patches -> 16 patches + class token = 17 tokens, dim 64, 4 heads of
 16, MLP 128)."""
 

@@ -3,7 +3,7 @@ images (post-training, no retraining).
 
 Build time (floats allowed): weights are quantized per output channel (symmetric, ``w_bits``),
 biases to ``S_in * S_w[c]`` in int32, activations per tensor by a calibrator
-(:mod:`golden_model.calibration`); every rescaling becomes a dyadic requantizer
+(:mod:`intvit.golden_model.calibration`); every rescaling becomes a dyadic requantizer
 (:class:`~golden_model.ops.requant.ChannelRequant`); every non-linear layer becomes the config of
 its assigned candidate (``layer name -> operator name``), calibrated on that layer's inputs.
 

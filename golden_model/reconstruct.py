@@ -1,4 +1,4 @@
-"""ADFQ-ViT's attention-score enhanced module-wise optimization (AMO), on :mod:`golden_model.adfq`.
+"""ADFQ-ViT's attention-score enhanced module-wise optimization (AMO), on :mod:`intvit.golden_model.adfq`.
 
 Per block, first the MHA module (``norm1`` + attention), then the MLP module (``norm2`` + MLP), in
 forward order. Each module learns, with Adam:
@@ -132,7 +132,7 @@ def output_mse(module, inputs, target) -> float:
 
 def reconstruct_model(qmodel, model, images: torch.Tensor, *, iterations: int, seed: int = 0,
                       progress=None) -> list:
-    """AMO over every module of ``qmodel`` (a :class:`golden_model.adfq.QuantViT`) against the
+    """AMO over every module of ``qmodel`` (a :class:`intvit.golden_model.adfq.QuantViT`) against the
     float ``model`` on ``images``; one record per module (name, MSE before/after)."""
     generator = torch.Generator().manual_seed(seed)
     float_taps: dict = {}

@@ -1,11 +1,11 @@
 """The operator registry: one list that the metric, the vector exporter, the CLI, the testbench
 parametrization and the cost flow all iterate.
 
-Each module in ``golden_model.ops`` exposes ``OPERATORS``, a list of :class:`Operator`; the
+Each module in ``intvit.golden_model.ops`` exposes ``OPERATORS``, a list of :class:`Operator`; the
 registry collects them. Names are ``kind/method`` (``softmax/iptq``) or a bare kind for
 operators with a single form (``requant``).
 
-The operator record and the config protocol are in :mod:`golden_model.operator`.
+The operator record and the config protocol are in :mod:`intvit.golden_model.operator`.
 """
 import importlib
 import pkgutil

@@ -10,7 +10,7 @@ Stage 1 (score): every layer, every candidate of its kind, on the calibration im
     layer replaced by the candidate (quantize, integer run, dequantize), re-run from the cached
     input of the layer's block onward;
   - ``C`` = LUT-equivalents x cycles of the candidate over the layer's elements (cost table);
-  - ``Omega`` from the three (:func:`golden_model.metrics.omega`).
+  - ``Omega`` from the three (:func:`intvit.golden_model.metrics.omega`).
 Stage 2 (assign): the rule picks one candidate per layer.
 Stage 3 (calibrate the mix): the chosen mix is rebuilt with every activation scale and
 non-linear config calibrated on the mixed integer model's own (dequantized) activations instead

@@ -17,8 +17,8 @@ Exact rewrites of the golden formulas (integer identities, no rounding changed):
 from amaranth import Cat, Mux, Value, signed
 from amaranth.lib import data
 
-from golden_model.errors import IntvitError
-from golden_model.ops.gelu import IBertGeluConfig, PolyGeluConfig, ShiftGeluConfig
+from intvit.golden_model.errors import IntvitError
+from intvit.golden_model.ops.gelu import IBertGeluConfig, PolyGeluConfig, ShiftGeluConfig
 
 from .pipeline import ElementwisePipeline
 from .requant import Requantizer
@@ -135,7 +135,7 @@ class _ErfPolynomialUnit(ElementwisePipeline):
 
 
 class IBertGeluUnit(_ErfPolynomialUnit):
-    """I-BERT i-GELU (``gelu/ibert``), bit-exact with ``golden_model.ops.gelu.run_ibert``.
+    """I-BERT i-GELU (``gelu/ibert``), bit-exact with ``intvit.golden_model.ops.gelu.run_ibert``.
 
     Stages per lane (each registered; the input is registered first):
     1. clip: ``mag = max(-b_int - |q|, 0)`` (negate, subtract, select);
@@ -160,7 +160,7 @@ class IBertGeluUnit(_ErfPolynomialUnit):
 
 
 class PolyGeluUnit(_ErfPolynomialUnit):
-    """IPTQ-ViT Poly-GELU (``gelu/iptq``), bit-exact with ``golden_model.ops.gelu.run_poly``.
+    """IPTQ-ViT Poly-GELU (``gelu/iptq``), bit-exact with ``intvit.golden_model.ops.gelu.run_poly``.
 
     The quartic is evaluated as two squarings (``(t + b)**4`` needs no Horner chain: its only
     non-zero coefficient sits on the fourth power of the clipped distance). Stages per lane:
@@ -196,7 +196,7 @@ class PolyGeluUnit(_ErfPolynomialUnit):
 
 
 class ShiftGeluUnit(ElementwisePipeline):
-    """I-ViT ShiftGELU (``gelu/ivit``), bit-exact with ``golden_model.ops.gelu.run_shift``.
+    """I-ViT ShiftGELU (``gelu/ivit``), bit-exact with ``intvit.golden_model.ops.gelu.run_shift``.
 
     Stages per lane (each registered; the input is registered first), ``d = -x0``:
     1. slope ``z = config.slope(q)`` (shift-add tree);

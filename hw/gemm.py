@@ -16,7 +16,7 @@ array:
 The broadcast fans each activation out to ``C`` cells and each weight to ``R`` cells, which is
 cheap for the 4x4..16x16 arrays an FPGA holds; a much larger array would pipeline that fan-out.
 
-Pipeline (the cycle model is ``golden_model.gemm.predicted_cycles``):
+Pipeline (the cycle model is ``intvit.golden_model.gemm.predicted_cycles``):
 
 1. ``a`` and ``w`` beats are joined into an operand register (with ``first`` / ``last`` of the
    tile's reduction).
@@ -24,8 +24,8 @@ Pipeline (the cycle model is ``golden_model.gemm.predicted_cycles``):
    into the drain buffer instead, together with the tile's ``b`` (bias) beat; the buffer must be
    empty, else the array stalls.
 3. The drain buffer shifts out one row per cycle: lane ``c`` is ``acc[r][c] + bias[c]`` (fits
-   int32 by ``GemmConfig``'s bound) into a ``hw.requant.Requantizer`` of ``C`` lanes (per-tensor
-   constants), or with ``per_channel`` a ``hw.requant.ChannelRequantizer`` fed the column's
+   int32 by ``GemmConfig``'s bound) into a ``intvit.hw.requant.Requantizer`` of ``C`` lanes (per-tensor
+   constants), or with ``per_channel`` a ``intvit.hw.requant.ChannelRequantizer`` fed the column's
    ``m[c]``, ``e[c]`` from the tile's ``b`` beat; its output is ``o`` (``last`` on the tile's row
    ``R-1``).
 """
@@ -33,17 +33,17 @@ from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden_model.gemm import GemmConfig, requant_latency
-from golden_model.ops.requant import ACC_BITS, RequantConfig
+from intvit.golden_model.gemm import GemmConfig, requant_latency
+from intvit.golden_model.ops.requant import ACC_BITS, RequantConfig
 
 from .requant import ChannelRequantizer, Requantizer, channel_operand
 from .stream import row_beat
 
 
 class Gemm(wiring.Component):
-    """``y = requantize(a @ w + bias)`` tile by tile, exactly as ``golden_model.gemm``.
+    """``y = requantize(a @ w + bias)`` tile by tile, exactly as ``intvit.golden_model.gemm``.
 
-    The streams are those of ``golden_model.gemm.gemm_beats``: ``tiles * K`` beats on ``a`` and
+    The streams are those of ``intvit.golden_model.gemm.gemm_beats``: ``tiles * K`` beats on ``a`` and
     ``w``, one ``b`` beat per tile, ``tiles * R`` beats on ``o``. ``K`` may change from tile to
     tile (it is marked by ``a.last``) but must not exceed ``config.k_max``.
 
@@ -61,10 +61,10 @@ class Gemm(wiring.Component):
         Activations ``a[m0:m0+R, k]``; ``last`` on the tile's last ``k``.
     w : In(stream.Signature(ArrayLayout(signed(weight_bits), C)))
         Weights ``w[k, n0:n0+C]``, lane ``c`` at bits ``c*wb ..``; at 4 bits two per byte, low
-        nibble first (``golden_model.gemm.pack_int4``).
+        nibble first (``intvit.golden_model.gemm.pack_int4``).
     b : In(stream.Signature(ArrayLayout(signed(bias_bits), C)))
         The tile's bias ``bias[n0:n0+C]``, taken with its last ``a``/``w`` beat; with
-        ``per_channel`` each lane is ``hw.requant.channel_operand(bias_bits)``: ``{bias,
+        ``per_channel`` each lane is ``intvit.hw.requant.channel_operand(bias_bits)``: ``{bias,
         multiplier, shift}`` of the column's output channel.
     o : Out(stream.Signature(row_beat(out_shape, C)))
         Requantized row ``y[m0+r, n0:n0+C]``; ``last`` on ``r = R-1``.

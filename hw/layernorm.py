@@ -6,13 +6,13 @@ elements (``max_row`` defaults to ``C``; a longer row raises ``overflow``). Per-
 constants (``mult_c``, ``bias_c``, ``alpha_c``, ``gamma_int_c``, ``beta_int_c``) are constant
 tables indexed by the element's position in the row (:func:`channel_table`).
 
-Sequential row arithmetic (``hw.seqmath``, one result bit per cycle, exact):
+Sequential row arithmetic (``intvit.hw.seqmath``, one result bit per cycle, exact):
 ``RestoringDivider`` for the rounded mean and the reciprocals, ``BitSerialSqrt`` for the roots.
 """
 from amaranth import Array, Cat, Const, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
-from golden_model.ops.layernorm import (PTF_MULT_BITS, RECIP_BITS, IBertLayerNormConfig,
+from intvit.golden_model.ops.layernorm import (PTF_MULT_BITS, RECIP_BITS, IBertLayerNormConfig,
                                         PTFLayerNormConfig, ShiftLayerNormConfig)
 
 from .rowpipe import Reduction, RowPass, RowUnit
@@ -175,7 +175,7 @@ class _CentredLayerNormUnit(RowUnit):
 class IBertLayerNormUnit(_CentredLayerNormUnit):
     """I-BERT integer LayerNorm (``layernorm/ibert``), ``lanes`` elements per beat.
 
-    Three passes over a buffered row (``hw.rowpipe``):
+    Three passes over a buffered row (``intvit.hw.rowpipe``):
 
     - pass 0: load ``q``, ``sum q`` (``sum_bits``); row step: ``mu = (2 sum + C) // (2C)`` by a
       restoring divider (offset numerator so it is unsigned; ``mu - lo < 2**in_bits``, so

@@ -1,6 +1,6 @@
 """Log quantizer unit (``log2quant``) and the shift-log dequantize-multiply unit.
 
-:class:`Log2QuantUnit` evaluates ``golden_model.ops.log2quant.log2_quantize`` bit for bit:
+:class:`Log2QuantUnit` evaluates ``intvit.golden_model.ops.log2quant.log2_quantize`` bit for bit:
 
 1. input register;
 2. ``x = q + offset`` and ``x >= 1`` (one adder, the sign of ``x - 1``);
@@ -11,7 +11,7 @@
    ``x < 1``.
 
 :class:`Log2MultiplyUnit` is the shift-log dequantize-multiply path of the next linear layer
-(``golden_model.ops.log2quant.log2_multiply``): the product of a code and a weight is
+(``intvit.golden_model.ops.log2quant.log2_multiply``): the product of a code and a weight is
 ``((w * M[c mod n]) << frac_bits) >> (ceil(c/n) + R)``, a barrel shift (and for base sqrt(2) a
 choice between two constant multiples of ``w``) instead of a multiplier, 0 for the zero code; the
 GEMM's adder tree sums the products and the constant ``(min(X) - eps) * sum(w)`` sits in the
@@ -22,7 +22,7 @@ Both are :class:`~hw.pipeline.ElementwisePipeline` units: ``lanes`` copies, one 
 """
 from amaranth import Cat, Const, Mux, signed, unsigned
 
-from golden_model.ops.log2quant import Log2MultiplyConfig, Log2QuantConfig
+from intvit.golden_model.ops.log2quant import Log2MultiplyConfig, Log2QuantConfig
 
 from .fields import Fields
 from .pipeline import ElementwisePipeline

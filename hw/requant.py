@@ -4,14 +4,14 @@
 from amaranth import Const, Mux, signed, unsigned
 from amaranth.lib import data
 
-from golden_model.ops.requant import ACC_BITS, MULTIPLIER_BITS, SHIFT_BITS, RequantConfig
+from intvit.golden_model.ops.requant import ACC_BITS, MULTIPLIER_BITS, SHIFT_BITS, RequantConfig
 
 from .fields import Fields
 from .pipeline import ElementwisePipeline
 
 
 class Requantizer(ElementwisePipeline):
-    """Requantize ``lanes`` int32 accumulators per beat, exactly as ``golden_model.requantize``.
+    """Requantize ``lanes`` int32 accumulators per beat, exactly as ``intvit.golden_model.requantize``.
 
     ``m``, ``e`` and ``z`` are constants of the config, so the multiplier is a constant multiply
     and the shift is wiring. Stages: input register, product ``acc * m`` (63-bit signed),
@@ -58,13 +58,13 @@ def channel_operand(bias_bits: int | None = None) -> data.StructLayout:
 
 class ChannelRequantizer(ElementwisePipeline):
     """``lanes`` accumulators per beat, each with its own ``m`` and ``e``, exactly as
-    ``golden_model.ops.requant.ChannelRequant``: ``clamp((acc * m + 2**(e-1)) >> e)`` to signed
+    ``intvit.golden_model.ops.requant.ChannelRequant``: ``clamp((acc * m + 2**(e-1)) >> e)`` to signed
     ``out_bits`` (round half up, no zero point).
 
     Input lanes are :func:`channel_operand` structs. Stages: input register; the product
     ``acc * m`` (a 32 x 31-bit multiplier, 63 bits signed) carried with ``e``; plus the rounding
     constant ``(1 << e) >> 1``; a barrel shift right by ``e`` (arithmetic) and saturation.
-    Latency 4 cycles (``golden_model.gemm.CHANNEL_REQUANT_LATENCY``), one beat per cycle: with
+    Latency 4 cycles (``intvit.golden_model.gemm.CHANNEL_REQUANT_LATENCY``), one beat per cycle: with
     the add and the shift in one stage the unit ran at 45 MHz on ECP5, split at 75 MHz.
     """
 

@@ -2,12 +2,12 @@
 multiply) and ``softmax/fqvit`` (Log-Int-Softmax: per-element rounded ``sum / e``, log2 code).
 
 Both share the first two passes (:class:`_IExpRowUnit`): pass 0 loads the row and finds its
-maximum; pass 1 computes i-exp (:func:`golden_model.ops.softmax.i_exp`) per element, stores ``e``
+maximum; pass 1 computes i-exp (:func:`intvit.golden_model.ops.softmax.i_exp`) per element, stores ``e``
 in place and sums the row. Every constant is read from the golden config.
 """
 from amaranth import Cat, Const, Mux, Shape, signed, unsigned
 
-from golden_model.ops.softmax import IBertSoftmaxConfig, LogIntSoftmaxConfig
+from intvit.golden_model.ops.softmax import IBertSoftmaxConfig, LogIntSoftmaxConfig
 
 from .fields import Fields, fit
 from .rowpipe import Reduction, RowPass, RowUnit
@@ -99,7 +99,7 @@ class _IExpRowUnit(RowUnit):
 
 class IExpSoftmaxUnit(_IExpRowUnit):
     """``softmax/ibert`` (I-BERT Algorithm 2), bit-exact to
-    :func:`golden_model.ops.softmax.ibert_softmax`.
+    :func:`intvit.golden_model.ops.softmax.ibert_softmax`.
 
     Passes: 0 loads the row and its maximum; 1 is i-exp and the row sum (:class:`_IExpRowUnit`,
     5 stages); row step: ``f = floor(2**recip_bits / sum)`` by a
@@ -151,7 +151,7 @@ class IExpSoftmaxUnit(_IExpRowUnit):
 
 class LogIntSoftmaxUnit(_IExpRowUnit):
     """``softmax/fqvit`` (FQ-ViT Log-Int-Softmax), bit-exact to
-    :func:`golden_model.ops.softmax.log_int_softmax`.
+    :func:`intvit.golden_model.ops.softmax.log_int_softmax`.
 
     Passes 0 and 1 as :class:`_IExpRowUnit` (the row sum is handed straight to pass 2, no row
     step). Pass 2, per element, the golden ``t = (2*sum + e) // (2*e)`` computed as the equal

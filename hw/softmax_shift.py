@@ -1,10 +1,10 @@
 """Shift-based softmax row units: Bit-exp (``softmax/iptq``) and I-ViT Shiftmax (``softmax/ivit``).
 
-Both are three-pass :class:`hw.rowpipe.RowUnit` s, bit-exact to ``golden_model/ops/softmax.py``:
+Both are three-pass :class:`intvit.hw.rowpipe.RowUnit` s, bit-exact to ``golden_model/ops/softmax.py``:
 
 - pass 0 loads the row into the buffer and reduces its maximum (``signed(in_bits)``);
 - pass 1 turns each element into its exponential ``e`` (written back in place) and sums them;
-- row step 1: one :class:`hw.seqmath.RestoringDivider` per unit gives the row's reciprocal
+- row step 1: one :class:`intvit.hw.seqmath.RestoringDivider` per unit gives the row's reciprocal
   ``f = floor(N / sum)``, one quotient bit per cycle, only the config's ``quotient_bits`` of
   them (the row maximum's own ``e`` bounds the sum from below, so ``f < 2**quotient_bits``);
 - pass 2 multiplies ``e * f``, shifts (rounding as the method states), saturates and streams the
@@ -23,8 +23,8 @@ latencies: ``python bench/hw_units.py`` (``docs/results.md``).
 import numpy as np
 from amaranth import Mux, signed, unsigned
 
-from golden_model.integer import signed_range
-from golden_model.ops.softmax import (BitExpSoftmaxConfig, ShiftmaxConfig, bit_exp_poly,
+from intvit.golden_model.integer import signed_range
+from intvit.golden_model.ops.softmax import (BitExpSoftmaxConfig, ShiftmaxConfig, bit_exp_poly,
                                       log2e_shift_add)
 
 from .fields import Fields, fit

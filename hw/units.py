@@ -5,20 +5,20 @@ broken does not stop the others from building.
 """
 import importlib
 
-from golden_model.errors import IntvitError
+from intvit.golden_model.errors import IntvitError
 
 UNITS = {
-    "requant": "hw.requant:Requantizer",
-    "gelu/iptq": "hw.gelu:PolyGeluUnit",
-    "gelu/ivit": "hw.gelu:ShiftGeluUnit",
-    "gelu/ibert": "hw.gelu:IBertGeluUnit",
-    "softmax/iptq": "hw.softmax_shift:BitExpSoftmaxUnit",
-    "softmax/ivit": "hw.softmax_shift:ShiftmaxUnit",
-    "softmax/ibert": "hw.softmax_poly:IExpSoftmaxUnit",
-    "softmax/fqvit": "hw.softmax_poly:LogIntSoftmaxUnit",
-    "layernorm/ibert": "hw.layernorm:IBertLayerNormUnit",
-    "layernorm/ivit": "hw.layernorm:ShiftLayerNormUnit",
-    "layernorm/fqvit": "hw.layernorm:PTFLayerNormUnit",
+    "requant": "intvit.hw.requant:Requantizer",
+    "gelu/iptq": "intvit.hw.gelu:PolyGeluUnit",
+    "gelu/ivit": "intvit.hw.gelu:ShiftGeluUnit",
+    "gelu/ibert": "intvit.hw.gelu:IBertGeluUnit",
+    "softmax/iptq": "intvit.hw.softmax_shift:BitExpSoftmaxUnit",
+    "softmax/ivit": "intvit.hw.softmax_shift:ShiftmaxUnit",
+    "softmax/ibert": "intvit.hw.softmax_poly:IExpSoftmaxUnit",
+    "softmax/fqvit": "intvit.hw.softmax_poly:LogIntSoftmaxUnit",
+    "layernorm/ibert": "intvit.hw.layernorm:IBertLayerNormUnit",
+    "layernorm/ivit": "intvit.hw.layernorm:ShiftLayerNormUnit",
+    "layernorm/fqvit": "intvit.hw.layernorm:PTFLayerNormUnit",
     "log2quant": "hw.log2quant:Log2QuantUnit",
 }
 """Operator name -> unit class. Element-wise units are built as ``Unit(config, lanes=...)``,
@@ -78,7 +78,7 @@ def build_gemm(*, rows: int = 8, cols: int = 8, weight_bits: int = 8, k_max: int
                requant=None, per_channel: bool = False):
     """The GEMM array (not a registered operator: it has operand streams of its own); with
     ``per_channel`` its requantizer constants arrive per output channel on ``b``."""
-    from golden_model.gemm import example_config, example_requant
+    from intvit.golden_model.gemm import example_config, example_requant
 
     from .gemm import Gemm
 

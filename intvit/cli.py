@@ -8,7 +8,7 @@ import inspect
 import sys
 from pathlib import Path
 
-from golden_model.errors import IntvitError
+from intvit.golden_model.errors import IntvitError
 
 EXIT_BAD_INPUT = 2
 EXIT_TOOLCHAIN = 3
@@ -45,7 +45,7 @@ def config_options(operator, settings: list[str]) -> dict:
 def operator_config(name: str, settings: list[str]):
     """The registered operator ``name``, the parsed ``settings`` and its example config with
     them applied."""
-    from golden_model import registry
+    from intvit.golden_model import registry
 
     operator = registry.get(name)
     options = config_options(operator, settings)
@@ -69,8 +69,8 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_ops(args) -> int:
-    from golden_model.registry import REGISTRY
-    from hw.units import available_units
+    from intvit.golden_model.registry import REGISTRY
+    from intvit.hw.units import available_units
 
     units = set(available_units())
     print(f"{'name':18s} {'hw':3s} {'shape':8s} description (source)")
@@ -82,10 +82,10 @@ def cmd_ops(args) -> int:
 
 
 def cmd_verilog(args) -> int:
-    from fpga.axis import AxisTop, axis_module_name
-    from fpga.export import export_verilog, module_name
-    from golden_model.files import write_text_atomic
-    from hw.units import build_gemm, build_unit
+    from intvit.fpga.axis import AxisTop, axis_module_name
+    from intvit.fpga.export import export_verilog, module_name
+    from intvit.golden_model.files import write_text_atomic
+    from intvit.hw.units import build_gemm, build_unit
 
     if args.op == "gemm":
         unit = build_gemm(rows=args.rows, cols=args.cols, weight_bits=args.weight_bits,
@@ -110,7 +110,7 @@ def cmd_verilog(args) -> int:
 def cmd_vectors(args) -> int:
     import numpy as np
 
-    from golden_model.vectors import make_vectors, save_vectors
+    from intvit.golden_model.vectors import make_vectors, save_vectors
 
     if args.quant is not None:
         return model_vectors(args)
@@ -125,12 +125,12 @@ def cmd_vectors(args) -> int:
 
 def model_vectors(args) -> int:
     """One vector file per non-linear layer of a quantized bundled model, from test images."""
-    from golden_model.checkpoint import load_bundled
-    from golden_model.dataset import load_splits
-    from golden_model.qvit import quantize_images
-    from golden_model.quantfile import load_quant
-    from golden_model.select import calibrate_mix
-    from golden_model.vectors import layer_vectors, save_vectors
+    from intvit.golden_model.checkpoint import load_bundled
+    from intvit.golden_model.dataset import load_splits
+    from intvit.golden_model.qvit import quantize_images
+    from intvit.golden_model.quantfile import load_quant
+    from intvit.golden_model.select import calibrate_mix
+    from intvit.golden_model.vectors import layer_vectors, save_vectors
 
     quant = load_quant(args.quant)
     model, _, _ = load_bundled()
@@ -146,7 +146,7 @@ def model_vectors(args) -> int:
 
 
 def cmd_sim(args) -> int:
-    from sim.verify import verify
+    from intvit.sim.verify import verify
 
     work_dir = Path(args.work_dir or Path("runs") / "sim" / args.op.replace("/", "_"))
     if args.op == "gemm":
@@ -160,8 +160,8 @@ def cmd_sim(args) -> int:
 
 
 def sim_gemm(args, work_dir: Path) -> int:
-    from golden_model.gemm import example_config, example_requant
-    from sim.gemm_bench import SIM_SHAPES, verify_gemm
+    from intvit.golden_model.gemm import example_config, example_requant
+    from intvit.sim.gemm_bench import SIM_SHAPES, verify_gemm
 
     config = example_config(args.rows, args.cols, args.weight_bits, args.k_max,
                             per_channel=args.per_channel)
@@ -175,8 +175,8 @@ def sim_gemm(args, work_dir: Path) -> int:
 
 
 def cmd_cost(args) -> int:
-    from fpga.cost import measure, write_cost_json
-    from fpga.table import build_table, measure_gemm, write_table
+    from intvit.fpga.cost import measure, write_cost_json
+    from intvit.fpga.table import build_table, measure_gemm, write_table
 
     if args.all:
         if args.op or args.set:
@@ -217,10 +217,10 @@ def format_cost(entry: dict) -> str:
 
 
 def cmd_quantize(args) -> int:
-    from golden_model.costs import load_cost_table
-    from golden_model.metrics import OmegaWeights
-    from golden_model.quantfile import save_quant
-    from golden_model.select import quantize_model
+    from intvit.golden_model.costs import load_cost_table
+    from intvit.golden_model.metrics import OmegaWeights
+    from intvit.golden_model.quantfile import save_quant
+    from intvit.golden_model.select import quantize_model
 
     if args.method == "adfq":
         return quantize_adfq_command(args)
@@ -248,10 +248,10 @@ def quantize_adfq_command(args) -> int:
     """ADFQ-ViT (``--method adfq``) on the bundled model; writes ``adfq.json``."""
     import json
 
-    from golden_model.adfq import DEFAULT_ITERATIONS, adfq_splits, quantize_adfq
-    from golden_model.checkpoint import load_bundled
-    from golden_model.dataset import load_splits
-    from golden_model.files import write_text_atomic
+    from intvit.golden_model.adfq import DEFAULT_ITERATIONS, adfq_splits, quantize_adfq
+    from intvit.golden_model.checkpoint import load_bundled
+    from intvit.golden_model.dataset import load_splits
+    from intvit.golden_model.files import write_text_atomic
 
     if args.model != "bundled":
         raise IntvitError("--method adfq runs on the bundled model only (it needs labelled "
@@ -277,18 +277,18 @@ def model_and_data(args):
     "test" is the same images labelled by the float model: integer-vs-float agreement)."""
     import torch
 
-    from golden_model.dataset import Split
-    from golden_model.qvit import QuantSpec, image_scale_for
+    from intvit.golden_model.dataset import Split
+    from intvit.golden_model.qvit import QuantSpec, image_scale_for
 
     if args.model == "bundled":
-        from golden_model.checkpoint import load_bundled
-        from golden_model.dataset import load_splits
+        from intvit.golden_model.checkpoint import load_bundled
+        from intvit.golden_model.dataset import load_splits
 
         model, _, _ = load_bundled()
         return (model, load_splits(), QuantSpec.parse(args.bits, calibrator=args.calibrator),
                 "the bundled model")
-    from golden_model.checkpoint import load_checkpoint
-    from golden_model.vit import PRESETS
+    from intvit.golden_model.checkpoint import load_checkpoint
+    from intvit.golden_model.vit import PRESETS
 
     if args.arch is not None and args.arch not in PRESETS:
         raise IntvitError(f"--arch {args.arch}: unknown architecture; use one of "

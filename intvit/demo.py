@@ -56,19 +56,19 @@ def _load(out: Path, stage: str):
 
 
 def _finish(out: Path, stage: str, record: dict) -> dict:
-    from golden_model.files import write_text_atomic
+    from intvit.golden_model.files import write_text_atomic
 
     write_text_atomic(_done_path(out, stage), json.dumps(record, indent=1) + "\n")
     return record
 
 
 def stage_quantize(out: Path) -> dict:
-    from golden_model.checkpoint import load_bundled
-    from golden_model.costs import load_cost_table
-    from golden_model.dataset import load_splits
-    from golden_model.qvit import QuantSpec
-    from golden_model.quantfile import save_quant
-    from golden_model.select import RULES, quantize_model, score_layers
+    from intvit.golden_model.checkpoint import load_bundled
+    from intvit.golden_model.costs import load_cost_table
+    from intvit.golden_model.dataset import load_splits
+    from intvit.golden_model.qvit import QuantSpec
+    from intvit.golden_model.quantfile import save_quant
+    from intvit.golden_model.select import RULES, quantize_model, score_layers
 
     model, _, _ = load_bundled()
     splits = load_splits()
@@ -87,7 +87,7 @@ def stage_quantize(out: Path) -> dict:
         print(f"      {rule:10s} integer accuracy {result.accuracy['stage3']:.4f}", flush=True)
         if rule == "unified":
             save_quant(out / "quant.json", result)
-    from golden_model.files import write_text_atomic
+    from intvit.golden_model.files import write_text_atomic
     write_text_atomic(out / "rules.json", json.dumps(rules, indent=1) + "\n")
     return _finish(out, "quantize", {"cost_table": table.source, "measured": table.measured,
                                      "accuracy": rules["unified"]["accuracy"]})
@@ -95,10 +95,10 @@ def stage_quantize(out: Path) -> dict:
 
 def chosen_model(out: Path):
     """The unified rule's integer model, rebuilt from quant.json (deterministic)."""
-    from golden_model.checkpoint import load_bundled
-    from golden_model.dataset import load_splits
-    from golden_model.quantfile import load_quant
-    from golden_model.select import calibrate_mix
+    from intvit.golden_model.checkpoint import load_bundled
+    from intvit.golden_model.dataset import load_splits
+    from intvit.golden_model.quantfile import load_quant
+    from intvit.golden_model.select import calibrate_mix
 
     quant = load_quant(out / "quant.json")
     model, _, _ = load_bundled()
@@ -118,8 +118,8 @@ def representative_layers(qmodel) -> dict:
 def stage_vectors(out: Path) -> dict:
     import numpy as np
 
-    from golden_model.qvit import quantize_images
-    from golden_model.vectors import layer_vectors, save_vectors
+    from intvit.golden_model.qvit import quantize_images
+    from intvit.golden_model.vectors import layer_vectors, save_vectors
 
     qmodel, splits = chosen_model(out)
     chosen = representative_layers(qmodel)
@@ -136,15 +136,15 @@ def stage_vectors(out: Path) -> dict:
 
 
 def _unit(qmodel, op, layer):
-    from hw.units import build_unit
+    from intvit.hw.units import build_unit
 
     return build_unit(op, qmodel.plans[layer].config, lanes=1)
 
 
 def stage_verilog(out: Path, units: dict) -> dict:
-    from fpga.export import export_verilog, module_name
-    from golden_model.files import write_text_atomic
-    from hw.units import build_gemm
+    from intvit.fpga.export import export_verilog, module_name
+    from intvit.golden_model.files import write_text_atomic
+    from intvit.hw.units import build_gemm
 
     qmodel, _ = chosen_model(out)
     files = {}
@@ -162,7 +162,7 @@ def stage_verilog(out: Path, units: dict) -> dict:
 
 
 def stage_sim(out: Path, units: dict) -> dict:
-    from sim.verify import verify
+    from intvit.sim.verify import verify
 
     qmodel, splits = chosen_model(out)
     verdicts = {}
@@ -196,10 +196,10 @@ def real_qkv_gemm(out: Path, qmodel, splits):
 
     import numpy as np
 
-    from golden_model.errors import IntvitError
-    from golden_model.gemm import example_config
-    from golden_model.qvit import quantize_images
-    from sim.gemm_bench import simulate_gemm
+    from intvit.golden_model.errors import IntvitError
+    from intvit.golden_model.gemm import example_config
+    from intvit.golden_model.qvit import quantize_images
+    from intvit.sim.gemm_bench import simulate_gemm
 
     taps: dict = {}
     qmodel.forward(quantize_images(splits["test"].images[:1].numpy()), taps)
@@ -215,7 +215,7 @@ def real_qkv_gemm(out: Path, qmodel, splits):
 
 
 def stage_cost(out: Path, units: dict) -> dict:
-    from fpga.cost import measure
+    from intvit.fpga.cost import measure
 
     table_path = Path(__file__).resolve().parents[1] / "fpga" / "tables" / "ecp5.json"
     table = json.loads(table_path.read_text())["entries"] if table_path.exists() else {}
@@ -255,7 +255,7 @@ def run_stage(out: Path, stage: str, records: dict) -> dict:
 def run_demo(out: Path, force: bool = False, only: str | None = None) -> int:
     """All stages (reusing finished ones unless ``force``), or ``only`` one stage, which reads
     the files of the stages before it."""
-    from golden_model.errors import IntvitError
+    from intvit.golden_model.errors import IntvitError
 
     out = Path(out)
     if only is not None:

@@ -3,7 +3,7 @@ import shutil
 from dataclasses import dataclass
 from importlib import metadata
 
-from sim.toolchain import MIN_VERILATOR, verilator_version
+from intvit.sim.toolchain import MIN_VERILATOR, verilator_version
 
 INSTALL_FIX = "run `make install` (or `pip install -e .` in the project's venv)"
 

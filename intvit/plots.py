@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from golden_model import registry  # noqa: E402
+from intvit.golden_model import registry  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

@@ -5,7 +5,7 @@ import json
 import re
 from pathlib import Path
 
-from golden_model.files import write_text_atomic
+from intvit.golden_model.files import write_text_atomic
 
 SECTIONS = ("Accuracy", "Per-layer choices", "Unified metric per layer",
             "Approximation curves", "Hardware cost", "Simulation verdicts")

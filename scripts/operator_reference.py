@@ -13,10 +13,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from golden_model import registry  # noqa: E402
-from golden_model.errors import IntvitError  # noqa: E402
-from golden_model.files import write_text_atomic  # noqa: E402
-from hw.units import unit_class  # noqa: E402
+from intvit.golden_model import registry  # noqa: E402
+from intvit.golden_model.errors import IntvitError  # noqa: E402
+from intvit.golden_model.files import write_text_atomic  # noqa: E402
+from intvit.hw.units import unit_class  # noqa: E402
 
 
 def doc(obj) -> str:

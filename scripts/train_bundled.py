@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from golden_model.dataset import SPLIT_SEED, SPLIT_SIZES, Split, load_splits
-from golden_model.files import atomic_output, write_text_atomic
-from golden_model.vit import PRESETS, VisionTransformer, parameter_count
+from intvit.golden_model.dataset import SPLIT_SEED, SPLIT_SIZES, Split, load_splits
+from intvit.golden_model.files import atomic_output, write_text_atomic
+from intvit.golden_model.vit import PRESETS, VisionTransformer, parameter_count
 
 DATA = Path(__file__).resolve().parent.parent / "golden_model" / "data"
 TRAIN_SEED = 0

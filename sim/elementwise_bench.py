@@ -12,8 +12,8 @@ import cocotb
 import numpy as np
 from cocotb.triggers import Join
 
-from golden_model.vectors import load_vectors
-from sim.tb import TB, BeatFormat, first_output_latency
+from intvit.golden_model.vectors import load_vectors
+from intvit.sim.tb import TB, BeatFormat, first_output_latency
 
 
 def row_beats(x: np.ndarray, lanes: int):

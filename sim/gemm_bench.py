@@ -1,8 +1,8 @@
-"""cocotb bench for the GEMM array (``hw.gemm.Gemm``), and the host side that runs it.
+"""cocotb bench for the GEMM array (``intvit.hw.gemm.Gemm``), and the host side that runs it.
 
 The host side (:func:`simulate_gemm`, :func:`verify_gemm`) turns operands into the exact beat
-streams of ``golden_model.gemm.gemm_beats``, writes them to an ``.npz`` and runs this module's
-cocotb test through ``sim.runner.run_bench``. The test drives ``a``, ``w`` and ``b`` and drains
+streams of ``intvit.golden_model.gemm.gemm_beats``, writes them to an ``.npz`` and runs this module's
+cocotb test through ``intvit.sim.runner.run_bench``. The test drives ``a``, ``w`` and ``b`` and drains
 ``o`` in one cycle loop: drives are set after a rising edge, handshakes are sampled at the
 falling edge (everything combinational has settled), and a beat transfers at the next rising
 edge when valid and ready were both high there. Every output lane of every beat (padding
@@ -23,15 +23,15 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 
-from golden_model.files import atomic_output
-from golden_model.gemm import (BUNDLED_SHAPES, GemmBeats, GemmConfig,
+from intvit.golden_model.files import atomic_output
+from intvit.golden_model.gemm import (BUNDLED_SHAPES, GemmBeats, GemmConfig,
                                example_channel_requant, gemm_beats, predicted_cycles,
                                reassemble, tile_origins)
-from golden_model.integer import signed_range
-from golden_model.ops.requant import MULTIPLIER_BITS, SHIFT_BITS
-from sim.tb import BeatFormat
+from intvit.golden_model.integer import signed_range
+from intvit.golden_model.ops.requant import MULTIPLIER_BITS, SHIFT_BITS
+from intvit.sim.tb import BeatFormat
 
-BENCH = "sim.gemm_bench"
+BENCH = "intvit.sim.gemm_bench"
 RECEIVED = "received.npy"
 """The RTL's output lanes, saved beside the verdict."""
 TIMEOUT_CYCLES = 2000
@@ -76,7 +76,7 @@ def config_from(data) -> GemmConfig:
 
 def bias_words(config: GemmConfig, data) -> list[int]:
     """``b`` beats: the bias lanes, or per channel ``{bias, multiplier, shift}`` lanes
-    (``hw.requant.channel_operand``: bias in the low bits, then m, then e)."""
+    (``intvit.hw.requant.channel_operand``: bias in the low bits, then m, then e)."""
     if not config.per_channel:
         bias = BeatFormat(config.bias_bits, True, config.cols)
         return [bias.pack(beat, False) for beat in data["bias"]]
@@ -228,10 +228,10 @@ class GemmRun:
 def simulate_gemm(config: GemmConfig, requant, a, w, bias=None, *,
                   work_dir, name: str = "gemm", sink_stall: float = 0.0,
                   source_idle: float = 0.0, seed: int = 0) -> GemmRun:
-    """Simulate ``requantize(a @ w + bias)`` on ``hw.gemm.Gemm(config, requant)`` (a
+    """Simulate ``requantize(a @ w + bias)`` on ``intvit.hw.gemm.Gemm(config, requant)`` (a
     ``ChannelRequant`` for a per-channel array, whose ``m, e`` then travel on ``b``)."""
-    from hw.gemm import Gemm
-    from sim.runner import run_bench
+    from intvit.hw.gemm import Gemm
+    from intvit.sim.runner import run_bench
 
     work_dir = Path(work_dir).resolve()  # the simulator runs in another directory
     beats = gemm_beats(config, requant, a, w, bias)

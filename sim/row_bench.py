@@ -2,7 +2,7 @@
 of ``lanes`` elements with ``keep`` on the final partial beat and ``last``, and compare every
 output element, ``keep`` and ``last`` with the golden model's. Measures the initiation interval.
 
-Configured through the environment like :mod:`sim.elementwise_bench`.
+Configured through the environment like :mod:`intvit.sim.elementwise_bench`.
 """
 import json
 import os
@@ -10,8 +10,8 @@ import os
 import cocotb
 from cocotb.triggers import Join
 
-from golden_model.vectors import load_vectors
-from sim.tb import TB, BeatFormat, first_output_latency
+from intvit.golden_model.vectors import load_vectors
+from intvit.sim.tb import TB, BeatFormat, first_output_latency
 
 
 def keyed_beats(row, lanes: int):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import cocotb
 
-from fpga.export import export_verilog
+from intvit.fpga.export import export_verilog
 
 from .toolchain import use_verilator_env, verilator_version
 

@@ -27,7 +27,7 @@ def from_field(raw: int, bits: int, signed: bool) -> int:
 
 class BeatFormat:
     """Packs and unpacks ``lanes`` elements of ``bits`` bits, then (row units) ``keep``, then
-    ``last`` on top, as Amaranth lays out ``hw.stream.row_beat`` / ``hw.rowpipe.keyed_beat``."""
+    ``last`` on top, as Amaranth lays out ``intvit.hw.stream.row_beat`` / ``intvit.hw.rowpipe.keyed_beat``."""
 
     def __init__(self, bits: int, signed: bool, lanes: int, keyed: bool = False):
         self.bits, self.signed, self.lanes, self.keyed = bits, signed, lanes, keyed

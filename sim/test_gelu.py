@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from fpga.export import export_verilog
-from golden_model.registry import get
-from hw.units import build_unit
-from sim.toolchain import verilator_env
-from sim.verify import verify
+from intvit.fpga.export import export_verilog
+from intvit.golden_model.registry import get
+from intvit.hw.units import build_unit
+from intvit.sim.toolchain import verilator_env
+from intvit.sim.verify import verify
 
 NAMES = ["gelu/iptq", "gelu/ivit", "gelu/ibert"]
 SECOND = {"gelu/iptq": dict(in_scale=0.02, in_bits=10, out_bits=6),

@@ -14,15 +14,15 @@ import subprocess
 import numpy as np
 import pytest
 
-from fpga.export import export_verilog
-from golden_model.gemm import (GemmConfig, example_channel_requant, example_config,
+from intvit.fpga.export import export_verilog
+from intvit.golden_model.gemm import (GemmConfig, example_channel_requant, example_config,
                                example_requant, gemm_beats)
-from golden_model.integer import signed_range
-from golden_model.ops.requant import MAX_SHIFT, MULTIPLIER_BITS, ChannelRequant, RequantConfig
-from hw.gemm import Gemm
-from sim.gemm_bench import BENCH, random_operands, save_gemm_vectors, simulate_gemm
-from sim.runner import run_bench
-from sim.toolchain import verilator_env
+from intvit.golden_model.integer import signed_range
+from intvit.golden_model.ops.requant import MAX_SHIFT, MULTIPLIER_BITS, ChannelRequant, RequantConfig
+from intvit.hw.gemm import Gemm
+from intvit.sim.gemm_bench import BENCH, random_operands, save_gemm_vectors, simulate_gemm
+from intvit.sim.runner import run_bench
+from intvit.sim.toolchain import verilator_env
 
 K_MAX = 128
 INT8 = GemmConfig(rows=4, cols=4, k_max=K_MAX, weight_bits=8)
@@ -72,9 +72,9 @@ def test_bundled_fc1_shape_in_predicted_cycles(tmp_path):
 def qkv_layer():
     """Block 0's QKV of the W8A8 integer model: real int8 activations (a calibration image),
     the model's int8 weights, int32 bias and per-channel requantizer, and the model's output."""
-    from golden_model.checkpoint import load_bundled
-    from golden_model.dataset import load_splits
-    from golden_model.qvit import QuantSpec, build_integer_vit, default_assignment, quantize_images
+    from intvit.golden_model.checkpoint import load_bundled
+    from intvit.golden_model.dataset import load_splits
+    from intvit.golden_model.qvit import QuantSpec, build_integer_vit, default_assignment, quantize_images
 
     model, config, _ = load_bundled()
     calibration = load_splits()["calibration"].images

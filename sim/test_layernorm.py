@@ -8,13 +8,13 @@ import subprocess
 import numpy as np
 import pytest
 
-from fpga.export import export_verilog
-from golden_model.ops import layernorm as ln
-from golden_model.vectors import load_vectors
-from hw.layernorm import IBertLayerNormUnit, PTFLayerNormUnit, ShiftLayerNormUnit
-from hw.units import build_unit
-from sim.toolchain import verilator_env
-from sim.verify import verify
+from intvit.fpga.export import export_verilog
+from intvit.golden_model.ops import layernorm as ln
+from intvit.golden_model.vectors import load_vectors
+from intvit.hw.layernorm import IBertLayerNormUnit, PTFLayerNormUnit, ShiftLayerNormUnit
+from intvit.hw.units import build_unit
+from intvit.sim.toolchain import verilator_env
+from intvit.sim.verify import verify
 
 STALL = 0.25
 # Second configs: I-BERT at 16 bits needs the overflow shift (var_shift 2); I-ViT at 6 bits;

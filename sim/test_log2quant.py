@@ -6,13 +6,13 @@ import subprocess
 import numpy as np
 import pytest
 
-from fpga.export import export_verilog
-from golden_model.ops.log2quant import (Log2MultiplyConfig, example_config, log2_multiply)
-from golden_model.vectors import make_vectors, save_vectors
-from hw.log2quant import Log2MultiplyUnit, Log2QuantUnit
-from sim.runner import run_bench
-from sim.toolchain import verilator_env
-from sim.verify import ELEMENTWISE_BENCH, verify
+from intvit.fpga.export import export_verilog
+from intvit.golden_model.ops.log2quant import (Log2MultiplyConfig, example_config, log2_multiply)
+from intvit.golden_model.vectors import make_vectors, save_vectors
+from intvit.hw.log2quant import Log2MultiplyUnit, Log2QuantUnit
+from intvit.sim.runner import run_bench
+from intvit.sim.toolchain import verilator_env
+from intvit.sim.verify import ELEMENTWISE_BENCH, verify
 
 STALL = 0.25
 

@@ -3,9 +3,9 @@ import dataclasses
 
 import pytest
 
-from golden_model.ops.requant import example_config
-from golden_model.vectors import load_vectors, save_vectors
-from sim.verify import sweep_vectors, verify
+from intvit.golden_model.ops.requant import example_config
+from intvit.golden_model.vectors import load_vectors, save_vectors
+from intvit.sim.verify import sweep_vectors, verify
 
 # 3/64 has exact .5 ties inside int32 (m = 3 * 2**29, e = 35); 0.0042 has none (see corner_inputs).
 CASES = [

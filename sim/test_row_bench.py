@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from golden_model.vectors import make_row_vectors, save_vectors
-from sim.runner import run_bench
+from intvit.golden_model.vectors import make_row_vectors, save_vectors
+from intvit.sim.runner import run_bench
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from toy_row import ToyConfig, ToyRowUnit, toy_run  # noqa: E402
@@ -29,7 +29,7 @@ def run_toy(tmp_path, rows, lanes, stall=0.0, corrupt=False):
         y[3, 0] += 1
         vectors = dataclasses.replace(vectors, y=y)
     path = save_vectors(tmp_path / "rows.npz", vectors)
-    return run_bench(ToyRowUnit(lanes=lanes, max_row=MAX_ROW), "sim.row_bench", path,
+    return run_bench(ToyRowUnit(lanes=lanes, max_row=MAX_ROW), "intvit.sim.row_bench", path,
                      env={"INTVIT_LANES": str(lanes), "INTVIT_SOURCE_IDLE": str(stall),
                           "INTVIT_SINK_STALL": str(stall)}, work_dir=tmp_path / "sim")
 

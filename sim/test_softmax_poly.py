@@ -9,14 +9,14 @@ import subprocess
 import numpy as np
 import pytest
 
-from fpga.export import export_verilog
-from golden_model import registry
-from golden_model.ops.softmax import IBertSoftmaxConfig, LogIntSoftmaxConfig
-from golden_model.vectors import make_row_vectors, save_vectors
-from hw.softmax_poly import exact_reciprocal
-from hw.units import build_unit
-from sim.toolchain import verilator_env
-from sim.verify import ROW_COUNT, verify
+from intvit.fpga.export import export_verilog
+from intvit.golden_model import registry
+from intvit.golden_model.ops.softmax import IBertSoftmaxConfig, LogIntSoftmaxConfig
+from intvit.golden_model.vectors import make_row_vectors, save_vectors
+from intvit.hw.softmax_poly import exact_reciprocal
+from intvit.hw.units import build_unit
+from intvit.sim.toolchain import verilator_env
+from intvit.sim.verify import ROW_COUNT, verify
 
 MAX_ROW = 64
 IBERT_EXAMPLE = IBertSoftmaxConfig.from_scale(0.05)

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fpga.export import export_verilog
-from golden_model import registry
-from golden_model.integer import signed_range
-from golden_model.ops import softmax as sm
-from golden_model.vectors import load_vectors, make_row_vectors, save_vectors
-from hw.softmax_shift import (BitExpSoftmaxUnit, ShiftmaxUnit, bit_exp_u_max, shiftmax_a_max,
+from intvit.fpga.export import export_verilog
+from intvit.golden_model import registry
+from intvit.golden_model.integer import signed_range
+from intvit.golden_model.ops import softmax as sm
+from intvit.golden_model.vectors import load_vectors, make_row_vectors, save_vectors
+from intvit.hw.softmax_shift import (BitExpSoftmaxUnit, ShiftmaxUnit, bit_exp_u_max, shiftmax_a_max,
                               shiftmax_k_divider)
-from sim.toolchain import verilator_env
-from sim.verify import verify
+from intvit.sim.toolchain import verilator_env
+from intvit.sim.verify import verify
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_rowpipe import run_rows  # noqa: E402

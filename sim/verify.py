@@ -4,16 +4,16 @@ from pathlib import Path
 
 import numpy as np
 
-from golden_model import registry
-from golden_model.errors import IntvitError
-from golden_model.vectors import (load_vectors, make_row_vectors, make_vectors,
+from intvit.golden_model import registry
+from intvit.golden_model.errors import IntvitError
+from intvit.golden_model.vectors import (load_vectors, make_row_vectors, make_vectors,
                                   real_activation_rows, row_sweep, save_vectors)
-from hw.units import build_unit
+from intvit.hw.units import build_unit
 
 from .runner import SimResult, run_bench
 
-ELEMENTWISE_BENCH = "sim.elementwise_bench"
-ROW_BENCH = "sim.row_bench"
+ELEMENTWISE_BENCH = "intvit.sim.elementwise_bench"
+ROW_BENCH = "intvit.sim.row_bench"
 ROW_COUNT = 2000
 """Random rows of random length per row-unit sweep (on top of corner and the operator's rows)."""
 
@@ -58,7 +58,7 @@ def verify(name: str, config, *, lanes: int = 1, max_row: int | None = None, wor
            seed: int = 0, source_idle: float = 0.0, sink_stall: float = 0.0,
            vectors_path: Path | None = None, row_count: int = ROW_COUNT) -> Verification:
     """Simulate ``name``'s unit on ``vectors_path`` (or a fresh sweep written into ``work_dir``).
-    ``max_row`` sizes a row unit's buffer (default: :func:`hw.units.default_max_row`);
+    ``max_row`` sizes a row unit's buffer (default: :func:`intvit.hw.units.default_max_row`);
     ``row_count`` random rows join the corner rows of a row unit's sweep."""
     operator = registry.get(name)
     work_dir = Path(work_dir)

@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from golden_model import adfq as A
-from golden_model import reconstruct as R
-from golden_model.checkpoint import load_bundled
-from golden_model.dataset import Split, load_splits
-from golden_model.errors import ConfigError, IntvitError
-from golden_model.ops import log2quant as L
-from golden_model.registry import get
+from intvit.golden_model import adfq as A
+from intvit.golden_model import reconstruct as R
+from intvit.golden_model.checkpoint import load_bundled
+from intvit.golden_model.dataset import Split, load_splits
+from intvit.golden_model.errors import ConfigError, IntvitError
+from intvit.golden_model.ops import log2quant as L
+from intvit.golden_model.registry import get
 from integer_trap import trap_floats
 
 # ------------------------------------------------------------------------ log2quant operator

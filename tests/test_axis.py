@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from fpga.axis import AxisTop
-from golden_model import registry
-from hw.units import build_unit
+from intvit.fpga.axis import AxisTop
+from intvit.golden_model import registry
+from intvit.hw.units import build_unit
 from intvit.cli import main
-from sim.toolchain import verilator_env
+from intvit.sim.toolchain import verilator_env
 
 
 def lane_bytes(bits: int) -> int:

@@ -1,14 +1,14 @@
-"""The per-channel requantizer unit (``hw.requant.ChannelRequantizer``, the GEMM's with
-``per_channel``) against ``golden_model.ops.requant.ChannelRequant`` in Amaranth's simulator:
+"""The per-channel requantizer unit (``intvit.hw.requant.ChannelRequantizer``, the GEMM's with
+``per_channel``) against ``intvit.golden_model.ops.requant.ChannelRequant`` in Amaranth's simulator:
 random accumulators, multipliers and shifts over their whole ranges plus the corners (most
 negative accumulator, largest multiplier, shifts 0 and 62, exact rounding ties)."""
 import numpy as np
 from amaranth.sim import Simulator
 
-from golden_model.gemm import CHANNEL_REQUANT_LATENCY
-from golden_model.ops.requant import (ACC_BITS, MAX_SHIFT, MULTIPLIER_BITS, SHIFT_BITS,
+from intvit.golden_model.gemm import CHANNEL_REQUANT_LATENCY
+from intvit.golden_model.ops.requant import (ACC_BITS, MAX_SHIFT, MULTIPLIER_BITS, SHIFT_BITS,
                                       ChannelRequant)
-from hw.requant import ChannelRequantizer
+from intvit.hw.requant import ChannelRequantizer
 
 
 def operands():

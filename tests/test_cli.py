@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from intvit.cli import main
-from sim.toolchain import verilator_env
+from intvit.sim.toolchain import verilator_env
 
 
 def run_cli(*argv):
@@ -42,7 +42,7 @@ def test_verilog_is_lint_clean(tmp_path):
 
 
 def test_vectors_file_round_trips(tmp_path):
-    from golden_model.vectors import load_vectors
+    from intvit.golden_model.vectors import load_vectors
     assert run_cli("vectors", "requant", "--set", "bits=4", "-o", str(tmp_path / "v.npz")) == 0
     vectors = load_vectors(tmp_path / "v.npz")
     assert vectors.out_bits == 4 and len(vectors.x) > 100_000

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from golden_model.checkpoint import BUNDLED_WEIGHTS
-from golden_model.dataset import load_splits
+from intvit.golden_model.checkpoint import BUNDLED_WEIGHTS
+from intvit.golden_model.dataset import load_splits
 from intvit.cli import main
 
 

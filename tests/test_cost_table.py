@@ -11,13 +11,13 @@ import json
 
 import pytest
 
-from fpga.cost import measure
-from fpga.synth import tool_versions
-from fpga.table import GEMM_SIZES, build_table, gemm_name, table_path
-from golden_model.costs import load_cost_table
-from golden_model.gemm import example_config
-from golden_model.registry import get
-from hw.units import available_units, default_max_row
+from intvit.fpga.cost import measure
+from intvit.fpga.synth import tool_versions
+from intvit.fpga.table import GEMM_SIZES, build_table, gemm_name, table_path
+from intvit.golden_model.costs import load_cost_table
+from intvit.golden_model.gemm import example_config
+from intvit.golden_model.registry import get
+from intvit.hw.units import available_units, default_max_row
 from intvit.cli import main
 
 TARGETS = ("ecp5", "xilinx")
@@ -96,7 +96,7 @@ def fake_jobs():
 
 
 def test_a_failing_unit_is_reported_and_left_out(monkeypatch):
-    monkeypatch.setattr("fpga.table.jobs", fake_jobs)
+    monkeypatch.setattr("intvit.fpga.table.jobs", fake_jobs)
     lines = []
     table, failures = build_table("ecp5", progress=lines.append)
     assert list(table["entries"]) == ["good"] and "cached" not in table["entries"]["good"]
@@ -105,7 +105,7 @@ def test_a_failing_unit_is_reported_and_left_out(monkeypatch):
 
 
 def test_cli_all_writes_the_table_and_exits_1_on_a_failure(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr("fpga.table.jobs", fake_jobs)
+    monkeypatch.setattr("intvit.fpga.table.jobs", fake_jobs)
     out = tmp_path / "t.json"
     assert main(["cost", "--all", "--target", "ecp5", "-o", str(out)]) == 1
     written = json.loads(out.read_text())

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from fpga.cost import cycles_per_beat, measure
-from fpga.synth import synth_ecp5
-from golden_model.errors import IntvitError
-from golden_model.registry import get
+from intvit.fpga.cost import cycles_per_beat, measure
+from intvit.fpga.synth import synth_ecp5
+from intvit.golden_model.errors import IntvitError
+from intvit.golden_model.registry import get
 
 CONTROL_REGS_PER_STAGE = 2
 """``valid`` and ``last`` are registered once per stage, shared by all lanes."""

@@ -7,10 +7,10 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from golden_model.errors import ConfigError, IntvitError
-from golden_model.ops import gelu as G
-from golden_model.ops.requant import RequantConfig
-from golden_model.registry import get
+from intvit.golden_model.errors import ConfigError, IntvitError
+from intvit.golden_model.ops import gelu as G
+from intvit.golden_model.ops.requant import RequantConfig
+from intvit.golden_model.registry import get
 from integer_trap import trap_floats
 
 NAMES = ["gelu/iptq", "gelu/ivit", "gelu/ibert"]

@@ -7,10 +7,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from golden_model.errors import ConfigError, IntvitError
-from golden_model.gemm import (DEIT_TINY_SHAPES, GemmConfig, gemm, gemm_accumulate, gemm_beats,
+from intvit.golden_model.errors import ConfigError, IntvitError
+from intvit.golden_model.gemm import (DEIT_TINY_SHAPES, GemmConfig, gemm, gemm_accumulate, gemm_beats,
                                pack_int4, predicted_cycles, reassemble, unpack_int4, utilization)
-from golden_model.ops.requant import ChannelRequant, RequantConfig
+from intvit.golden_model.ops.requant import ChannelRequant, RequantConfig
 from integer_trap import FloatOperationError, trap_floats
 
 REQUANT = RequantConfig.from_scale(0.0173, bits=8, zero_point=-5)

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from golden_model.errors import ConfigError, IntvitError
-from golden_model.ops import layernorm as ln
-from golden_model.registry import get
+from intvit.golden_model.errors import ConfigError, IntvitError
+from intvit.golden_model.ops import layernorm as ln
+from intvit.golden_model.registry import get
 from tests.integer_trap import trap_floats
 
 NAMES = ("layernorm/ibert", "layernorm/ivit", "layernorm/fqvit")

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from golden_model.errors import IntvitError
-from golden_model.metrics import OmegaWeights, asqnr, mean_kl, omega, sqnr_diff
+from intvit.golden_model.errors import IntvitError
+from intvit.golden_model.metrics import OmegaWeights, asqnr, mean_kl, omega, sqnr_diff
 
 
 def test_asqnr_of_a_ten_percent_error_is_20_db():

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from golden_model.calibration import activation_scale, mse_scale, minmax_scale, percentile_scale
-from golden_model.checkpoint import load_bundled
-from golden_model.dataset import load_splits
-from golden_model.errors import IntvitError
-from golden_model.metrics import asqnr
-from golden_model.ops.requant import ChannelRequant, RequantConfig, requantize
-from golden_model.qvit import (QuantSpec, build_integer_vit, check_assignment,
+from intvit.golden_model.calibration import activation_scale, mse_scale, minmax_scale, percentile_scale
+from intvit.golden_model.checkpoint import load_bundled
+from intvit.golden_model.dataset import load_splits
+from intvit.golden_model.errors import IntvitError
+from intvit.golden_model.metrics import asqnr
+from intvit.golden_model.ops.requant import ChannelRequant, RequantConfig, requantize
+from intvit.golden_model.qvit import (QuantSpec, build_integer_vit, check_assignment,
                                default_assignment, float_taps, integer_taps, quantize_images)
 from integer_trap import trap_floats
 

@@ -5,8 +5,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from golden_model.errors import ConfigError, IntvitError
-from golden_model.ops.requant import (RequantConfig, corner_inputs, example_config, requantize,
+from intvit.golden_model.errors import ConfigError, IntvitError
+from intvit.golden_model.ops.requant import (RequantConfig, corner_inputs, example_config, requantize,
                                       requantize_reference, sweep_inputs)
 from integer_trap import FloatOperationError, trap_floats
 

@@ -3,14 +3,14 @@ import json
 
 import pytest
 
-from golden_model.checkpoint import load_bundled
-from golden_model.costs import load_cost_table
-from golden_model.dataset import load_splits
-from golden_model.errors import IntvitError
-from golden_model.qvit import QuantSpec
-from golden_model.quantfile import load_quant, save_quant
-from golden_model.select import (CandidateScore, QuantizationResult, assign, score_layers)
-from golden_model.vit import nonlinear_layers
+from intvit.golden_model.checkpoint import load_bundled
+from intvit.golden_model.costs import load_cost_table
+from intvit.golden_model.dataset import load_splits
+from intvit.golden_model.errors import IntvitError
+from intvit.golden_model.qvit import QuantSpec
+from intvit.golden_model.quantfile import load_quant, save_quant
+from intvit.golden_model.select import (CandidateScore, QuantizationResult, assign, score_layers)
+from intvit.golden_model.vit import nonlinear_layers
 
 
 def score(op, sqnr_out, sqnr_diff, omega):
@@ -80,8 +80,8 @@ def test_quant_file_round_trips(scored, tmp_path):
 def test_the_cost_table_decides_a_tie_on_accuracy():
     """Two candidates equal in sensitivity and perturbation: the unified rule takes the one the
     cost table prices lower, and swapping the table's prices swaps the choice."""
-    from golden_model.costs import CostTable
-    from golden_model.metrics import omega
+    from intvit.golden_model.costs import CostTable
+    from intvit.golden_model.metrics import omega
 
     def choose(prices):
         table = CostTable({op: {"lut_equivalent": lut, "elements_per_cycle": 1.0}

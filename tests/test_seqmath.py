@@ -4,7 +4,7 @@ import random
 
 from amaranth.sim import Simulator
 
-from hw.seqmath import BitSerialSqrt, RestoringDivider
+from intvit.hw.seqmath import BitSerialSqrt, RestoringDivider
 
 
 def simulate(unit, cases, load, read):

@@ -8,9 +8,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from golden_model.errors import ConfigError, IntvitError
-from golden_model.ops import softmax as sm
-from golden_model.registry import get
+from intvit.golden_model.errors import ConfigError, IntvitError
+from intvit.golden_model.ops import softmax as sm
+from intvit.golden_model.registry import get
 from integer_trap import trap_floats
 
 LN2 = math.log(2.0)

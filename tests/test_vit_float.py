@@ -1,6 +1,6 @@
 """The float ViT, its taps, the digits dataset, checkpoint loading and the bundled model.
 
-References are independent of ``golden_model.vit``: timm's key list written out by hand from
+References are independent of ``intvit.golden_model.vit``: timm's key list written out by hand from
 ``timm/models/vision_transformer.py`` (``VisionTransformer``, ``Block``, ``Attention``, ``Mlp``),
 ``torch.nn.MultiheadAttention``, ``F.scaled_dot_product_attention`` / ``F.layer_norm`` /
 ``F.unfold``, the erf formula of GELU, and scikit-learn's raw digits.
@@ -14,10 +14,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from golden_model.checkpoint import infer_config, load_bundled, load_checkpoint
-from golden_model.dataset import SPLIT_SIZES, load_splits, split_indices
-from golden_model.errors import ConfigError, IntvitError
-from golden_model.vit import PRESETS, ViTConfig, VisionTransformer, nonlinear_layers, tap_names
+from intvit.golden_model.checkpoint import infer_config, load_bundled, load_checkpoint
+from intvit.golden_model.dataset import SPLIT_SIZES, load_splits, split_indices
+from intvit.golden_model.errors import ConfigError, IntvitError
+from intvit.golden_model.vit import PRESETS, ViTConfig, VisionTransformer, nonlinear_layers, tap_names
 
 SMALL = ViTConfig(img_size=8, patch_size=2, in_chans=2, num_classes=5, embed_dim=24, depth=2,
                   num_heads=3, mlp_ratio=2.5)
@@ -329,7 +329,7 @@ def test_bundled_model_accuracy():
 
 
 def test_replace_swaps_exactly_the_named_layer():
-    from golden_model.checkpoint import load_bundled
+    from intvit.golden_model.checkpoint import load_bundled
     model, config, _ = load_bundled()
     x = torch.randn(3, 1, 8, 8)
     with torch.no_grad():
@@ -341,7 +341,7 @@ def test_replace_swaps_exactly_the_named_layer():
 
 
 def test_forward_from_a_cached_block_input_equals_the_full_forward():
-    from golden_model.checkpoint import load_bundled
+    from intvit.golden_model.checkpoint import load_bundled
     model, config, _ = load_bundled()
     x = torch.randn(3, 1, 8, 8)
     taps: dict = {}

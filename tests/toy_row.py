@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth import signed, unsigned
 
-from hw.rowpipe import Reduction, RowPass, RowUnit
-from hw.seqmath import RestoringDivider
+from intvit.hw.rowpipe import Reduction, RowPass, RowUnit
+from intvit.hw.seqmath import RestoringDivider
 
 
 @dataclass(frozen=True)
