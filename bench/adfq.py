@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import markdown_table, write_section  # noqa: E402
 from intvit.golden_model import adfq as A  # noqa: E402
-from intvit.golden_model.adfq import (BITS, CALIBRATION_IMAGES, DEFAULT_ITERATIONS,  # noqa: E402
-                               adfq_splits, quantize_adfq)
+from intvit.golden_model.adfq import BITS, CALIBRATION_IMAGES, adfq_splits  # noqa: E402
+from intvit.golden_model.adfq_pipeline import DEFAULT_ITERATIONS, quantize_adfq  # noqa: E402
 from intvit.golden_model.checkpoint import load_bundled  # noqa: E402
 from intvit.golden_model.dataset import load_splits  # noqa: E402
 

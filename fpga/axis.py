@@ -39,7 +39,7 @@ from amaranth.lib.wiring import In, Out
 from intvit.golden_model.errors import IntvitError
 from intvit.hw.pipeline import ElementwisePipeline
 
-from .export import module_name
+from intvit.hw.export import module_name
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,11 @@ from tempfile import mkdtemp
 
 from intvit.golden_model import registry
 from intvit.golden_model.errors import IntvitError
-from intvit.golden_model.files import write_text_atomic
+from intvit.golden_model.files import cache_root, write_text_atomic
 from intvit.hw.pipeline import ElementwisePipeline
 from intvit.hw.units import build_unit
-from intvit.sim.runner import cache_root
 
-from .export import export_verilog, module_name
+from intvit.hw.export import export_verilog, module_name
 from .synth import (ECP5_DEVICE, PNR_SEED, PNR_TARGET_MHZ, XILINX_FAMILY, place_and_route_ecp5,
                     synth_ecp5, synth_xilinx, tool_versions)
 

@@ -19,7 +19,7 @@ from intvit.golden_model.files import write_text_atomic
 from intvit.hw.units import available_units, build_gemm
 
 from .cost import TARGETS, cached_flow, config_fields, measure
-from .export import export_verilog
+from intvit.hw.export import export_verilog
 from .synth import ECP5_DEVICE, XILINX_FAMILY, tool_versions
 
 TABLES_DIR = Path(__file__).resolve().parent / "tables"

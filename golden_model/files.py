@@ -1,4 +1,4 @@
-"""Atomic file output: a result is either written whole or not at all."""
+"""Files: atomic output (a result is either written whole or not at all) and the cache folder."""
 import os
 import tempfile
 from contextlib import contextmanager
@@ -36,3 +36,8 @@ def write_text_atomic(path, text: str) -> Path:
     with atomic_output(path, "w") as stream:
         stream.write(text)
     return Path(path)
+
+
+def cache_root() -> Path:
+    """``$INTVIT_CACHE_DIR`` or ``~/.cache/intvit``: Verilator builds and FPGA flow results."""
+    return Path(os.environ.get("INTVIT_CACHE_DIR", Path.home() / ".cache" / "intvit"))

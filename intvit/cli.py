@@ -83,7 +83,7 @@ def cmd_ops(args) -> int:
 
 def cmd_verilog(args) -> int:
     from intvit.fpga.axis import AxisTop, axis_module_name
-    from intvit.fpga.export import export_verilog, module_name
+    from intvit.hw.export import export_verilog, module_name
     from intvit.golden_model.files import write_text_atomic
     from intvit.hw.units import build_gemm, build_unit
 
@@ -248,7 +248,8 @@ def quantize_adfq_command(args) -> int:
     """ADFQ-ViT (``--method adfq``) on the bundled model; writes ``adfq.json``."""
     import json
 
-    from intvit.golden_model.adfq import DEFAULT_ITERATIONS, adfq_splits, quantize_adfq
+    from intvit.golden_model.adfq import adfq_splits
+    from intvit.golden_model.adfq_pipeline import DEFAULT_ITERATIONS, quantize_adfq
     from intvit.golden_model.checkpoint import load_bundled
     from intvit.golden_model.dataset import load_splits
     from intvit.golden_model.files import write_text_atomic

@@ -142,7 +142,7 @@ def _unit(qmodel, op, layer):
 
 
 def stage_verilog(out: Path, units: dict) -> dict:
-    from intvit.fpga.export import export_verilog, module_name
+    from intvit.hw.export import export_verilog, module_name
     from intvit.golden_model.files import write_text_atomic
     from intvit.hw.units import build_gemm
 

@@ -15,16 +15,12 @@ from pathlib import Path
 
 import cocotb
 
-from intvit.fpga.export import export_verilog
+from intvit.golden_model.files import cache_root
+from intvit.hw.export import export_verilog
 
 from .toolchain import use_verilator_env, verilator_version
 
 TOPLEVEL = "top"
-
-
-def cache_root() -> Path:
-    """``$INTVIT_CACHE_DIR`` or ``~/.cache/intvit``."""
-    return Path(os.environ.get("INTVIT_CACHE_DIR", Path.home() / ".cache" / "intvit"))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from intvit.fpga.export import export_verilog
+from intvit.hw.export import export_verilog
 from intvit.golden_model.registry import get
 from intvit.hw.units import build_unit
 from intvit.sim.toolchain import verilator_env

@@ -14,7 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from intvit.fpga.export import export_verilog
+from intvit.hw.export import export_verilog
 from intvit.golden_model.gemm import (GemmConfig, example_channel_requant, example_config,
                                example_requant, gemm_beats)
 from intvit.golden_model.integer import signed_range

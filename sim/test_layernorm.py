@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from intvit.fpga.export import export_verilog
+from intvit.hw.export import export_verilog
 from intvit.golden_model.ops import layernorm as ln
 from intvit.golden_model.vectors import load_vectors
 from intvit.hw.layernorm import IBertLayerNormUnit, PTFLayerNormUnit, ShiftLayerNormUnit

@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from intvit.fpga.export import export_verilog
+from intvit.hw.export import export_verilog
 from intvit.golden_model.ops.log2quant import (Log2MultiplyConfig, example_config, log2_multiply)
 from intvit.golden_model.vectors import make_vectors, save_vectors
 from intvit.hw.log2quant import Log2MultiplyUnit, Log2QuantUnit

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from intvit.fpga.export import export_verilog
+from intvit.hw.export import export_verilog
 from intvit.golden_model import registry
 from intvit.golden_model.ops.softmax import IBertSoftmaxConfig, LogIntSoftmaxConfig
 from intvit.golden_model.vectors import make_row_vectors, save_vectors

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from intvit.fpga.export import export_verilog
+from intvit.hw.export import export_verilog
 from intvit.golden_model import registry
 from intvit.golden_model.integer import signed_range
 from intvit.golden_model.ops import softmax as sm

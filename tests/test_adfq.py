@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from intvit.golden_model import adfq as A
+from intvit.golden_model import adfq_pipeline as P
 from intvit.golden_model import reconstruct as R
 from intvit.golden_model.checkpoint import load_bundled
 from intvit.golden_model.dataset import Split, load_splits
@@ -381,7 +382,7 @@ def test_reconstruction_visits_modules_in_forward_order(bundled):
 
 def test_quantize_adfq_reports_accuracy_outliers_and_time(bundled):
     model, splits = bundled
-    result = A.quantize_adfq(model, splits, "w6a6", "poq,amo", iterations=3,
+    result = P.quantize_adfq(model, splits, "w6a6", "poq,amo", iterations=3,
                              alpha_qkv=2.0, alpha_fc1=2.5)
     assert result["components"] == ["poq", "amo"] and result["iterations"] == 3
     assert set(result["outlier_ratio"]) == {f"blocks.{i}.{n}" for i in range(4)
@@ -401,7 +402,7 @@ def test_quantize_adfq_reports_accuracy_outliers_and_time(bundled):
 def test_bad_settings_are_one_line_errors(bundled, options, text):
     model, splits = bundled
     with pytest.raises(IntvitError) as error:
-        A.quantize_adfq(model, splits, **options)
+        P.quantize_adfq(model, splits, **options)
     assert text in str(error.value) and "\n" not in str(error.value)
 
 

@@ -1,4 +1,4 @@
-"""Verilog export through Amaranth's bundled Yosys."""
+"""Verilog export of a unit through Amaranth's bundled Yosys (used by the simulator and the FPGA flow alike)."""
 from amaranth.back import verilog
 
 LINT_PRAGMA = (
