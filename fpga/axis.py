@@ -99,7 +99,7 @@ def beat_fields(layout) -> tuple[data.ArrayLayout, bool, bool]:
         if isinstance(lanes, data.ArrayLayout):
             return lanes, "last" in layout.members, "keep" in layout.members
     raise IntvitError(f"cannot map a beat of layout {layout!r} onto AXI4-Stream; a unit's "
-                      "streams must carry lane arrays (hw.stream.row_beat, hw.rowpipe.keyed_beat)")
+                      "streams must carry lane arrays (intvit.hw.stream.row_beat, intvit.hw.rowpipe.keyed_beat)")
 
 
 def axis_ports(unit) -> list[AxisPort]:

@@ -109,205 +109,266 @@ class RowUnit(wiring.Component):
         return worst
 
     def elaborate(self, platform):
-        m = Module()
         passes = self.passes()
-        n_pass = len(passes)
-        if n_pass < 2:
+        if len(passes) < 2:
             raise ValueError("a row unit needs at least two passes (load, then output)")
-        lanes = self.lanes
-        beat_shape = range(self.max_beats + 1)
-        length_shape = range(self.max_beats * lanes + 1)
-        stored = [Shape.cast(p.out_shape) for p in passes[:-1]]
-        word_bits = lanes * max(s.width for s in stored)
-
-        ports = []
-        n_slots = n_pass + 1  # one slot more than passes: a row waits in it while a row step runs
-        for s in range(n_slots):
-            memory = Memory(shape=unsigned(word_bits), depth=self.max_beats, init=[])
-            m.submodules[f"slot{s}"] = memory
-            ports.append((memory.write_port(), memory.read_port(domain="sync")))
-
-        in_flight = Signal(range(n_slots + 1))
-        started, finished = Signal(), Signal()
-        m.d.sync += in_flight.eq(in_flight + started - finished)
-        overflow = Signal()
-        m.d.comb += self.overflow.eq(overflow)
-
-        handoff = None  # (full flag, clear strobe, registers) feeding the next pass
-        writes = []  # (pass slot, strobe, address, word)
+        rows = _RowBuilder(self, passes)
+        handoff = None
         for k, row_pass in enumerate(passes):
-            first, final = k == 0, k == n_pass - 1
-            slot = Signal(range(n_slots), name=f"p{k}_slot")
-            running = Signal(name=f"p{k}_running")
-            draining = Signal(name=f"p{k}_draining")
-            holding = Signal(name=f"p{k}_holding")  # reductions ready, waiting for the step
-            issued = Signal(beat_shape, name=f"p{k}_issued")
-            can_start = Signal(name=f"p{k}_can_start")
-            idle = ~(running | draining | holding)
+            handoff = rows.add_pass(k, row_pass, handoff)
+        rows.connect_slot_writes()
+        return rows.m
 
-            # Per-row scalars of this pass, latched at the row's start.
-            if first:
-                length = Signal(length_shape, name="p0_length")
-                beats = issued
-                scalars = {}
-                m.d.comb += [can_start.eq(idle & (in_flight < n_slots)), started.eq(can_start)]
-            else:
-                full, clear, offered = handoff
-                scalars = {name: Signal(reg.shape(), name=f"p{k}_row_{name}")
-                           for name, reg in offered.items()}
-                length, beats = scalars["length"], scalars["beats"]
-                m.d.comb += [can_start.eq(idle & full), clear.eq(can_start)]
-                with m.If(can_start):
-                    m.d.sync += [scalars[name].eq(reg) for name, reg in offered.items()]
-            with m.If(can_start):
-                m.d.sync += [running.eq(1), issued.eq(0)]
-                if first:
-                    m.d.sync += length.eq(0)
 
-            advance = Signal(name=f"p{k}_advance")
-            m.d.comb += advance.eq(~self.o.valid | self.o.ready if final else 1)
+class _PassState:
+    """One pass's control registers: the slot it works on, its phase (``running`` while beats
+    are issued, ``draining`` while the pipeline empties, ``holding`` while its reductions wait
+    for the row step) and the beats issued so far."""
 
-            # Stage 0: the source register (the input beat, or the buffered beat read back).
-            valid0 = Signal(name=f"p{k}_valid0")
-            index0 = Signal(beat_shape, name=f"p{k}_beat0")
-            keep0 = Signal(lanes, name=f"p{k}_keep0")
-            if first:
-                accept = Signal(name="p0_accept")
-                room = issued < self.max_beats
-                m.d.comb += [self.i.ready.eq(running), accept.eq(self.i.valid & running)]
-                data0 = [Signal(self.in_shape, name=f"p0_lane{j}_s0") for j in range(lanes)]
-                m.d.sync += valid0.eq(accept & room)
-                with m.If(accept):
-                    m.d.sync += [index0.eq(issued), keep0.eq(self.i.payload.keep)]
-                    m.d.sync += [data0[j].eq(self.i.payload.data[j]) for j in range(lanes)]
-                    with m.If(room):
-                        kept = sum(self.i.payload.keep[j] for j in range(lanes))
-                        m.d.sync += [issued.eq(issued + 1), length.eq(length + kept)]
-                    with m.Else():
-                        m.d.sync += overflow.eq(1)
-                    with m.If(self.i.payload.last):
-                        m.d.sync += [running.eq(0), draining.eq(1)]
-            else:
-                issue = Signal(name=f"p{k}_issue")
-                m.d.comb += issue.eq(running & advance)
-                for s, (_, read) in enumerate(ports):  # an idle pass may share a slot number
-                    with m.If((running | draining) & (slot == s)):
-                        m.d.comb += [read.addr.eq(issued), read.en.eq(advance)]
-                with m.If(advance):
-                    m.d.sync += [valid0.eq(issue), index0.eq(issued),
-                                 keep0.eq(Cat(*[issued * lanes + j < length
-                                                for j in range(lanes)]))]
-                with m.If(issue):
-                    m.d.sync += issued.eq(issued + 1)
-                    with m.If(issued + 1 == beats):
-                        m.d.sync += [running.eq(0), draining.eq(1)]
-                word = Signal(word_bits, name=f"p{k}_word")
-                m.d.comb += word.eq(Array(read.data for _, read in ports)[slot])
-                shape = stored[k - 1]
-                data0 = []
-                for j in range(lanes):
-                    lane = Signal(shape, name=f"p{k}_lane{j}_s0")
-                    m.d.comb += lane.eq(word[j * shape.width:(j + 1) * shape.width])
-                    data0.append(lane)
+    def __init__(self, k: int, n_slots: int, beat_shape):
+        self.slot = Signal(range(n_slots), name=f"p{k}_slot")
+        self.running = Signal(name=f"p{k}_running")
+        self.draining = Signal(name=f"p{k}_draining")
+        self.holding = Signal(name=f"p{k}_holding")
+        self.issued = Signal(beat_shape, name=f"p{k}_issued")
+        self.can_start = Signal(name=f"p{k}_can_start")
+        self.idle = ~(self.running | self.draining | self.holding)
 
-            # The per-element pipeline.
-            valids, index, keep, values = [valid0], index0, keep0, data0
-            for depth, stage in enumerate(row_pass.stages, start=1):
-                next_values = []
-                for j, value in enumerate(values):
-                    expr = stage(value, LaneContext(scalars, index * lanes + j, length))
-                    reg = Signal(expr.shape(), name=f"p{k}_lane{j}_s{depth}")
-                    with m.If(advance):
-                        m.d.sync += reg.eq(expr)
-                    next_values.append(reg)
-                valid_r = Signal(name=f"p{k}_valid{depth}")
-                index_r = Signal(beat_shape, name=f"p{k}_beat{depth}")
-                keep_r = Signal(lanes, name=f"p{k}_keep{depth}")
-                with m.If(advance):
-                    m.d.sync += [valid_r.eq(valids[-1]), index_r.eq(index), keep_r.eq(keep)]
-                valids.append(valid_r)
-                index, keep, values = index_r, keep_r, next_values
-            out_shape = Shape.cast(row_pass.out_shape)
-            outs = []
+
+class _RowBuilder:
+    """Builds a :class:`RowUnit`'s module pass by pass: buffer slots, then for each pass its row
+    scalars, source (input or slot read-back), element pipeline, sink, reductions and the
+    hand-off to the next pass's row step; finally the slot write ports."""
+
+    def __init__(self, unit: RowUnit, passes: list[RowPass]):
+        self.unit, self.passes, self.m = unit, passes, Module()
+        self.n_pass, self.lanes = len(passes), unit.lanes
+        self.beat_shape = range(unit.max_beats + 1)
+        self.length_shape = range(unit.max_beats * unit.lanes + 1)
+        self.stored = [Shape.cast(p.out_shape) for p in passes[:-1]]
+        self.word_bits = self.lanes * max(s.width for s in self.stored)
+        self.n_slots = self.n_pass + 1  # one more than passes: a row waits while a step runs
+        self.ports = []
+        for s in range(self.n_slots):
+            memory = Memory(shape=unsigned(self.word_bits), depth=unit.max_beats, init=[])
+            self.m.submodules[f"slot{s}"] = memory
+            self.ports.append((memory.write_port(), memory.read_port(domain="sync")))
+        self.in_flight = Signal(range(self.n_slots + 1), name="in_flight")
+        self.started, self.finished = Signal(), Signal(name="finished")
+        self.m.d.sync += self.in_flight.eq(self.in_flight + self.started - self.finished)
+        self.overflow = Signal(name="overflow")
+        self.m.d.comb += unit.overflow.eq(self.overflow)
+        self.writes = []  # (pass slot, strobe, address, word)
+
+    def add_pass(self, k: int, row_pass: RowPass, handoff):
+        """Build pass ``k``; ``handoff`` is the previous gap's ``(full, clear, offered)``.
+        Returns this pass's hand-off to the next row step (None for the final pass)."""
+        m, first, final = self.m, k == 0, k == self.n_pass - 1
+        state = _PassState(k, self.n_slots, self.beat_shape)
+        scalars, length, beats = self._row_scalars(k, state, handoff)
+        advance = Signal(name=f"p{k}_advance")
+        o = self.unit.o
+        m.d.comb += advance.eq(~o.valid | o.ready if final else 1)
+        if first:
+            source = self._input_source(state, length)
+        else:
+            source = self._slot_source(k, state, advance, length, beats)
+        valids, index, keep, outs = self._element_pipeline(k, row_pass, source, advance,
+                                                           scalars, length)
+        sink = Signal(name=f"p{k}_sink")
+        m.d.comb += sink.eq(valids[-1] & advance)
+        if final:
+            m.d.comb += [o.valid.eq(valids[-1]), o.payload.keep.eq(keep),
+                         o.payload.last.eq(index + 1 == beats)]
+            m.d.comb += [o.payload.data[j].eq(outs[j]) for j in range(self.lanes)]
+        else:
+            self.writes.append((state.slot, sink, index, Cat(*outs)))
+        reduced = self._reductions(k, row_pass, state, sink, outs, keep, index, scalars, length)
+        return self._row_done(k, state, valids, scalars, length, beats, reduced)
+
+    def _row_scalars(self, k: int, state: _PassState, handoff):
+        """The pass's per-row scalars, latched at the row's start: pass 0 counts its row's
+        length; later passes take the previous row step's outputs."""
+        m = self.m
+        if k == 0:
+            length = Signal(self.length_shape, name="p0_length")
+            beats, scalars = state.issued, {}
+            m.d.comb += [state.can_start.eq(state.idle & (self.in_flight < self.n_slots)),
+                         self.started.eq(state.can_start)]
+        else:
+            full, clear, offered = handoff
+            scalars = {name: Signal(reg.shape(), name=f"p{k}_row_{name}")
+                       for name, reg in offered.items()}
+            length, beats = scalars["length"], scalars["beats"]
+            m.d.comb += [state.can_start.eq(state.idle & full), clear.eq(state.can_start)]
+            with m.If(state.can_start):
+                m.d.sync += [scalars[name].eq(reg) for name, reg in offered.items()]
+        with m.If(state.can_start):
+            m.d.sync += [state.running.eq(1), state.issued.eq(0)]
+            if k == 0:
+                m.d.sync += length.eq(0)
+        return scalars, length, beats
+
+    def _source_registers(self, k: int):
+        return (Signal(name=f"p{k}_valid0"), Signal(self.beat_shape, name=f"p{k}_beat0"),
+                Signal(self.lanes, name=f"p{k}_keep0"))
+
+    def _input_source(self, state: _PassState, length):
+        """Stage 0 of pass 0: the input beat, registered; beats past the capacity are dropped
+        and raise ``overflow``."""
+        m, unit, lanes = self.m, self.unit, self.lanes
+        valid0, index0, keep0 = self._source_registers(0)
+        accept = Signal(name="p0_accept")
+        room = state.issued < unit.max_beats
+        m.d.comb += [unit.i.ready.eq(state.running), accept.eq(unit.i.valid & state.running)]
+        data0 = [Signal(unit.in_shape, name=f"p0_lane{j}_s0") for j in range(lanes)]
+        m.d.sync += valid0.eq(accept & room)
+        with m.If(accept):
+            m.d.sync += [index0.eq(state.issued), keep0.eq(unit.i.payload.keep)]
+            m.d.sync += [data0[j].eq(unit.i.payload.data[j]) for j in range(lanes)]
+            with m.If(room):
+                kept = sum(unit.i.payload.keep[j] for j in range(lanes))
+                m.d.sync += [state.issued.eq(state.issued + 1), length.eq(length + kept)]
+            with m.Else():
+                m.d.sync += self.overflow.eq(1)
+            with m.If(unit.i.payload.last):
+                m.d.sync += [state.running.eq(0), state.draining.eq(1)]
+        return valid0, index0, keep0, data0
+
+    def _slot_source(self, k: int, state: _PassState, advance, length, beats):
+        """Stage 0 of a later pass: the row's beats read back from its slot (one cycle read)."""
+        m, lanes = self.m, self.lanes
+        valid0, index0, keep0 = self._source_registers(k)
+        issue = Signal(name=f"p{k}_issue")
+        m.d.comb += issue.eq(state.running & advance)
+        for s, (_, read) in enumerate(self.ports):  # an idle pass may share a slot number
+            with m.If((state.running | state.draining) & (state.slot == s)):
+                m.d.comb += [read.addr.eq(state.issued), read.en.eq(advance)]
+        with m.If(advance):
+            m.d.sync += [valid0.eq(issue), index0.eq(state.issued),
+                         keep0.eq(Cat(*[state.issued * lanes + j < length
+                                        for j in range(lanes)]))]
+        with m.If(issue):
+            m.d.sync += state.issued.eq(state.issued + 1)
+            with m.If(state.issued + 1 == beats):
+                m.d.sync += [state.running.eq(0), state.draining.eq(1)]
+        word = Signal(self.word_bits, name=f"p{k}_word")
+        m.d.comb += word.eq(Array(read.data for _, read in self.ports)[state.slot])
+        shape = self.stored[k - 1]
+        data0 = []
+        for j in range(lanes):
+            lane = Signal(shape, name=f"p{k}_lane{j}_s0")
+            m.d.comb += lane.eq(word[j * shape.width:(j + 1) * shape.width])
+            data0.append(lane)
+        return valid0, index0, keep0, data0
+
+    def _element_pipeline(self, k: int, row_pass: RowPass, source, advance, scalars, length):
+        """The pass's registered per-element stages; returns the valid chain and the final
+        beat's index, keep and lane values (cast to the pass's ``out_shape``)."""
+        m, lanes = self.m, self.lanes
+        valid0, index, keep, values = source
+        valids = [valid0]
+        for depth, stage in enumerate(row_pass.stages, start=1):
+            next_values = []
             for j, value in enumerate(values):
-                out = Signal(out_shape, name=f"p{k}_lane{j}_out")
-                m.d.comb += out.eq(value)
-                outs.append(out)
+                expr = stage(value, LaneContext(scalars, index * lanes + j, length))
+                reg = Signal(expr.shape(), name=f"p{k}_lane{j}_s{depth}")
+                with m.If(advance):
+                    m.d.sync += reg.eq(expr)
+                next_values.append(reg)
+            valid_r = Signal(name=f"p{k}_valid{depth}")
+            index_r = Signal(self.beat_shape, name=f"p{k}_beat{depth}")
+            keep_r = Signal(lanes, name=f"p{k}_keep{depth}")
+            with m.If(advance):
+                m.d.sync += [valid_r.eq(valids[-1]), index_r.eq(index), keep_r.eq(keep)]
+            valids.append(valid_r)
+            index, keep, values = index_r, keep_r, next_values
+        out_shape = Shape.cast(row_pass.out_shape)
+        outs = []
+        for j, value in enumerate(values):
+            out = Signal(out_shape, name=f"p{k}_lane{j}_out")
+            m.d.comb += out.eq(value)
+            outs.append(out)
+        return valids, index, keep, outs
 
-            # Sink: back into the slot, or out of the unit.
-            sink = Signal(name=f"p{k}_sink")
-            m.d.comb += sink.eq(valids[-1] & advance)
-            if final:
-                m.d.comb += [self.o.valid.eq(valids[-1]), self.o.payload.keep.eq(keep),
-                             self.o.payload.last.eq(index + 1 == beats)]
-                m.d.comb += [self.o.payload.data[j].eq(outs[j]) for j in range(lanes)]
+    def _reductions(self, k, row_pass, state, sink, outs, keep, index, scalars, length) -> dict:
+        """Each named reduction (max or sum) of the row's valid elements, reset at the row's
+        start and updated on every sunk beat."""
+        m, lanes = self.m, self.lanes
+        reduced = {}
+        for name, reduction in row_pass.reductions.items():
+            shape = Shape.cast(reduction.shape)
+            acc = Signal(shape, name=f"p{k}_{name}")
+            terms = [reduction.term(v, LaneContext(scalars, index * lanes + j, length))
+                     for j, v in enumerate(outs)]
+            if reduction.op == "sum":
+                update = acc + sum(Mux(keep[j], t, 0) for j, t in enumerate(terms))
+                reset = 0
+            elif reduction.op == "max":
+                update = acc
+                for j, t in enumerate(terms):
+                    update = Mux(keep[j] & (t > update), t, update)
+                reset = -(1 << (shape.width - 1)) if shape.signed else 0
             else:
-                writes.append((slot, sink, index, Cat(*outs)))
+                raise ValueError(f"unknown reduction {reduction.op!r}")
+            with m.If(state.can_start):
+                m.d.sync += acc.eq(reset)
+            with m.Elif(sink):
+                m.d.sync += acc.eq(update)
+            reduced[name] = acc
+        return reduced
 
-            # Reductions of the row's valid elements.
-            reduced = {}
-            for name, reduction in row_pass.reductions.items():
-                shape = Shape.cast(reduction.shape)
-                acc = Signal(shape, name=f"p{k}_{name}")
-                terms = [reduction.term(v, LaneContext(scalars, index * lanes + j, length))
-                         for j, v in enumerate(outs)]
-                if reduction.op == "sum":
-                    update = acc + sum(Mux(keep[j], t, 0) for j, t in enumerate(terms))
-                    reset = 0
-                elif reduction.op == "max":
-                    update = acc
-                    for j, t in enumerate(terms):
-                        update = Mux(keep[j] & (t > update), t, update)
-                    reset = -(1 << (shape.width - 1)) if shape.signed else 0
-                else:
-                    raise ValueError(f"unknown reduction {reduction.op!r}")
-                with m.If(can_start):
-                    m.d.sync += acc.eq(reset)
-                with m.Elif(sink):
-                    m.d.sync += acc.eq(update)
-                reduced[name] = acc
+    def _row_done(self, k, state, valids, scalars, length, beats, reduced):
+        """When the row's last beat has left the pipeline: free the slot (final pass) or hand
+        the reductions and scalars to this gap's row step; returns the step's hand-off."""
+        m = self.m
+        emptied = Signal(name=f"p{k}_emptied")
+        m.d.comb += emptied.eq(state.draining & ~Cat(*valids).any())
+        done_row = Signal(name=f"p{k}_done_row")
+        handoff = None
+        if k == self.n_pass - 1:
+            m.d.comb += [done_row.eq(emptied), self.finished.eq(emptied)]
+            with m.If(emptied):
+                m.d.sync += state.draining.eq(0)
+        else:
+            handoff = self._row_step(k, state, emptied, done_row,
+                                     {**scalars, "length": length, "beats": beats, **reduced})
+        with m.If(done_row):
+            m.d.sync += state.slot.eq(Mux(state.slot == self.n_slots - 1, 0, state.slot + 1))
+        return handoff
 
-            # The row is through once none of its beats is left in the pipeline.
-            emptied = Signal(name=f"p{k}_emptied")
-            m.d.comb += emptied.eq(draining & ~Cat(*valids).any())
-            done_row = Signal(name=f"p{k}_done_row")
-            if final:
-                m.d.comb += [done_row.eq(emptied), finished.eq(emptied)]
-                with m.If(emptied):
-                    m.d.sync += draining.eq(0)
-                handoff = None
-            else:
-                # Hand the reductions and scalars to this gap's row step.
-                step_values = {**scalars, "length": length, "beats": beats, **reduced}
-                step_in = {name: Signal(value.shape(), name=f"g{k}_in_{name}")
-                           for name, value in step_values.items()}
-                busy, start = Signal(name=f"g{k}_busy"), Signal(name=f"g{k}_start")
-                full = Signal(name=f"g{k}_full")
-                clear = Signal(name=f"g{k}_clear")
-                with m.If(emptied):
-                    m.d.sync += [draining.eq(0), holding.eq(1)]
-                take = Signal(name=f"g{k}_take")
-                m.d.comb += [take.eq(holding & ~busy & ~full), done_row.eq(take)]
-                with m.If(take):
-                    m.d.sync += [holding.eq(0), busy.eq(1), start.eq(1)]
-                    m.d.sync += [step_in[name].eq(value) for name, value in step_values.items()]
-                with m.Else():
-                    m.d.sync += start.eq(0)
-                step_done, outputs = self.row_step(m, k, start, dict(step_in))
-                offered = {name: Signal(Shape.cast(value.shape()), name=f"g{k}_out_{name}")
-                           for name, value in {**step_in, **outputs}.items()}
-                with m.If(busy & step_done):
-                    m.d.sync += [busy.eq(0), full.eq(1)]
-                    m.d.sync += [offered[name].eq(value)
-                                 for name, value in {**step_in, **outputs}.items()]
-                with m.Elif(clear):
-                    m.d.sync += full.eq(0)
-                handoff = (full, clear, offered)
-            with m.If(done_row):
-                m.d.sync += slot.eq(Mux(slot == n_slots - 1, 0, slot + 1))
+    def _row_step(self, k, state, emptied, done_row, step_values):
+        """Gap ``k``: latch the pass's values, run the unit's :meth:`RowUnit.row_step`, and
+        offer its outputs to the next pass until that pass takes them."""
+        m = self.m
+        step_in = {name: Signal(value.shape(), name=f"g{k}_in_{name}")
+                   for name, value in step_values.items()}
+        busy, start = Signal(name=f"g{k}_busy"), Signal(name=f"g{k}_start")
+        full = Signal(name=f"g{k}_full")
+        clear = Signal(name=f"g{k}_clear")
+        with m.If(emptied):
+            m.d.sync += [state.draining.eq(0), state.holding.eq(1)]
+        take = Signal(name=f"g{k}_take")
+        m.d.comb += [take.eq(state.holding & ~busy & ~full), done_row.eq(take)]
+        with m.If(take):
+            m.d.sync += [state.holding.eq(0), busy.eq(1), start.eq(1)]
+            m.d.sync += [step_in[name].eq(value) for name, value in step_values.items()]
+        with m.Else():
+            m.d.sync += start.eq(0)
+        step_done, outputs = self.unit.row_step(m, k, start, dict(step_in))
+        offered = {name: Signal(Shape.cast(value.shape()), name=f"g{k}_out_{name}")
+                   for name, value in {**step_in, **outputs}.items()}
+        with m.If(busy & step_done):
+            m.d.sync += [busy.eq(0), full.eq(1)]
+            m.d.sync += [offered[name].eq(value) for name, value in {**step_in, **outputs}.items()]
+        with m.Elif(clear):
+            m.d.sync += full.eq(0)
+        return full, clear, offered
 
-        for s, (write, _) in enumerate(ports):
-            for slot, strobe, address, word in writes:
-                with m.If(strobe & (slot == s)):
-                    m.d.comb += [write.en.eq(1), write.addr.eq(address), write.data.eq(word)]
-        return m
+    def connect_slot_writes(self):
+        """Each slot's write port, driven by whichever pass writes that slot."""
+        for s, (write, _) in enumerate(self.ports):
+            for slot, strobe, address, word in self.writes:
+                with self.m.If(strobe & (slot == s)):
+                    self.m.d.comb += [write.en.eq(1), write.addr.eq(address),
+                                      write.data.eq(word)]

@@ -1,4 +1,4 @@
-"""The AXI4-Stream top (fpga.axis): bit-exact against the golden model in Amaranth's simulator,
+"""The AXI4-Stream top (intvit.fpga.axis): bit-exact against the golden model in Amaranth's simulator,
 with idle sources, stalled sinks and partial beats; and lint-clean Verilog from the CLI.
 
 The testbench is written from the AXI4-Stream rules, not from the wrapper: a source holds a beat
