@@ -22,8 +22,6 @@ HEADERS = ["candidate", "ECP5 LUT4", "CCU2C", "FF", "DSP", "BRAM", "Fmax (MHz)",
 BEST = {"ECP5 LUT4": min, "CCU2C": min, "FF": min, "DSP": min, "BRAM": min, "Fmax (MHz)": max,
         "7-series LUT6": min, "DSP48": min, "elements / cycle": max, "LUT·cycles / element": min}
 """Which way is better in each column."""
-FULL_RUN = "15 min (ecp5) and 5 min (xilinx) on a shared 2-core machine"
-"""Measured with ``time intvit cost --all --target T`` and an empty cost cache."""
 
 
 def lut_cycles_per_element(entry: dict) -> float:
@@ -90,12 +88,33 @@ def body(tables: dict, seconds: dict, cached: dict) -> str:
         "to 4096) count one multiply-accumulate as an element. LUT·cycles / element = "
         "(LUT4 + 2·CCU2C) / elements per cycle. Bold: the best of its kind in that column.",
         "",
-        "This run: " + ", ".join(
-            f"{t} {s:.0f} s" + (f" ({cached[t]} of {len(tables[t]['entries'])} entries from the "
-                                "cache)" if t in cached else " (read from the table)")
-            for t, s in seconds.items())
-        + f". From an empty cache the full regeneration took {FULL_RUN}.",
+        run_sentence(tables, seconds, cached),
     ])
+
+
+def run_sentence(tables: dict, seconds: dict, cached: dict) -> str:
+    """What this run did and how long it took, per target, as measured (nothing typed in):
+    ``cached[t]`` entries of target ``t`` came from the cost cache, the others were synthesized;
+    a target absent from ``cached`` was read from its checked-in table."""
+    parts = []
+    for target, spent in seconds.items():
+        entries = len(tables[target]["entries"])
+        if target not in cached:
+            parts.append(f"{target} read from `fpga/tables/{target}.json` in {spent:.1f} s "
+                         "(no synthesis run)")
+        elif cached[target] == 0:
+            parts.append(f"{target} {duration(spent)}, all {entries} entries synthesized "
+                         "(none from the cost cache)")
+        else:
+            parts.append(f"{target} {duration(spent)}, {entries - cached[target]} of {entries} "
+                         f"entries synthesized, {cached[target]} from the cost cache")
+    return "This run: " + "; ".join(parts) + "."
+
+
+def duration(seconds: float) -> str:
+    """``754.2 -> '12 min 34 s'``, ``41.0 -> '41 s'``."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def main(argv=None) -> int:
@@ -122,6 +141,7 @@ def main(argv=None) -> int:
     command = "python bench/cost.py" + (" --from-tables" if args.from_tables else "")
     path = write_section("cost", "FPGA cost of every candidate (8-bit)", command,
                          body(tables, seconds, cached))
+    print(run_sentence(tables, seconds, cached))
     print(f"wrote {path}")
     for target, names in failed.items():
         if names:

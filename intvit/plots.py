@@ -1,5 +1,7 @@
 """Pictures for the report and the benchmarks: approximation curves of the candidates, the
-LayerNorm error on real rows, and the unified metric per layer."""
+LayerNorm error on real rows, the unified metric per layer, and accuracies with their noise.
+
+Drawing only: callers pass the values and their standard errors."""
 from pathlib import Path
 
 import matplotlib
@@ -40,8 +42,13 @@ def gelu_curves(path) -> Path:
     return _save(fig, path)
 
 
-def softmax_curves(path) -> Path:
-    """Each softmax candidate on one row holding every 8-bit input code, and its error."""
+SOFTMAX_FLOOR = 1e-6
+"""Lowest probability the softmax plot shows: its axis is logarithmic and an integer softmax
+outputs exact zeros, so values below are drawn at this floor (and the plot says so)."""
+
+
+def softmax_figure():
+    """The figure of :func:`softmax_curves`, not yet saved."""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     for operator in registry.by_kind("softmax"):
         cfg = operator.example_config()
@@ -49,15 +56,50 @@ def softmax_curves(path) -> Path:
         x = q[0] * cfg.in_scale
         p = cfg.dequantize_output(operator.run(cfg, q))[0]
         ref = operator.reference(cfg, q * cfg.in_scale)[0]
-        top.semilogy(x, np.maximum(p, 1e-6), label=operator.name, lw=1)
+        top.semilogy(x, np.maximum(p, SOFTMAX_FLOOR), label=operator.name, lw=1)
         bottom.plot(x, p - ref, label=operator.name, lw=1)
-    top.semilogy(x, np.maximum(ref, 1e-6), "k--", lw=0.8, label="softmax (float)")
-    top.set_ylabel("probability")
+    top.semilogy(x, np.maximum(ref, SOFTMAX_FLOOR), "k--", lw=0.8, label="softmax (float)")
+    top.axhline(SOFTMAX_FLOOR, color="grey", lw=0.6, ls=":",
+                label=f"floor {SOFTMAX_FLOOR:g}: smaller values (and 0) are clipped to it")
+    top.set_ylabel(f"probability (log, clipped at {SOFTMAX_FLOOR:g})")
     bottom.set_ylabel("integer - float")
     bottom.set_xlabel("score x (one row holding every input code)")
     top.legend(fontsize=8)
     top.set_title("Softmax candidates at 8-bit input (example configs)")
-    return _save(fig, path)
+    return fig
+
+
+def softmax_curves(path) -> Path:
+    """Each softmax candidate on one row holding every 8-bit input code, and its error."""
+    return _save(softmax_figure(), path)
+
+
+def accuracy_figure(accuracies: dict, errors: dict, images: int):
+    """Stage-2 and stage-3 accuracy per rule (``{rule: {"float", "stage2", "stage3"}}``, as
+    fractions) with ± one standard error (``errors``, same shape) as error bars; the float
+    accuracy of the first rule as a band of ± its standard error."""
+    rules = list(accuracies)
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    positions = np.arange(len(rules))
+    for offset, stage in ((-0.15, "stage2"), (0.15, "stage3")):
+        ax.errorbar(positions + offset, [100 * accuracies[r][stage] for r in rules],
+                    yerr=[100 * errors[r][stage] for r in rules], fmt="o", capsize=3,
+                    label=f"{stage.replace('stage', 'stage ')} ± 1 s.e.")
+    first = rules[0]
+    level, noise = 100 * accuracies[first]["float"], 100 * errors[first]["float"]
+    ax.axhspan(level - noise, level + noise, color="grey", alpha=0.2,
+               label=f"float {level:.2f}% ± {noise:.2f}")
+    ax.set_xticks(positions)
+    ax.set_xticklabels(rules, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"test accuracy (%), {images:,} images")
+    ax.legend(fontsize=8)
+    ax.set_title(f"Accuracy per selection rule; one image = {100 / images:.2f} points")
+    return fig
+
+
+def accuracy_per_rule(accuracies: dict, errors: dict, images: int, path) -> Path:
+    """:func:`accuracy_figure`, saved to ``path``."""
+    return _save(accuracy_figure(accuracies, errors, images), path)
 
 
 def layernorm_errors(errors: dict, layer: str, path) -> Path:

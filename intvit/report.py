@@ -1,14 +1,60 @@
 """The demo's report: ``report.md`` and a self-contained-looking ``report.html`` (pictures beside
-it in ``img/``), built from the files the stages wrote."""
+it in ``img/``), built from the files the stages wrote.
+
+Every number is formatted by the kind of its column (:func:`percent`, :func:`accuracy`,
+:func:`decibels`, :func:`count`, :func:`ratio`), never printed as a raw float; every accuracy
+carries its noise: the binomial standard error over the test images it was measured on."""
 import html
 import json
+import math
 import re
 from pathlib import Path
 
+from intvit.golden_model.dataset import SPLIT_SIZES
 from intvit.golden_model.files import write_text_atomic
+from intvit.plots import accuracy_per_rule, gelu_curves, omega_per_layer, softmax_curves
 
 SECTIONS = ("Accuracy", "Per-layer choices", "Unified metric per layer",
             "Approximation curves", "Hardware cost", "Simulation verdicts")
+TEST_IMAGES = SPLIT_SIZES["test"]
+"""Images the demo's accuracies are measured on (``intvit.golden_model.dataset``)."""
+
+
+def standard_error(p: float, images: int) -> float:
+    """Binomial standard error ``sqrt(p (1 - p) / n)`` of an accuracy ``p`` over ``n`` images
+    (a fraction, like ``p``)."""
+    return math.sqrt(max(p * (1 - p), 0.0) / images)
+
+
+def percent(p: float, decimals: int = 2) -> str:
+    """A fraction as percent: ``0.98 -> '98.00%'``."""
+    return f"{100 * p:.{decimals}f}%"
+
+
+def accuracy(p: float, images: int = TEST_IMAGES) -> str:
+    """An accuracy with its noise: ``'98.25% ± 0.66'`` (± one binomial standard error, in
+    percentage points)."""
+    return f"{percent(p)} ± {100 * standard_error(p, images):.2f}"
+
+
+def noise_note(images: int = TEST_IMAGES) -> str:
+    """The sentence that explains the ± of :func:`accuracy`."""
+    return (f"± is one binomial standard error, sqrt(p(1 - p)/n) over the n = {images:,} test "
+            f"images, in percentage points; one image is {100 / images:.2f} points.")
+
+
+def decibels(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def count(value) -> str:
+    """An integer quantity (resources, cycles, cost products) with thousands separators."""
+    return f"{round(value):,}"
+
+
+def ratio(value: float) -> str:
+    """A rate such as elements per cycle: three significant decimals, no trailing zeros."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
 def _table(headers, rows) -> str:
@@ -20,72 +66,88 @@ def _read(out: Path, name: str) -> dict:
     return json.loads((out / name).read_text())
 
 
-def build_markdown(out: Path) -> str:
-    from intvit.plots import gelu_curves, omega_per_layer, softmax_curves
+def _accuracy_section(rules: dict, layers: int, quantize: dict, img: Path) -> str:
+    rows = [[rule, accuracy(r["accuracy"]["stage2"]), accuracy(r["accuracy"]["stage3"]),
+             count(r["cost"])] for rule, r in rules.items()]
+    accuracies = {rule: r["accuracy"] for rule, r in rules.items()}
+    errors = {rule: {stage: standard_error(p, TEST_IMAGES) for stage, p in a.items()}
+              for rule, a in accuracies.items()}
+    plot = accuracy_per_rule(accuracies, errors, TEST_IMAGES, img / "accuracy.png")
+    return ("## Accuracy\n\n"
+            f"Test split ({TEST_IMAGES:,} images) at W8A8. *Stage 2*: the rule's mix calibrated "
+            "on float activations; *stage 3*: recalibrated on its own integer activations. "
+            f"{noise_note()} Cost: LUT-equivalents x cycles over the {layers} non-linear layers "
+            f"(cost table `{Path(quantize['cost_table']).name}`"
+            f"{'' if quantize['measured'] else ', a stand-in of operation counts'}).\n\n"
+            + _table(["rule", "stage 2", "stage 3", "cost of the mix"], rows)
+            + f"\n\n![Accuracy per rule](img/{plot.name})")
 
-    rules = _read(out, "rules.json")
-    quant = _read(out, "quant.json")
-    quantize = _read(out, "quantize.done")
-    verdicts = _read(out, "sim.done")["verdicts"]
-    costs = _read(out, "cost.done")["entries"]
-    acc = quant["accuracy"]
-    parts = [f"# intvit demo report: the bundled ViT, integer-only\n\nFloat test accuracy "
-             f"**{acc['float']:.2%}**; integer-only (W8A8, unified rule) **{acc['stage3']:.2%}**. "
-             f"Units verified bit-exactly under Verilator: "
-             f"**{sum(v['passed'] for v in verdicts.values())}/{len(verdicts)}**."]
 
-    rows = [[rule, f"{r['accuracy']['stage2']:.2%}", f"{r['accuracy']['stage3']:.2%}",
-             f"{r['cost']:.3g}"] for rule, r in rules.items()]
-    parts.append("## Accuracy\n\nTest split (400 images) at W8A8. *Stage 2*: the rule's mix "
-                 "calibrated on float activations; *stage 3*: recalibrated on its own integer "
-                 "activations. Cost: LUT-equivalents x cycles over the 17 non-linear layers "
-                 f"(cost table `{Path(quantize['cost_table']).name}`"
-                 f"{'' if quantize['measured'] else ', a stand-in of operation counts'}).\n\n"
-                 + _table(["rule", "stage 2", "stage 3", "cost of the mix"], rows))
-
+def _choices_section(quant: dict) -> str:
     scores = quant["scores"]
     rows = []
     for layer, op in quant["assignment"].items():
         s = scores[layer][op]
         others = ", ".join(f"{o.split('/')[1]} {c['omega']:.2f}" for o, c in scores[layer].items()
                            if o != op)
-        rows.append([layer, f"**{op}**", f"{s['sqnr_out']:.1f}", f"{s['perturbation']:.2e}",
-                     f"{s['cost']:.3g}", f"{s['omega']:.2f}", others])
-    parts.append("## Per-layer choices\n\nThe unified rule's candidate per layer with its terms: "
-                 "Q = output ASQNR (dB), P = KL of the model output, C = cost, and the other "
-                 "candidates' Omega.\n\n"
-                 + _table(["layer", "chosen", "Q dB", "P", "C", "Omega", "others (Omega)"], rows))
+        rows.append([layer, f"**{op}**", decibels(s["sqnr_out"]), f"{s['perturbation']:.2e}",
+                     count(s["cost"]), f"{s['omega']:.2f}", others])
+    return ("## Per-layer choices\n\nThe unified rule's candidate per layer with its terms: "
+            "Q = output ASQNR (dB), P = KL of the model output, C = cost (LUT-equivalents x "
+            "cycles), and the other candidates' Omega.\n\n"
+            + _table(["layer", "chosen", "Q dB", "P", "C", "Omega", "others (Omega)"], rows))
 
+
+def _cost_section(costs: dict) -> str:
+    rows = []
+    for op, e in costs.items():
+        r = e["resources"]
+        per_cycle = e.get("elements_per_cycle")
+        rows.append([op, count(r.get("LUT", 0)), count(r.get("FF", 0)), count(r.get("DSP", 0)),
+                     count(r.get("BRAM", 0)), f"{e.get('fmax_mhz') or 0:.1f}",
+                     "-" if per_cycle is None else ratio(per_cycle), e["source"]])
+    return ("## Hardware cost\n\nECP5 (LFE5U-85F, CABGA381, speed 6), Yosys `synth_ecp5` "
+            "and nextpnr-ecp5 out of context, one lane, each unit at its example 8-bit "
+            "config.\n\n" + _table(["unit", "LUT", "FF", "DSP", "BRAM", "Fmax MHz",
+                                     "elements/cycle", "source"], rows))
+
+
+def _verdict_section(verdicts: dict) -> str:
+    rows = [[op, count(v["checked"]), count(v["mismatches"]), count(v["cycles"]),
+             "PASS" if v["passed"] else f"FAIL: {v['first_mismatch']} (wave {v['waveform']})"]
+            for op, v in verdicts.items()]
+    return ("## Simulation verdicts\n\nEach chosen unit, built from its first layer's "
+            "config, fed with that layer's real integer inputs on test images, compared "
+            "bit for bit with the golden model (cocotb under Verilator); the GEMM array "
+            "(per-channel requantization) on block 0's real QKV layer, whose output equals "
+            "the integer model's.\n\n"
+            + _table(["unit", "outputs checked", "mismatches", "cycles", "verdict"], rows))
+
+
+def build_markdown(out: Path) -> str:
+    rules = _read(out, "rules.json")
+    quant = _read(out, "quant.json")
+    verdicts = _read(out, "sim.done")["verdicts"]
+    acc = quant["accuracy"]
     img = out / "img"
+    parts = [f"# intvit demo report: the bundled ViT, integer-only\n\nFloat test accuracy "
+             f"**{accuracy(acc['float'])}**; integer-only (W8A8, unified rule) "
+             f"**{accuracy(acc['stage3'])}**. Units verified bit-exactly under Verilator: "
+             f"**{sum(v['passed'] for v in verdicts.values())}/{len(verdicts)}**.",
+             _accuracy_section(rules, len(quant["assignment"]), _read(out, "quantize.done"),
+                               img),
+             _choices_section(quant)]
+
     omega_plot = omega_per_layer({l: {o: c["omega"] for o, c in cs.items()}
-                                  for l, cs in scores.items()}, quant["assignment"],
+                                  for l, cs in quant["scores"].items()}, quant["assignment"],
                                  img / "omega.png")
     parts.append(f"## Unified metric per layer\n\n![Omega per layer](img/{omega_plot.name})")
     gelu = gelu_curves(img / "gelu.png")
     softmax = softmax_curves(img / "softmax.png")
-    parts.append("## Approximation curves\n\n"
-                 f"![GELU candidates](img/{gelu.name})\n\n![Softmax candidates](img/{softmax.name})")
-
-    rows = []
-    for op, e in costs.items():
-        r = e["resources"]
-        rows.append([op, r.get("LUT", 0), r.get("FF", 0), r.get("DSP", 0), r.get("BRAM", 0),
-                     f"{e.get('fmax_mhz') or 0:.1f}", e.get("elements_per_cycle", ""),
-                     e["source"]])
-    parts.append("## Hardware cost\n\nECP5 (LFE5U-85F, CABGA381, speed 6), Yosys `synth_ecp5` "
-                 "and nextpnr-ecp5 out of context, one lane, each unit at its example 8-bit "
-                 "config.\n\n" + _table(["unit", "LUT", "FF", "DSP", "BRAM", "Fmax MHz",
-                                         "elements/cycle", "source"], rows))
-
-    rows = [[op, f"{v['checked']:,}", v["mismatches"], f"{v['cycles']:,}",
-             "PASS" if v["passed"] else f"FAIL: {v['first_mismatch']} (wave {v['waveform']})"]
-            for op, v in verdicts.items()]
-    parts.append("## Simulation verdicts\n\nEach chosen unit, built from its first layer's "
-                 "config, fed with that layer's real integer inputs on test images, compared "
-                 "bit for bit with the golden model (cocotb under Verilator); the GEMM array "
-                 "(per-channel requantization) on block 0's real QKV layer, whose output equals "
-                 "the integer model's.\n\n"
-                 + _table(["unit", "outputs checked", "mismatches", "cycles", "verdict"], rows))
+    parts.append(f"## Approximation curves\n\n![GELU candidates](img/{gelu.name})\n\n"
+                 f"![Softmax candidates](img/{softmax.name})")
+    parts.append(_cost_section(_read(out, "cost.done")["entries"]))
+    parts.append(_verdict_section(verdicts))
     return "\n\n".join(parts) + "\n"
 
 
