@@ -34,6 +34,9 @@ from .ops.requant import ChannelRequant
 from .vit import VisionTransformer, nonlinear_layers
 
 IMAGE_BITS = 8
+LOGIT_BITS = 16
+HEADROOM = 1.25
+"""Residual and logit scales leave this factor above the calibration max-abs."""
 BUNDLED_IMAGE_SCALE = 1.0 / 8
 """The bundled digits are ``(p - 8) / 8``: int8 codes at scale 1/8 represent them exactly."""
 
@@ -268,101 +271,128 @@ def build_integer_vit(model: VisionTransformer, calibration_images, assignment: 
     ``taps`` are the (float) activations the activation scales and the non-linear configs are
     calibrated on: by default the float model's on ``calibration_images``; the third IPTQ stage
     passes the dequantized taps of the mixed integer model instead."""
-    config = model.config
-    assignment = check_assignment(config, assignment)
+    assignment = check_assignment(model.config, assignment)
     if taps is None:
         taps = float_taps(model, calibration_images)
-    state = {k: v.detach().double().numpy() for k, v in model.state_dict().items()}
-    bits, wbits = spec.act_bits, spec.weight_bits
-    rbits = spec.residual_bits
+    return _Builder(model, assignment, spec, taps).build()
 
-    def act_scale(name, samples=None):
-        return activation_scale(f"calibration of {name}", taps[name] if samples is None
-                                else samples, bits, spec.calibrator)
 
-    residual_taps = [taps[f"blocks.{i}.norm{j}"] for i in range(config.depth) for j in (1, 2)]
-    residual_taps.append(taps["norm"])
-    s_res = max(float(np.max(np.abs(t))) for t in residual_taps) * 1.25 / qmax(rbits)
-    scales: dict = {"patch_embed.proj": spec.image_scale}
-    plans: dict = {}
+class _Builder:
+    """The steps of :func:`build_integer_vit`, one method per part of the model. Each step
+    records, in forward order, the input scale of every tap it reads (``scales``) and the plan
+    of every non-linear layer it calibrates (``plans``)."""
 
-    def linear(prefix, s_in, out_scale, out_bits, weight=None):
-        w = state[f"{prefix}.weight"] if weight is None else weight
+    def __init__(self, model: VisionTransformer, assignment: dict, spec: QuantSpec, taps: dict):
+        self.config, self.assignment, self.spec, self.taps = model.config, assignment, spec, taps
+        self.state = {k: v.detach().double().numpy() for k, v in model.state_dict().items()}
+        self.s_res = self._residual_scale()
+        self.scales: dict = {"patch_embed.proj": spec.image_scale}
+        self.plans: dict = {}
+
+    def build(self) -> IntegerViT:
+        patch_embed, cls_pos = self.patch_embedding()
+        blocks = [{**self.attention(f"blocks.{i}"), **self.mlp(f"blocks.{i}")}
+                  for i in range(self.config.depth)]
+        norm_in, head = self.head()
+        return IntegerViT(depth=self.config.depth, num_heads=self.config.num_heads,
+                          patch_size=self.config.patch_size, patch_embed=patch_embed,
+                          cls_pos=cls_pos, blocks=blocks, norm={"in": norm_in}, head=head,
+                          plans=self.plans, scales=self.scales, spec=self.spec,
+                          assignment=self.assignment,
+                          residual_range=signed_range(self.spec.residual_bits))
+
+    def _residual_scale(self) -> float:
+        """The residual stream's one scale: max-abs over every LayerNorm input, plus headroom."""
+        names = [f"blocks.{i}.norm{j}" for i in range(self.config.depth) for j in (1, 2)]
+        largest = max(float(np.max(np.abs(self.taps[name]))) for name in names + ["norm"])
+        return largest * HEADROOM / qmax(self.spec.residual_bits)
+
+    def act_scale(self, name: str) -> float:
+        return activation_scale(f"calibration of {name}", self.taps[name], self.spec.act_bits,
+                                self.spec.calibrator)
+
+    def linear(self, prefix: str, s_in, out_scale, out_bits: int) -> IntLinear:
+        """Per-channel weights, an int32 bias at ``s_in * s_w`` and a requantizer to
+        ``out_scale`` (``None``: a raw int32 output)."""
+        w = self.state[f"{prefix}.weight"]
         w = w.reshape(w.shape[0], -1)
-        s_w = weight_scales(prefix, w, wbits)
-        w_int = quantize(w, s_w[:, None], wbits)
-        bias = np.round(state[f"{prefix}.bias"] / (s_in * s_w)).astype(np.int64)
+        s_w = weight_scales(prefix, w, self.spec.weight_bits)
+        w_int = quantize(w, s_w[:, None], self.spec.weight_bits)
+        bias = np.round(self.state[f"{prefix}.bias"] / (s_in * s_w)).astype(np.int64)
         if out_scale is None:
             return IntLinear(w_int, bias, None)
         ratios = s_in * s_w / np.broadcast_to(out_scale, s_w.shape)
         return IntLinear(w_int, bias, ChannelRequant.from_scales(ratios, out_bits))
 
-    def nonlinear(layer, s_in_samples_name, extra=None):
-        op_name = assignment[layer]
-        operator = registry.get(op_name)
-        samples = taps[s_in_samples_name]
-        in_scale = act_scale(s_in_samples_name)
-        params = dict(extra or {})
+    def nonlinear(self, layer: str, **params):
+        """The assigned candidate's config, calibrated on the layer's input tap."""
+        operator = registry.get(self.assignment[layer])
         if operator.kind in ("gelu", "layernorm"):
-            params["out_bits"] = bits
-        cfg = operator.calibrate(in_scale, samples, in_bits=bits, **params)
-        plans[layer] = LayerPlan(op_name, cfg)
+            params["out_bits"] = self.spec.act_bits
+        cfg = operator.calibrate(self.act_scale(layer), self.taps[layer],
+                                 in_bits=self.spec.act_bits, **params)
+        self.plans[layer] = LayerPlan(self.assignment[layer], cfg)
         return cfg
 
-    def layernorm(layer):
-        cfg = nonlinear(layer, layer, {"gamma": state[f"{layer}.weight"],
-                                        "beta": state[f"{layer}.bias"]})
-        requant = ChannelRequant.from_scales(s_res / input_scale(cfg), cfg.in_bits)
-        plans[layer].in_requant = requant
+    def layernorm(self, layer: str):
+        """A LayerNorm's config and the requantizer from residual codes to its input codes."""
+        cfg = self.nonlinear(layer, gamma=self.state[f"{layer}.weight"],
+                             beta=self.state[f"{layer}.bias"])
+        requant = ChannelRequant.from_scales(self.s_res / input_scale(cfg), cfg.in_bits)
+        self.plans[layer].in_requant = requant
+        self.scales[layer] = self.s_res
         return cfg, requant
 
-    patch_embed = linear("patch_embed.proj", spec.image_scale, s_res, rbits)
-    cls_pos = state["pos_embed"][0].copy()
-    cls_pos[0] += state["cls_token"][0, 0]
-    cls_pos = quantize(cls_pos, s_res, rbits)
+    def patch_embedding(self):
+        """The patch GEMM onto the residual scale, and the class token plus position embedding
+        as residual codes."""
+        rbits = self.spec.residual_bits
+        linear = self.linear("patch_embed.proj", self.spec.image_scale, self.s_res, rbits)
+        cls_pos = self.state["pos_embed"][0].copy()
+        cls_pos[0] += self.state["cls_token"][0, 0]
+        return linear, quantize(cls_pos, self.s_res, rbits)
 
-    blocks = []
-    dim, heads = config.embed_dim, config.num_heads
-    for i in range(config.depth):
-        p = f"blocks.{i}"
-        ln1, ln1_in = layernorm(f"{p}.norm1")
-        s_q, s_k, s_v = (act_scale(f"{p}.attn.{t}") for t in "qkv")
-        scales[f"{p}.norm1"] = s_res
-        scales[f"{p}.attn.qkv"] = ln1.out_scale
-        scales.update({f"{p}.attn.q": s_q, f"{p}.attn.k": s_k, f"{p}.attn.v": s_v})
+    def attention(self, p: str) -> dict:
+        """norm1, QKV, the scores' requantizer, softmax, probs @ v and the projection."""
+        bits, dim = self.spec.act_bits, self.config.embed_dim
+        ln1, norm1_in = self.layernorm(f"{p}.norm1")
+        s_q, s_k, s_v = (self.act_scale(f"{p}.attn.{t}") for t in "qkv")
+        self.scales[f"{p}.attn.qkv"] = ln1.out_scale
+        self.scales.update({f"{p}.attn.q": s_q, f"{p}.attn.k": s_k, f"{p}.attn.v": s_v})
         qkv_out = np.concatenate([np.full(dim, s_q), np.full(dim, s_k), np.full(dim, s_v)])
-        qkv = linear(f"{p}.attn.qkv", ln1.out_scale, qkv_out, bits)
-        sm = nonlinear(f"{p}.attn.softmax", f"{p}.attn.softmax")
-        scales[f"{p}.attn.softmax"] = sm.in_scale
-        scores = ChannelRequant.from_scales([s_q * s_k * config.head_dim ** -0.5 / sm.in_scale],
-                                            sm.in_bits)
+        qkv = self.linear(f"{p}.attn.qkv", ln1.out_scale, qkv_out, bits)
+        sm = self.nonlinear(f"{p}.attn.softmax")
+        self.scales[f"{p}.attn.softmax"] = sm.in_scale
+        scores = ChannelRequant.from_scales(
+            [s_q * s_k * self.config.head_dim ** -0.5 / sm.in_scale], sm.in_bits)
         probs_v = _ProbsTimesV(sm)
-        scales[f"{p}.attn.probs"] = None
-        s_ctx = act_scale(f"{p}.attn.proj")
-        scales[f"{p}.attn.proj"] = s_ctx
+        self.scales[f"{p}.attn.probs"] = None
+        s_ctx = self.act_scale(f"{p}.attn.proj")
+        self.scales[f"{p}.attn.proj"] = s_ctx
         context = ChannelRequant.from_scales([probs_v.scale(sm) * s_v / s_ctx], bits)
-        proj = linear(f"{p}.attn.proj", s_ctx, s_res, rbits)
-        ln2, ln2_in = layernorm(f"{p}.norm2")
-        scales[f"{p}.norm2"] = s_res
-        scales[f"{p}.mlp.fc1"] = ln2.out_scale
-        gelu = nonlinear(f"{p}.mlp.gelu", f"{p}.mlp.gelu")
-        scales[f"{p}.mlp.gelu"] = gelu.in_scale
-        fc1 = linear(f"{p}.mlp.fc1", ln2.out_scale, gelu.in_scale, gelu.in_bits)
-        scales[f"{p}.mlp.fc2"] = gelu.out_scale
-        fc2 = linear(f"{p}.mlp.fc2", gelu.out_scale, s_res, rbits)
-        blocks.append({"norm1_in": ln1_in, "qkv": qkv, "scores": scores, "probs_v": probs_v,
-                       "context": context, "proj": proj, "norm2_in": ln2_in, "fc1": fc1,
-                       "fc2": fc2})
-    norm, norm_in = layernorm("norm")
-    scales["norm"] = s_res
-    scales["head"] = norm.out_scale
-    s_logit = float(np.max(np.abs(taps["logits"]))) * 1.25 / qmax(16)
-    head = linear("head", norm.out_scale, s_logit, 16)
-    scales["logits"] = s_logit
-    return IntegerViT(depth=config.depth, num_heads=heads, patch_size=config.patch_size,
-                      patch_embed=patch_embed, cls_pos=cls_pos, blocks=blocks,
-                      norm={"in": norm_in}, head=head, plans=plans, scales=scales, spec=spec,
-                      assignment=assignment, residual_range=signed_range(rbits))
+        proj = self.linear(f"{p}.attn.proj", s_ctx, self.s_res, self.spec.residual_bits)
+        return {"norm1_in": norm1_in, "qkv": qkv, "scores": scores, "probs_v": probs_v,
+                "context": context, "proj": proj}
+
+    def mlp(self, p: str) -> dict:
+        """norm2, FC1 onto GELU's input codes, GELU and FC2 onto the residual scale."""
+        ln2, norm2_in = self.layernorm(f"{p}.norm2")
+        self.scales[f"{p}.mlp.fc1"] = ln2.out_scale
+        gelu = self.nonlinear(f"{p}.mlp.gelu")
+        self.scales[f"{p}.mlp.gelu"] = gelu.in_scale
+        fc1 = self.linear(f"{p}.mlp.fc1", ln2.out_scale, gelu.in_scale, gelu.in_bits)
+        self.scales[f"{p}.mlp.fc2"] = gelu.out_scale
+        fc2 = self.linear(f"{p}.mlp.fc2", gelu.out_scale, self.s_res, self.spec.residual_bits)
+        return {"norm2_in": norm2_in, "fc1": fc1, "fc2": fc2}
+
+    def head(self):
+        """The final LayerNorm, and the classifier on the class token to int16 logits."""
+        norm, norm_in = self.layernorm("norm")
+        self.scales["head"] = norm.out_scale
+        s_logit = float(np.max(np.abs(self.taps["logits"]))) * HEADROOM / qmax(LOGIT_BITS)
+        head = self.linear("head", norm.out_scale, s_logit, LOGIT_BITS)
+        self.scales["logits"] = s_logit
+        return norm_in, head
 
 
 def quantize_images(images, scale: float = BUNDLED_IMAGE_SCALE) -> np.ndarray:
