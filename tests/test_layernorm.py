@@ -2,6 +2,7 @@
 LayerNorm, float-held versions of the authors' algorithms, Python-int worst cases and
 ``math.isqrt``."""
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -330,6 +331,18 @@ def test_centred_sumsq_bound_is_the_exhaustive_maximum():
             assert shifted <= ln.shifted_sumsq_bound(bits, channels, shift)
 
 
+@pytest.mark.parametrize("name", ["layernorm/ibert", "layernorm/ivit"])
+def test_rounded_mean_is_half_up(name):
+    """The config's ``mean_numerator(sum) // mean_divisor`` is ``round(sum / C)`` with ties up
+    (I-BERT and I-ViT round the row mean), for every row sum, against exact fractions."""
+    for options in ({}, {"in_bits": 3, "channels": 5}):
+        cfg = get(name).example_config(**options)
+        lo, hi = -(1 << cfg.in_bits - 1), (1 << cfg.in_bits - 1) - 1
+        totals = np.arange(cfg.channels * lo, cfg.channels * hi + 1)
+        want = [math.floor(Fraction(int(t), cfg.channels) + Fraction(1, 2)) for t in totals]
+        assert np.array_equal(cfg.mean_numerator(totals) // cfg.mean_divisor, want)
+
+
 def extreme_rows(cfg):
     """Half the row at each extreme (both orders), all at one extreme, one outlier."""
     lo, hi = -(1 << cfg.in_bits - 1), (1 << cfg.in_bits - 1) - 1
@@ -353,12 +366,20 @@ def test_accumulators_fit_their_stated_widths(options):
                 s2 = sum(q * q for q in aligned)
                 assert s2.bit_length() <= cfg.sumsq_bits
                 assert (cfg.channels * s2).bit_length() <= cfg.var_bits <= 62
-                assert ((cfg.channels * s2 - total * total) << 2 * cfg.root_frac) < 1 << 62
+                spread = (cfg.channels * s2 - total * total) << 2 * cfg.root_frac
+                assert spread < 1 << 62
+                recip = cfg.recip_numerator // max(math.isqrt(spread), 1 << cfg.root_frac)
+                assert recip.bit_length() <= cfg.recip_bits
             else:
                 mu = (2 * total + cfg.channels) // (2 * cfg.channels)
                 shift = getattr(cfg, "var_shift", 0)
                 v = sum(((q - mu) >> shift) ** 2 for q in row)
                 assert v.bit_length() <= cfg.sumsq_bits
+                recip = cfg.recip_numerator // (max(math.isqrt(v), 1) << shift)
+                assert recip.bit_length() <= cfg.recip_bits
+                for q in row:
+                    z = ((q - mu) * recip) >> 1
+                    assert -(1 << cfg.z_bits - 1) <= z < 1 << cfg.z_bits - 1
         if name == "layernorm/ibert":
             assert cfg.sumsq_bits <= 32                          # I-BERT max_bit
 

@@ -1,0 +1,195 @@
+"""Parts shared by the LayerNorm row units: small datapath helpers, the row-unit base and the
+I-BERT/I-ViT datapath (:class:`CentredLayerNormUnit`).
+
+A row is the ``C = config.channels`` channels of one token; rows must arrive with exactly ``C``
+elements (``max_row`` defaults to ``C``; a longer row raises ``overflow``). Per-channel integer
+constants (``mult_c``, ``bias_c``, ``alpha_c``, ``gamma_int_c``, ``beta_int_c``) are constant
+tables indexed by the element's position in the row (:func:`channel_table`). Every arithmetic
+constant comes from the golden config (``intvit.golden_model.ops.layernorm``); the units add
+only hardware choices (lanes, row capacity, pipeline stages, the sequential blocks).
+
+Sequential row arithmetic (``intvit.hw.seqmath``, one result bit per cycle, exact):
+``RestoringDivider`` for the rounded mean and the reciprocals, ``BitSerialSqrt`` for the roots.
+"""
+from amaranth import Array, Cat, Const, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.lib import data
+
+from intvit.golden_model.integer import signed_range
+
+from ..rowpipe import Reduction, RowPass, RowUnit
+from ..seqmath import BitSerialSqrt, RestoringDivider
+
+
+# --- small datapath helpers -------------------------------------------------------------------
+
+def channel_table(values, index):
+    """``values[index]``: a constant table (a ROM of ``len(values)`` words, shape just wide
+    enough) read at the element index. Indices past the table occur only on the unused lanes of
+    a partial beat, whose outputs are dropped."""
+    lo, hi = min(values), max(values)
+    shape = Shape.cast(range(lo, max(hi, lo + 1) + 1))  # at least one bit
+    return Array(Const(v, shape) for v in values)[index]
+
+
+def clamp(value, lo: int, hi: int):
+    """Saturate ``value`` to ``lo..hi`` (no lower test for an unsigned value and ``lo <= 0``).
+    ``value`` appears in every test, so callers pass a register, not a wide expression: Amaranth
+    builds an expression once per use."""
+    value = Value.cast(value)
+    upper = Mux(value > hi, hi, value)
+    return upper if not value.shape().signed and lo <= 0 else Mux(value < lo, lo, upper)
+
+
+def bundle(**fields):
+    """Several values carried through one pipeline register: a struct view of their bits."""
+    layout = data.StructLayout({name: Value.cast(v).shape() for name, v in fields.items()})
+    return layout(Cat(*fields.values()))
+
+
+ENCODER_GROUP = 8
+"""Bits per group of :func:`bit_length`'s two-level priority encoder (a hardware choice)."""
+
+
+def bit_length(value):
+    """``int.bit_length`` of an unsigned value: a priority encoder, a leading-one chain inside
+    each group of :data:`ENCODER_GROUP` bits and a chain over the groups (every sub-expression
+    used once, so the netlist stays linear in the width)."""
+    value = Value.cast(value)
+    length = Const(0, range(len(value) + 1))
+    for base in range(0, len(value), ENCODER_GROUP):
+        group = value[base:base + ENCODER_GROUP]
+        inner = Const(0, range(len(value) + 1))
+        for offset in range(len(group)):
+            inner = Mux(group[offset], base + offset + 1, inner)
+        length = Mux(group.any(), inner, length)
+    return length
+
+
+def amount(value, largest: int):
+    """A non-negative shift amount ``0..largest`` as an unsigned value (shift operands must be
+    unsigned)."""
+    return Value.cast(value)[:max(1, largest.bit_length())]
+
+
+# --- the row-unit base ------------------------------------------------------------------------
+
+class LayerNormRowUnit(RowUnit):
+    """A LayerNorm row unit built from a config of type ``config_type`` (set by the subclass).
+
+    Parameters
+    ----------
+    config : the candidate's golden config
+    lanes : int
+        Elements per beat.
+    max_row : int or None
+        Row buffer capacity; ``None``: ``config.channels``. A LayerNorm row holds all channels,
+        so a smaller capacity is refused.
+    """
+
+    config_type = None
+
+    def __init__(self, config, *, lanes: int = 1, max_row: int | None = None):
+        if not isinstance(config, self.config_type):
+            raise TypeError(f"config must be a {self.config_type.__name__}, not {config!r}")
+        max_row = config.channels if max_row is None else max_row
+        if isinstance(max_row, int) and not isinstance(max_row, bool) and max_row < config.channels:
+            raise ValueError(f"max_row {max_row} is below the config's {config.channels} "
+                             "channels; a LayerNorm row holds all channels")
+        self.config = config
+        super().__init__(signed(config.in_bits), signed(config.out_bits), lanes=lanes,
+                         max_row=max_row)
+
+
+# --- I-BERT and I-ViT: rounded mean, centred sum of squares, root, reciprocal, fold ----------
+
+class CentredLayerNormUnit(LayerNormRowUnit):
+    """The row steps of ``CentredConfig`` (I-BERT and I-ViT), ``lanes`` elements per beat.
+
+    Three passes over a buffered row (``intvit.hw.rowpipe``):
+
+    - pass 0: load ``q``, ``sum q`` (``sum_bits``); row step: the rounded mean
+      ``mean_numerator(sum) // mean_divisor`` by a restoring divider (numerator offset by
+      ``-mean_divisor * lo`` so it is unsigned; ``mu - lo < 2**in_bits``, so ``in_bits``
+      cycles);
+    - pass 1 (1 stage): ``y = q - mu`` written back, ``v = sum ((y >> var_shift)**2)``
+      (``sumsq_bits``); row step: ``isqrt(v)`` by a bit-serial root over :attr:`sqrt_bits`
+      (``ceil(sqrt_bits/2)`` cycles), clamped to ``root_floor``, then
+      ``f = recip_numerator // (root << var_shift)`` by a restoring divider of ``recip_bits``
+      cycles;
+    - pass 2 (3 stages): ``z = (y f) >> norm_shift`` (``z_bits``); ``z mult_c + bias_c``;
+      ``>> out_shift``, saturate.
+
+    Latency without stalls, from a row's last input beat to its first output beat:
+    ``ceil(C / lanes) + row_step_cycles(0) + row_step_cycles(1) + 15`` cycles. Rows overlap
+    across the passes (three buffer slots), so back-to-back rows have an initiation interval of
+    at most ``ceil(C / lanes) + row_overhead`` cycles (measured: ``python bench/hw_units.py``).
+
+    A subclass sets ``config_type`` and :attr:`sqrt_bits`, the radicand width of the root.
+    """
+
+    @property
+    def mean_divider_bits(self) -> int:
+        """Width of the offset mean numerator at its largest (every ``q = hi``)."""
+        cfg = self.config
+        lo, hi = signed_range(cfg.in_bits)
+        return (cfg.mean_numerator(cfg.channels * hi) - cfg.mean_divisor * lo).bit_length()
+
+    def passes(self):
+        cfg = self.config
+
+        def centre(q, ctx):
+            return q - ctx.scalars["mean"]
+
+        def square(y, ctx):
+            shifted = y >> cfg.var_shift
+            return shifted * shifted
+
+        def normalize(y, ctx):
+            return ((y * ctx.scalars["recip"]) >> cfg.norm_shift)[:cfg.z_bits].as_signed()
+
+        def affine(z, ctx):  # z * mult_c + bias_c
+            return z * channel_table(cfg.mult, ctx.index) + channel_table(cfg.bias, ctx.index)
+
+        def requantize(total, ctx):
+            return clamp(total >> cfg.out_shift, *signed_range(cfg.out_bits))
+
+        return [
+            RowPass(signed(cfg.in_bits),
+                    reductions={"total": Reduction("sum", signed(cfg.sum_bits))}),
+            RowPass(signed(cfg.in_bits + 1), stages=[centre],
+                    reductions={"sumsq": Reduction("sum", unsigned(cfg.sumsq_bits), square)}),
+            RowPass(signed(cfg.out_bits), stages=[normalize, affine, requantize]),
+        ]
+
+    def row_step(self, m, gap, start, values):
+        cfg = self.config
+        if gap == 0:  # mu = ((numerator - divisor * lo) // divisor) + lo
+            lo = signed_range(cfg.in_bits)[0]
+            divider = RestoringDivider(self.mean_divider_bits, cfg.mean_divisor.bit_length(),
+                                       quotient_bits=cfg.in_bits)
+            m.submodules.mean_divider = divider
+            mean = Signal(signed(cfg.in_bits), name="mean")
+            m.d.comb += [divider.start.eq(start),
+                         divider.numerator.eq(cfg.mean_numerator(values["total"])
+                                              - cfg.mean_divisor * lo),
+                         divider.denominator.eq(cfg.mean_divisor),
+                         mean.eq(divider.quotient + lo)]
+            return divider.done, {"mean": mean}
+        root = BitSerialSqrt(self.sqrt_bits)
+        divider = RestoringDivider(cfg.recip_numerator.bit_length(),
+                                   root.root_bits + cfg.var_shift, quotient_bits=cfg.recip_bits)
+        m.submodules.root = root
+        m.submodules.recip_divider = divider
+        floor = cfg.root_floor
+        m.d.comb += [root.start.eq(start), root.value.eq(values["sumsq"]),
+                     divider.start.eq(root.done),
+                     divider.numerator.eq(cfg.recip_numerator),
+                     divider.denominator.eq(Mux(root.root < floor, floor, root.root)
+                                            << cfg.var_shift)]
+        return divider.done, {"recip": divider.quotient}
+
+    def row_step_cycles(self, gap: int) -> int:
+        """``start`` to ``done``: a seqmath block answers ``cycles + 1`` after its start."""
+        if gap == 0:
+            return self.config.in_bits + 1
+        return (self.sqrt_bits + 1) // 2 + 1 + self.config.recip_bits + 1

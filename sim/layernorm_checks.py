@@ -1,0 +1,38 @@
+"""Checks shared by the LayerNorm testbenches (``sim/test_layernorm_<candidate>.py``): the unit
+under Verilator equals the golden model on every output of a sweep (corner rows, the operator's
+sweep rows, 2000 random rows), and its Verilog passes Verilator's lint."""
+import math
+import subprocess
+
+from intvit.golden_model.vectors import load_vectors
+from intvit.hw.export import export_verilog
+from intvit.hw.units import build_unit
+from intvit.sim.toolchain import verilator_env
+from intvit.sim.verify import verify
+
+STALL = 0.25
+"""Probability of an idle source cycle and of a stalled sink cycle in the back-pressure cases."""
+
+
+def check_rtl_equals_golden(name, cfg, lanes, stall, work_dir):
+    """Every output bit-exact; without stalls, full rows streamed back to back keep the stated
+    interval ``ceil(C / lanes) + row_overhead`` cycles per row."""
+    outcome = verify(name, cfg, lanes=lanes, work_dir=work_dir, source_idle=stall,
+                     sink_stall=stall)
+    rows = len(load_vectors(outcome.vectors).lengths)
+    assert rows >= 2000
+    assert outcome.result.checked == rows * cfg.channels
+    assert outcome.result.mismatches == 0, outcome.summary()
+    if stall == 0.0:  # every row is full length (C), streamed back to back
+        unit = build_unit(name, cfg, lanes=lanes)
+        per_row = outcome.result.cycles / rows
+        assert per_row <= math.ceil(cfg.channels / lanes) + unit.row_overhead
+
+
+def check_lint_clean(unit, work_dir):
+    """``verilator --lint-only`` accepts the unit's Verilog."""
+    target = work_dir / "top.v"
+    target.write_text(export_verilog(unit, "top"))
+    lint = subprocess.run(["verilator", "--lint-only", str(target)], env=verilator_env(),
+                          capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stderr
