@@ -73,7 +73,7 @@ class Log2QuantUnit(ElementwisePipeline):
             rounded = b.lead * cfg.steps
             for threshold in cfg.round_thresholds:
                 rounded = rounded + (b.mantissa >= Const(threshold, width + 1))
-            code = Const(cfg.steps * cfg.ref_shift, signed(9)) - rounded
+            code = Const(cfg.steps * cfg.ref_shift) - rounded  # unsigned - unsigned is signed
             top = Const(cfg.top_code, unsigned(cfg.out_bits))
             clamped = Mux(code < 0, 0, Mux(code > cfg.top_code, top, code[:cfg.out_bits]))
             return Mux(b.positive, clamped, top)
@@ -115,3 +115,7 @@ class Log2MultiplyUnit(ElementwisePipeline):
             return Mux(code == cfg.zero_code, 0, product)
 
         return [shift]
+
+
+UNIT = Log2QuantUnit
+"""The unit of the ``log2quant`` operator (the registry's lookup: ``intvit.hw.log2quant``)."""

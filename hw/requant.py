@@ -4,6 +4,7 @@
 from amaranth import Const, Mux, signed, unsigned
 from amaranth.lib import data
 
+from intvit.golden_model.integer import signed_range
 from intvit.golden_model.ops.requant import ACC_BITS, MULTIPLIER_BITS, SHIFT_BITS, RequantConfig
 
 from .fields import Fields
@@ -74,7 +75,7 @@ class ChannelRequantizer(ElementwisePipeline):
 
     def lane_stages(self):
         product_bits = ACC_BITS + MULTIPLIER_BITS
-        lo, hi = -(1 << (self.out_bits - 1)), (1 << (self.out_bits - 1)) - 1
+        lo, hi = signed_range(self.out_bits)
         operand = Fields(**{name: field.shape for name, field in channel_operand()})
         product = Fields(prod=signed(product_bits), shift=unsigned(SHIFT_BITS))
         rounded = Fields(total=signed(product_bits + 1), shift=unsigned(SHIFT_BITS))
@@ -93,3 +94,7 @@ class ChannelRequantizer(ElementwisePipeline):
             return Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted))
 
         return [multiply, add_rounding, shift_and_saturate]
+
+
+UNIT = Requantizer
+"""The unit of the ``requant`` operator (the registry's lookup: module ``intvit.hw.requant``)."""

@@ -1,5 +1,6 @@
-"""The three GELU candidates against exact GELU, second implementations in Python ints and
-Fractions, the references' float-held forms, and the papers' constants."""
+"""The three GELU candidates (``golden_model/ops/gelu/{iptq,ivit,ibert}.py``) against exact
+GELU, second implementations in Python ints and Fractions, the references' float-held forms
+(REFERENCE_KERNELS.md), and the papers' constants (PAPERS.md)."""
 import math
 from fractions import Fraction
 from functools import lru_cache
@@ -8,14 +9,14 @@ import numpy as np
 import pytest
 
 from intvit.golden_model.errors import ConfigError, IntvitError
-from intvit.golden_model.ops import gelu as G
+from intvit.golden_model.ops.gelu import common, ibert, iptq, ivit
 from intvit.golden_model.ops.requant import RequantConfig
 from intvit.golden_model.registry import get
 from integer_trap import trap_floats
 
 NAMES = ["gelu/iptq", "gelu/ivit", "gelu/ibert"]
-CONFIG_TYPES = {"gelu/iptq": G.PolyGeluConfig, "gelu/ivit": G.ShiftGeluConfig,
-                "gelu/ibert": G.IBertGeluConfig}
+CONFIG_TYPES = {"gelu/iptq": iptq.PolyGeluConfig, "gelu/ivit": ivit.ShiftGeluConfig,
+                "gelu/ibert": ibert.IBertGeluConfig}
 POINTS = [(0.05, 8, 8), (0.1, 6, 6), (0.004, 12, 10), (0.0005, 16, 8), (0.5, 4, 4), (1.0, 2, 2),
           (0.006, 8, 8), (0.001, 16, 16)]
 """(in_scale, in_bits, out_bits): the example, coarse and fine inputs, and a range that ends
@@ -103,7 +104,7 @@ def test_three_elementwise_candidates_are_registered():
 def test_reference_is_exact_gelu(name):
     x = np.linspace(-8, 8, 101)
     assert np.allclose(get(name).reference(example(name), x), exact_gelu(x), rtol=0, atol=1e-15)
-    assert abs(G.gelu(1.0) - 0.8413447460685429) < 1e-15  # Phi(1) = 0.841344746...
+    assert abs(common.gelu(1.0) - 0.8413447460685429) < 1e-15  # Phi(1) = 0.841344746...
 
 
 # ---------------------------------------------------------------- accuracy
@@ -218,9 +219,9 @@ def ivit_python(cfg, q):
             "sigmoid": sigma, "acc": q * sigma}
 
 
-SECOND = {"gelu/ibert": (ibert_python, G.ibert_integer_gelu),
-          "gelu/iptq": (poly_python, G.poly_integer_gelu),
-          "gelu/ivit": (ivit_python, G.shift_integer_gelu)}
+SECOND = {"gelu/ibert": (ibert_python, ibert.ibert_integer_gelu),
+          "gelu/iptq": (poly_python, iptq.poly_integer_gelu),
+          "gelu/ivit": (ivit_python, ivit.shift_integer_gelu)}
 
 
 def width_configs(name):
@@ -230,34 +231,34 @@ def width_configs(name):
     return configs
 
 
+def check_second_implementation(name, cfg, q):
+    """The Python-int version equals h bit for bit on ``q``, and every intermediate stays inside
+    the range and the width the config states (the hardware sizes its datapath from them;
+    acc within 32 bits)."""
+    python, integer = SECOND[name]
+    steps = [python(cfg, int(v)) for v in q]
+    assert integer(cfg, q).tolist() == [s["acc"] for s in steps]
+    assert set(steps[0]) == set(cfg.ranges) == set(cfg.widths)
+    for key, (lo, hi) in cfg.ranges.items():
+        values = [s[key] for s in steps]
+        bits = cfg.widths[key]
+        assert lo <= min(values) and max(values) <= hi, key
+        assert -(1 << (bits - 1)) <= lo and hi < 1 << (bits - 1), key
+    assert cfg.acc_bits <= 32
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_second_implementation_and_worst_case_widths(name):
-    """Over every input: the Python-int version equals h bit for bit, and every intermediate
-    stays inside the width the config states (acc within 32 bits)."""
-    python, integer = SECOND[name]
     for cfg in width_configs(name):
-        q = all_codes(cfg)
-        steps = [python(cfg, int(v)) for v in q]
-        assert integer(cfg, q).tolist() == [s["acc"] for s in steps]
-        assert set(steps[0]) == set(cfg.widths)
-        for key, bits in cfg.widths.items():
-            values = [s[key] for s in steps]
-            assert -(1 << (bits - 1)) <= min(values) and max(values) < 1 << (bits - 1), key
-        assert cfg.acc_bits <= 32
+        check_second_implementation(name, cfg, all_codes(cfg))
 
 
 def test_widths_of_the_16_bit_configs_cover_the_extremes():
     for name in NAMES:
-        python, integer = SECOND[name]
         cfg = config_at(name, (0.0005, 16, 8))
         q = all_codes(cfg)
         picks = np.concatenate([q[:300], q[-300:], q[::97], q[np.abs(q) < 300]])
-        steps = [python(cfg, int(v)) for v in picks]
-        assert integer(cfg, picks).tolist() == [s["acc"] for s in steps]
-        for key, bits in cfg.widths.items():
-            values = [s[key] for s in steps]
-            assert -(1 << (bits - 1)) <= min(values) and max(values) < 1 << (bits - 1), key
-        assert cfg.acc_bits <= 32
+        check_second_implementation(name, cfg, picks)
 
 
 def test_poly_stays_inside_int32():
@@ -291,23 +292,31 @@ def test_ibert_agrees_with_its_float_held_reference(point, published):
                   published=published)
     q = np.random.default_rng(3).integers(*cfg.in_range, size=3000, endpoint=True)
     held, scale = ibert_float_held(q.astype(np.float64), cfg.in_scale, cfg.shift)
-    assert G.ibert_integer_gelu(cfg, q).tolist() == (-held).astype(np.int64).tolist()
+    assert ibert.ibert_integer_gelu(cfg, q).tolist() == (-held).astype(np.int64).tolist()
     assert math.isclose(cfg.gelu_scale, -scale, rel_tol=1e-12)
 
 
 def test_ibert_paper_constants():
-    assert (G.IBERT_A, G.IBERT_B, G.IBERT_C, G.IBERT_SQRT2) == (-0.2888, -1.769, 1.0, 1.4142)
-    assert G.IBertGeluConfig.published(0.05).shift == 14
+    assert (ibert.IBERT_A, ibert.IBERT_B, ibert.IBERT_C, ibert.IBERT_SQRT2) == \
+        (-0.2888, -1.769, 1.0, 1.4142)  # REFERENCE_KERNELS.md, I-BERT i-GELU
+    assert ibert.IBertGeluConfig.published(0.05).shift == 14
     cfg = example("gelu/ibert")
     s_e = Fraction(cfg.in_scale) / Fraction("1.4142")
     assert cfg.b_int == math.floor(Fraction("-1.769") / s_e)
     assert cfg.c_int == math.floor(1 / Fraction("-0.2888") / s_e ** 2)
 
 
+def test_ibert_published_shift_overflows_at_16_bit_fine_scale():
+    """n = 14 on 16-bit codes of step 2e-5 needs more than the 32-bit requantizer input."""
+    with pytest.raises(ConfigError) as error:
+        example("gelu/ibert", in_scale=0.00002, in_bits=16, out_bits=16, published=True)
+    assert "32" in one_line(error)
+
+
 def test_ibert_published_shift_wipes_out_an_8_bit_input():
     cfg = example("gelu/ibert", published=True)
     assert cfg.one == -1  # L >> 14 keeps at most a sign: why from_scale derives the shift
-    assert error_lsb(cfg, G.run_ibert, all_codes(cfg)).max() > 10
+    assert error_lsb(cfg, ibert.run_ibert, all_codes(cfg)).max() > 10
 
 
 # ---------------------------------------------------------------- I-ViT
@@ -338,16 +347,16 @@ def test_ivit_agrees_with_its_float_held_reference(point, published):
                   published=published)
     q = np.random.default_rng(4).integers(*cfg.in_range, size=3000, endpoint=True)
     sigma = ivit_float_held(cfg, q.astype(np.float64))
-    assert G.shift_integer_gelu(cfg, q).tolist() == (q * sigma.astype(np.int64)).tolist()
+    assert ivit.shift_integer_gelu(cfg, q).tolist() == (q * sigma.astype(np.int64)).tolist()
 
 
 def test_ivit_paper_constants():
-    assert sum(Fraction(1, 2 ** s) for s in G.IVIT_SLOPE_SHIFTS) == Fraction(0b11011, 0b10000)
+    assert sum(Fraction(1, 2 ** s) for s in ivit.IVIT_SLOPE_SHIFTS) == Fraction(0b11011, 0b10000)
     assert abs(1.6875 - 1.702) < 0.015
-    first, second = G.IVIT_LOG2E_SHIFTS
+    first, second = ivit.IVIT_LOG2E_SHIFTS
     assert 1 + Fraction(1, 2 ** first) - Fraction(1, 2 ** second) == Fraction(0b10111, 0b10000)
     assert abs(1.4375 - math.log2(math.e)) < 0.006
-    paper = G.ShiftGeluConfig.published(0.05)
+    paper = ivit.ShiftGeluConfig.published(0.05)
     assert (paper.align_shift, paper.exp_shift, paper.max_k, paper.sigmoid_bits,
             paper.div_bits) == (0, 23, 23, 8, 31)
     assert paper.x0 == math.floor(Fraction(-1) / Fraction(0.05))
@@ -359,7 +368,7 @@ def test_ivit_paper_constants():
 
 def test_ivit_exp_of_zero_is_the_unit_constant():
     cfg = example("gelu/ivit")
-    assert G.shift_exp(cfg, np.array([0])).tolist() == [cfg.exp_one]
+    assert ivit.shift_exp(cfg, np.array([0])).tolist() == [cfg.exp_one]
     assert ivit_exp_reference(cfg, 0)[0] == cfg.exp_one
 
 
@@ -370,7 +379,7 @@ def test_poly_integer_path_follows_its_float_form():
     s_u = cfg.in_scale / math.sqrt(2.0)
     assert math.isclose(cfg.coeff_b, cfg.b_int * s_u, rel_tol=1e-12)  # the fit's b is on the grid
     q = all_codes(cfg)
-    h = G.poly_integer_gelu(cfg, q) * cfg.gelu_scale
+    h = iptq.poly_integer_gelu(cfg, q) * cfg.gelu_scale
     assert np.abs(h - poly_float_form(cfg)(q * cfg.in_scale)).max() < 1e-5
 
 
@@ -396,7 +405,7 @@ def test_fit_is_data_aware():
     truth = exact_gelu(q * 0.02)
 
     def rms(cfg):
-        return np.sqrt(np.mean((cfg.dequantize_output(G.run_poly(cfg, q)) - truth) ** 2))
+        return np.sqrt(np.mean((cfg.dequantize_output(iptq.run_poly(cfg, q)) - truth) ** 2))
     assert rms(narrow_fit) < 0.5 * rms(wide_fit)
 
 
@@ -417,14 +426,14 @@ def test_fit_beats_a_brute_force_grid():
 
     a_grid, b_grid = np.meshgrid(np.linspace(-0.05, -0.005, 91), np.linspace(-4.0, -1.0, 121))
     best_grid = sse(a_grid.ravel(), b_grid.ravel()).min()
-    a, b = G.fit_poly_gelu(in_scale, samples)
+    a, b = iptq.fit_poly_gelu(in_scale, samples)
     assert sse(np.array([a]), np.array([b]))[0] <= best_grid * 1.001
     assert a < 0 and b < 0
 
 
 def test_poly_from_scale_defaults_to_the_wide_fit():
-    cfg = G.PolyGeluConfig.from_scale(0.05)
-    assert (cfg.coeff_a, cfg.coeff_b) == (-0.0191, -2.72)
+    cfg = iptq.PolyGeluConfig.from_scale(0.05)
+    assert (cfg.coeff_a, cfg.coeff_b) == (-0.0191, -2.72)  # PAPERS.md sec. 1, the wide fit
     assert cfg.b_int == round(-2.72 / (0.05 / math.sqrt(2)))
 
 
@@ -490,24 +499,26 @@ def test_hand_built_configs_are_checked():
     good = example("gelu/ibert")
     fields = {k: getattr(good, k) for k in good.__dataclass_fields__}
     with pytest.raises(ConfigError) as error:
-        G.IBertGeluConfig(**{**fields, "b_int": 3})
+        ibert.IBertGeluConfig(**{**fields, "b_int": 3})
     assert "b_int" in one_line(error)
     with pytest.raises(ConfigError) as error:  # no shift: q * (L + one) needs more than 32 bits
-        G.IBertGeluConfig(**{**fields, "in_bits": 16, "c_int": -(1 << 30), "one": -(1 << 30)})
+        ibert.IBertGeluConfig(**{**fields, "in_bits": 16, "c_int": -(1 << 30),
+                                 "one": -(1 << 30)})
     assert "32" in one_line(error)
     with pytest.raises(ConfigError) as error:
-        G.IBertGeluConfig(**{**fields, "requant": RequantConfig.from_scale(0.1, zero_point=3)})
+        ibert.IBertGeluConfig(**{**fields,
+                                 "requant": RequantConfig.from_scale(0.1, zero_point=3)})
     assert "zero point" in one_line(error)
     shift = example("gelu/ivit")
     shift_fields = {k: getattr(shift, k) for k in shift.__dataclass_fields__}
     with pytest.raises(ConfigError) as error:
-        G.ShiftGeluConfig(**{**shift_fields, "slope_shifts": [0, 1, 3, 4]})
+        ivit.ShiftGeluConfig(**{**shift_fields, "slope_shifts": [0, 1, 3, 4]})
     assert "slope_shifts" in one_line(error)
     with pytest.raises(ConfigError) as error:
-        G.ShiftGeluConfig(**{**shift_fields, "x0": 5})
+        ivit.ShiftGeluConfig(**{**shift_fields, "x0": 5})
     assert "x0" in one_line(error)
     poly = example("gelu/iptq")
     poly_fields = {k: getattr(poly, k) for k in poly.__dataclass_fields__}
     with pytest.raises(ConfigError) as error:
-        G.PolyGeluConfig(**{**poly_fields, "coeff_a": 0.02})
+        iptq.PolyGeluConfig(**{**poly_fields, "coeff_a": 0.02})
     assert "coeff_a" in one_line(error)

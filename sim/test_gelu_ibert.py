@@ -1,0 +1,33 @@
+"""Testbench of ``gelu/ibert``: the i-GELU unit (``hw/gelu/ibert.py``) equals its golden model
+(``golden_model/ops/gelu/ibert.py``) bit for bit under Verilator on every input code (the example
+config, lanes 1; the paper's ``n = 14`` on 10-bit codes to 6 bits, lanes 4, random stalls) and
+in Amaranth's simulator on 2- to 16-bit configs, derived and published; its Verilog is
+lint-clean."""
+import pytest
+
+from intvit.sim.gelu_checks import (POINTS, STALL, check_in_amaranth_sim,
+                                    check_rtl_on_every_input, check_verilog_lint, point_options)
+
+NAME = "gelu/ibert"
+PUBLISHED_REFUSED = (0.00002, 16, 16)
+"""``n = 14`` overflows 32 bits there: the config refuses it (tests/test_gelu.py checks that)."""
+
+
+@pytest.mark.parametrize("options, lanes, stall", [
+    pytest.param({}, 1, 0.0, id="example-lanes1"),
+    pytest.param(dict(in_scale=0.02, in_bits=10, out_bits=6, published=True), 4, STALL,
+                 id="published-in10-out6-lanes4-stalls")])
+def test_rtl_equals_golden_on_every_input(options, lanes, stall, tmp_path):
+    """The published case shifts ``L`` by the paper's 14 bits (``from_scale`` derives 0 there)."""
+    check_rtl_on_every_input(NAME, options, lanes, stall, tmp_path)
+
+
+def test_verilog_is_lint_clean(tmp_path):
+    check_verilog_lint(NAME, tmp_path)
+
+
+@pytest.mark.parametrize("point, published", [
+    *((point, False) for point in POINTS),
+    *((point, True) for point in POINTS if point != PUBLISHED_REFUSED)], ids=str)
+def test_unit_equals_golden_in_amaranth_sim(point, published):
+    check_in_amaranth_sim(NAME, point_options(point, published))
