@@ -40,7 +40,7 @@ class Requantizer(ElementwisePipeline):
             return acc * cfg.multiplier
 
         def round_and_saturate(prod):
-            rounding = Const((1 << cfg.shift) >> 1, prod.shape())
+            rounding = Const(cfg.rounding, prod.shape())
             shifted = (prod + rounding) >> cfg.shift  # arithmetic shift: prod is signed
             offset = shifted + Const(cfg.zero_point, shifted.shape())
             lo_c, hi_c = Const(lo, offset.shape()), Const(hi, offset.shape())

@@ -10,8 +10,8 @@ import numpy as np
 
 from ..errors import IntvitError
 from ..operator import Operator
-from ..integer import (as_int_array, check_int, check_scale, clamp, round_half_up_shift,
-                       signed_range, unsigned_range)
+from ..integer import (as_int_array, check_int, check_scale, clamp, signed_range,
+                       unsigned_range)
 
 ACC_BITS = 32
 """The accumulator is int32, as in every integer GEMM of the model."""
@@ -98,6 +98,12 @@ class RequantConfig:
     in_signed = True
 
     @property
+    def rounding(self) -> int:
+        """``2**(e-1)`` (0 when ``e = 0``), added to the product before the floor shift: round
+        half up. The unit adds this same constant."""
+        return (1 << self.shift) >> 1
+
+    @property
     def ratio(self) -> float:
         """The ratio the integer constants represent, ``m / 2**e``."""
         return self.multiplier / float(1 << self.shift)
@@ -118,7 +124,7 @@ def requantize(cfg: RequantConfig, acc) -> np.ndarray:
     lo32, hi32 = signed_range(ACC_BITS)
     if acc.size and (acc.min() < lo32 or acc.max() > hi32):
         raise IntvitError("requantize: accumulators must fit int32; clip or widen the GEMM")
-    rounded = round_half_up_shift(acc * cfg.multiplier, cfg.shift)
+    rounded = (acc * cfg.multiplier + cfg.rounding) >> cfg.shift
     return clamp(rounded + cfg.zero_point, *cfg.out_range)
 
 
