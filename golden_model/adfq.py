@@ -1,6 +1,6 @@
 """ADFQ-ViT quantizers and the simulated (fake-quantized) W4A4 / W6A6 ViT they are measured on.
 
-ADFQ-ViT (Jiang, Sun, Xie, Yang, Li; ``../shared/docs/PAPERS.md`` sec. 3) is a post-training
+ADFQ-ViT (Jiang, Sun, Xie, Yang, Li; ``docs/method.md`` sec. 3) is a post-training
 accuracy method, so it is simulated here in torch: every quantized tensor is quantized and
 dequantized in float (``x^ = s * (q - z)``), exactly as the paper evaluates it. Components:
 
@@ -211,7 +211,7 @@ class UniformQuantizer(nn.Module):
 
 
 class Log2Quantizer(nn.Module):
-    """ADFQ-ViT's log quantizer, ``shifted`` for the shift-log form (PAPERS.md sec. 3), with
+    """ADFQ-ViT's log quantizer, ``shifted`` for the shift-log form (docs/method.md sec. 3), with
     ``steps`` levels per octave (1: base 2, the paper's text; 2: base sqrt(2), the authors'
     released code)::
 
@@ -283,7 +283,7 @@ class Log2Quantizer(nn.Module):
 
 
 class PatchOutlierQuantizer(nn.Module):
-    """ADFQ-ViT's per-patch outlier-aware quantizer (PAPERS.md sec. 3) over the last axis::
+    """ADFQ-ViT's per-patch outlier-aware quantizer (docs/method.md sec. 3) over the last axis::
 
         M_o = X * 1(X >= alpha),  M_no = X - M_o
         per patch i: s_i = (max_i - min_i) / (2**k - 1),  z_i = round(-min_i / s_i)
@@ -558,7 +558,7 @@ def logit_sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
 
 
 CALIBRATION_IMAGES = 1024
-"""Calibration and reconstruction images: the paper's 1024 (PAPERS.md sec. 3)."""
+"""Calibration and reconstruction images: the paper's 1024 (docs/method.md sec. 3)."""
 
 
 def adfq_splits(splits: dict, count: int = CALIBRATION_IMAGES) -> dict:

@@ -6,7 +6,7 @@
   adds to the error it was given.
 - Perturbation: mean KL divergence ``KL(softmax(z_float) || softmax(z))`` of the model's output.
 - The unified metric Omega (IPTQ-ViT; the paper's formula could not be read, so this is
-  *intvit's definition*, PAPERS.md section 1): per layer, each term is normalized within the
+  *intvit's definition*, docs/method.md section 1): per layer, each term is normalized within the
   layer's candidates to ``(0, 1]`` with 1 best (``Q / max Q``, ``min P / P``, ``min C / C``) and
   ``Omega = (w_Q + w_P + w_C) / (w_Q / q + w_P / p + w_C / c)``, a weighted harmonic mean.
 """
@@ -53,7 +53,7 @@ def mean_kl(z_float, z) -> float:
 
 @dataclass(frozen=True)
 class OmegaWeights:
-    """Weights of the unified metric's terms (default ``1, 1, 0.5``: PAPERS.md)."""
+    """Weights of the unified metric's terms (default ``1, 1, 0.5``: docs/method.md sec. 1)."""
     sensitivity: float = 1.0
     perturbation: float = 1.0
     cost: float = 0.5

@@ -8,7 +8,7 @@ forward order. Each module learns, with Adam:
   part of ``W/s`` (the float weight); at the end ``h`` is hardened to ``V >= 0``;
 - its activation scales (uniform and log2 quantizers; per-patch scales are computed, not learned).
 
-Loss (PAPERS.md sec. 3): ``L_mlp = MSE + lambda * L_round``,
+Loss (docs/method.md sec. 3): ``L_mlp = MSE + lambda * L_round``,
 ``L_mha = KL(AS, AS^) + MSE + lambda * L_round``, ``L_round = sum 1 - |2 h(V) - 1|**beta`` with
 ``beta`` annealed 10 -> 2; Adam, lr 3e-3 for ``V`` and 4e-5 for the activation scales (the paper).
 
@@ -41,7 +41,7 @@ GAMMA = -0.1
 """AdaRound's rectified-sigmoid stretch (Nagel et al. 2020, eq. 23)."""
 BETA_START = 10.0
 BETA_END = 2.0
-"""Regularizer temperature, annealed (ADFQ-ViT, PAPERS.md)."""
+"""Regularizer temperature, annealed (ADFQ-ViT, docs/method.md sec. 3)."""
 WARMUP = 0.2
 ROUND_WEIGHT = 0.01
 KL_WEIGHT = 1.0

@@ -1,6 +1,6 @@
 """The three GELU candidates (``golden_model/ops/gelu/{iptq,ivit,ibert}.py``) against exact
 GELU, second implementations in Python ints and Fractions, the references' float-held forms
-(REFERENCE_KERNELS.md), and the papers' constants (PAPERS.md)."""
+and the papers' constants (docs/method.md)."""
 import math
 from fractions import Fraction
 from functools import lru_cache
@@ -298,7 +298,7 @@ def test_ibert_agrees_with_its_float_held_reference(point, published):
 
 def test_ibert_paper_constants():
     assert (ibert.IBERT_A, ibert.IBERT_B, ibert.IBERT_C, ibert.IBERT_SQRT2) == \
-        (-0.2888, -1.769, 1.0, 1.4142)  # REFERENCE_KERNELS.md, I-BERT i-GELU
+        (-0.2888, -1.769, 1.0, 1.4142)  # docs/method.md sec. 4.1, I-BERT i-GELU
     assert ibert.IBertGeluConfig.published(0.05).shift == 14
     cfg = example("gelu/ibert")
     s_e = Fraction(cfg.in_scale) / Fraction("1.4142")
@@ -433,7 +433,7 @@ def test_fit_beats_a_brute_force_grid():
 
 def test_poly_from_scale_defaults_to_the_wide_fit():
     cfg = iptq.PolyGeluConfig.from_scale(0.05)
-    assert (cfg.coeff_a, cfg.coeff_b) == (-0.0191, -2.72)  # PAPERS.md sec. 1, the wide fit
+    assert (cfg.coeff_a, cfg.coeff_b) == (-0.0191, -2.72)  # docs/method.md sec. 1, the wide fit
     assert cfg.b_int == round(-2.72 / (0.05 / math.sqrt(2)))
 
 

@@ -1,6 +1,6 @@
 """Log quantizers (``log2quant``): integer codes in, log codes out, by leading-one detection.
 
-ADFQ-ViT (Jiang et al.; ``../shared/docs/PAPERS.md`` sec. 3) quantizes post-Softmax activations
+ADFQ-ViT (Jiang et al.; ``docs/method.md`` sec. 3) quantizes post-Softmax activations
 with a log quantizer and post-GELU activations with a *shift*-log quantizer::
 
     X' = X - min(X) + eps,   c = clamp(round(-n log2(X' / s)), 0, 2**k - 1),   X^ = s * 2**(-c/n) + min(X) - eps
@@ -86,7 +86,7 @@ def floor_log2(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Log2QuantConfig:
-    """Constants of one (shift-)log quantizer (ADFQ-ViT, PAPERS.md sec. 3; module docstring).
+    """Constants of one (shift-)log quantizer (ADFQ-ViT, docs/method.md sec. 3; module docstring).
 
     Parameters
     ----------

@@ -6,7 +6,7 @@ bits, stated per config as ``acc_bits``), then a nested :class:`RequantConfig` r
 signed ``out_bits`` codes of ``out_scale`` (round half up, saturating; see ``ops/requant.py``).
 
 Rounding: every ``>>`` is an arithmetic shift right (floor), which is what the references' floors
-of divisions by powers of two are (``../shared/docs/REFERENCE_KERNELS.md``); ``//`` is floor
+of divisions by powers of two are (``docs/method.md`` sec. 4); ``//`` is floor
 division; the only rounding is the requantizer's half up. Worst cases are interval bounds over
 the whole input range: ``config.ranges`` (name -> ``(lo, hi)``), ``config.widths`` (name ->
 signed two's-complement bits) and ``config.acc_bits``.
@@ -160,7 +160,7 @@ def sweep_inputs(config, rng: np.random.Generator) -> np.ndarray:
 
 def clipped_distance(q: np.ndarray, b_int: int) -> np.ndarray:
     """``d = min(|q|, -b_int) + b_int``, in ``[b_int, 0]``: the clipped ``|u|`` less the clip
-    point, in input steps (I-BERT i-GELU step 2, REFERENCE_KERNELS.md)."""
+    point, in input steps (I-BERT i-GELU, docs/method.md sec. 4.1)."""
     return np.minimum(np.abs(q), -b_int) + b_int
 
 

@@ -1,8 +1,8 @@
 """I-BERT i-GELU (``gelu/ibert``): config, integer function and operator record.
 
 Kim et al., "I-BERT: Integer-only BERT Quantization", ICML 2021, i-GELU; the steps as the
-authors' code runs them: ``../shared/docs/REFERENCE_KERNELS.md`` (I-BERT, i-GELU) and
-``PAPERS.md`` sec. 4. Float reference: exact GELU (:func:`.common.reference`).
+authors' code runs them: ``docs/method.md`` sec. 4.1 (I-BERT,
+i-GELU). Float reference: exact GELU (:func:`.common.reference`).
 """
 import math
 from dataclasses import dataclass

@@ -2,8 +2,8 @@
 
 The form is IPTQ-ViT's (Kim, Lee, Kim, arXiv 2511.15369): a quartic erf approximation fitted to
 the layer's data. The paper gives no integer recipe; intvit's is I-BERT's i-GELU raised to the
-fourth power (``../shared/docs/PAPERS.md`` sec. 1, "Data-aware Poly-GELU";
-``REFERENCE_KERNELS.md``, I-BERT i-GELU). Float reference: exact GELU
+fourth power (``docs/method.md`` sec. 1, Poly-GELU, and sec. 4.1,
+I-BERT i-GELU). Float reference: exact GELU
 (:func:`.common.reference`).
 """
 import math
@@ -21,7 +21,7 @@ from .common import (EXAMPLE_IN_SCALE, MAX_INT64_BITS, GeluPorts, check_bits, ch
                      sweep_inputs)
 
 POLY_WIDE_A = -0.0191
-"""Quartic ``a`` of a plain least-squares erf fit over a wide range (PAPERS.md sec. 1)."""
+"""Quartic ``a`` of a plain least-squares erf fit over a wide range (docs/method.md sec. 1)."""
 POLY_WIDE_B = -2.72
 """Quartic ``b`` of the same wide fit; ``from_scale``'s default coefficients."""
 FIT_CLIP_GRID = (0.5, 4.0, 1 / 64)
@@ -35,7 +35,7 @@ POLY_FOURTH_LIMIT = signed_range(32)[1]
 
 @dataclass(frozen=True)
 class PolyGeluConfig(GeluPorts):
-    """Data-aware Poly-GELU: IPTQ-ViT's quartic erf, *as intvit defines it* (PAPERS.md, 1).
+    """Data-aware Poly-GELU: IPTQ-ViT's quartic erf, *as intvit defines it* (docs/method.md sec. 1).
 
     ``GELU(x) = x/2 * (1 + L(x / sqrt 2))``, ``L(u) = sign(u) * (a * (min(|u|, -b) + b)**4 + 1)``
     with ``a, b < 0`` fitted per layer (:func:`fit_poly_gelu`). The paper gives the form and
@@ -144,7 +144,7 @@ def fit_poly_gelu(in_scale: float, samples, in_bits: int = 8) -> tuple[float, fl
 
     The samples are quantized as the layer's input is (nearest code, clipped to the ``in_bits``
     range): ``x_i = q_i * S``, ``u_i = x_i / sqrt 2``. The objective is the squared GELU error
-    ``sum_i (x_i/2)**2 * (erf(u_i) - L(u_i))**2``: PAPERS.md's erf least squares over the
+    ``sum_i (x_i/2)**2 * (erf(u_i) - L(u_i))**2``: docs/method.md's erf least squares over the
     samples, weighted by ``(x/2)**2`` so that it measures the layer's output (an unweighted erf
     fit to a narrow sample was measured to give a larger GELU error than the wide fit). The sum
     runs over distinct ``|q|`` weighted by their counts (the sample's histogram; both functions
@@ -227,6 +227,6 @@ def example_poly(in_scale: float = EXAMPLE_IN_SCALE, in_bits: int = 8, out_bits:
 
 OPERATOR = Operator(
     name="gelu/iptq", description="data-aware quartic erf Poly-GELU (intvit's integer recipe)",
-    source="IPTQ-ViT (arXiv 2511.15369) Poly-GELU; integer form per intvit PAPERS.md",
+    source="IPTQ-ViT (arXiv 2511.15369) Poly-GELU; integer form per docs/method.md sec. 1",
     config_type=PolyGeluConfig, run=run_poly, reference=reference,
     example_config=example_poly, sweep_inputs=sweep_inputs, calibrate=calibrate_poly)

@@ -2,8 +2,8 @@
 
 Li & Gu, "I-ViT: Integer-only Quantization for Efficient Vision Transformer Inference", ICCV
 2023, ShiftGELU (their ``IntGELU``): ``x * sigmoid(1.702 x)`` by shifts and one integer division;
-the steps as the authors' code runs them: ``../shared/docs/REFERENCE_KERNELS.md`` (I-ViT,
-ShiftGELU and Shiftmax) and ``PAPERS.md`` sec. 4. Float reference: exact GELU
+the steps as the authors' code runs them: ``docs/method.md`` sec. 4.2 (I-ViT,
+ShiftGELU and Shiftmax). Float reference: exact GELU
 (:func:`.common.reference`).
 """
 import math
