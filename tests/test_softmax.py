@@ -10,6 +10,7 @@ import pytest
 
 from intvit.golden_model.errors import ConfigError, IntvitError
 from intvit.golden_model.ops import softmax as sm
+from intvit.golden_model.ops.softmax import common, ibert, iptq
 from intvit.golden_model.registry import get
 from integer_trap import trap_floats
 
@@ -29,6 +30,8 @@ def variants(name):
              ("fine", kind.from_scale(0.003, in_bits=12, out_bits=out, max_row=256))]
     if hasattr(kind, "published"):
         found.append(("published", kind.published(0.05)))
+    if name in ("softmax/ibert", "softmax/fqvit"):
+        found.append(("published-paper", kind.published(0.05, polynomial="paper")))
     return found
 
 
@@ -57,11 +60,26 @@ def sample_rows(cfg, rng):
 
 IPTQ_COEFFS = (1 - Fraction(3, 1024), -Fraction(21, 32), Fraction(81, 512))
 """1 - 2**-9 - 2**-10, -(2**-1 + 2**-3 + 2**-5), 2**-3 + 2**-5 + 2**-9 (the docstring's sums)."""
+LOG2E_16 = int("10111", 2)
+"""I-ViT's log2(e) ~ (1.0111)_2 (paper Sec. 3.3), times 2**4: 23."""
+IBERT_PAPER = (0.3585, 1.353, 0.344)
+"""I-BERT paper eq. 13: exp(p) ~ a*(p + b)**2 + c."""
+IBERT_CODE = (0.35815147, 0.96963238, 1.0)
+"""I-BERT's released IntSoftmax.coef (also FQ-ViT's): exp(p) ~ a*p**2 + b*p + c."""
+
+
+def ibert_poly(cfg, p):
+    """The float polynomial the config names, in its source's own form."""
+    if cfg.polynomial == "paper":
+        a, b, c = IBERT_PAPER
+        return a * (p + b) ** 2 + c
+    a, b, c = IBERT_CODE
+    return a * p ** 2 + b * p + c
 
 
 def iptq_exp(cfg, d: int) -> int:
     """Bit-exp in Python ints and fractions: u = round(23|d| R / 2**s), k, f, Horner, >> k."""
-    u = math.floor(Fraction(-23 * d * cfg.scale_mult, 1 << cfg.scale_shift) + Fraction(1, 2))
+    u = math.floor(Fraction(-LOG2E_16 * d * cfg.scale_mult, 1 << cfg.scale_shift) + Fraction(1, 2))
     k, f = divmod(u, 1 << cfg.frac_bits)
     c0, c1, c2 = (int(c * (1 << cfg.exp_bits)) for c in IPTQ_COEFFS)
     inner = c1 + (c2 * f) // (1 << cfg.frac_bits)
@@ -94,14 +112,21 @@ def ivit_row(cfg, row):
 
 
 def ibert_exp(cfg, d):
-    """I-BERT's i-exp held in float64 (reference style), with the paper's a(p+b)**2 + c."""
+    """I-BERT's i-exp held in float64 (reference style): the paper's (r + b_int)**2 + c_int
+    (Algorithm 1) or the released code's r*(r + b_int) + c_int (its int_polynomial)."""
     s = cfg.in_scale
     x0 = np.floor(-0.6931 / s)
-    b_int, c_int = np.floor(1.353 / s), np.floor(0.344 / (0.3585 * s * s))
     x = np.maximum(np.asarray(d, dtype=np.float64), cfg.k_max * x0)
     q = np.floor(x / x0)
     r = x - x0 * q
-    z = (r + b_int) ** 2 + c_int
+    if cfg.polynomial == "paper":
+        a, b, c = IBERT_PAPER
+        b_int, c_int = np.floor(b / s), np.floor(c / (a * s * s))
+        z = (r + b_int) ** 2 + c_int
+    else:
+        a, b, c = IBERT_CODE
+        b_int, c_int = np.floor((b / a) / s), np.floor((c / a) / s ** 2)
+        z = r * (r + b_int) + c_int
     return np.maximum(np.floor(z * 2.0 ** (cfg.exp_shift - q)), 0)
 
 
@@ -156,7 +181,7 @@ def model_exp(name, cfg, d):
     rounding of the result): what the integer path approximates to within its LSBs."""
     d = np.asarray(d, dtype=np.float64)
     if name == "softmax/iptq":
-        u = -d * cfg.in_scale * 1.4375
+        u = -d * cfg.in_scale * LOG2E_16 / 16
         k = np.floor(u)
         f = u - k
         c0, c1, c2 = (float(c) for c in IPTQ_COEFFS)
@@ -169,7 +194,7 @@ def model_exp(name, cfg, d):
     x = np.maximum(d, cfg.k_max * x0)
     k = np.floor(x / x0)
     p = (x - x0 * k) * cfg.in_scale
-    return (0.3585 * (p + 1.353) ** 2 + 0.344) * 2.0 ** -k
+    return ibert_poly(cfg, p) * 2.0 ** -k
 
 
 def model_softmax(name, cfg, row):
@@ -323,12 +348,29 @@ def test_run_is_integer_only(name, label, cfg):
 # --- the papers' constants ----------------------------------------------------------------------
 
 def test_ivit_log2e_is_1_0111b_by_two_shifts():
-    assert int("10111", 2) / 16 == 1 + 1 / 2 - 1 / 16 == 1.4375
+    assert LOG2E_16 / 16 == 1 + 1 / 2 - 1 / 16 == 1.4375
     assert abs(1.4375 / math.log2(math.e) - 1) < 0.004
+    assert sum(sign * 2.0 ** -shift for shift, sign in common.LOG2E_TERMS) == LOG2E_16 / 16
     d = np.arange(-4096, 1)
-    assert sm.log2e_shift_add(d).tolist() == [v + v // 2 - v // 16 for v in range(-4096, 1)]
-    assert sm.log2e_shift_add(d[::16]).tolist() == [23 * v // 16 for v in range(-4096, 1, 16)]
-    assert sm.log2e_times16(d).tolist() == [23 * v for v in range(-4096, 1)]
+    assert common.log2e_shift_add(d).tolist() == [v + v // 2 - v // 16 for v in range(-4096, 1)]
+    assert common.log2e_shift_add(d[::16]).tolist() == [LOG2E_16 * v // 16
+                                                        for v in range(-4096, 1, 16)]
+    assert common.log2e_times16(d).tolist() == [LOG2E_16 * v for v in range(-4096, 1)]
+
+
+def test_worst_case_intermediates_cover_every_offset():
+    """Bit-exp's ``u_max`` and Shiftmax's ``t_min`` (the hardware sizes its registers by them)
+    are the extremes over every offset, in Python ints."""
+    for cfg in (sm.BitExpSoftmaxConfig.from_scale(0.05),
+                sm.BitExpSoftmaxConfig.from_scale(0.2, in_bits=6, out_bits=6, max_row=64)):
+        half = (1 << cfg.scale_shift) >> 1
+        offsets = range(1 - (1 << cfg.in_bits), 1)
+        assert cfg.u_max == max((-LOG2E_16 * d * cfg.scale_mult + half) >> cfg.scale_shift
+                                for d in offsets)
+    for cfg in (sm.ShiftmaxConfig.from_scale(0.05), sm.ShiftmaxConfig.published(0.1, out_bits=6),
+                sm.ShiftmaxConfig.published(0.0005, in_bits=12)):
+        offsets = range(1 - (1 << cfg.in_bits), 1)
+        assert cfg.t_min == max(min(d + d // 2 - d // 16 for d in offsets), cfg.n * cfg.x0)
 
 
 def test_ivit_constants_are_the_references():
@@ -339,22 +381,47 @@ def test_ivit_constants_are_the_references():
     assert np.abs((1 - f / 2) / 2.0 ** -f - 1).max() == pytest.approx(0.0615, abs=5e-4)
 
 
-def test_ibert_constants_are_the_papers():
-    assert (sm.IBERT_A, sm.IBERT_B, sm.IBERT_C) == (0.3585, 1.353, 0.344)
-    assert sm.IBERT_X0 == -0.6931 and abs(sm.IBERT_X0 + LN2) < 1e-4
-    assert sm.IBERT_N == 30 and sm.IBERT_RECIP_BITS == 32
-    p = np.linspace(-LN2, 0, 10001)
-    assert np.abs(0.3585 * (p + 1.353) ** 2 + 0.344 - np.exp(p)).max() < 2.2e-3
+def test_ibert_constants_are_the_references():
+    assert ibert.IBERT_X0 == -0.6931 and abs(ibert.IBERT_X0 + LN2) < 1e-4
+    assert ibert.IBERT_N == 30 and ibert.IBERT_RECIP_BITS == 32
     for scale in (0.05, 0.0123, 0.2):
         for cfg in (sm.IBertSoftmaxConfig.from_scale(scale),
+                    sm.LogIntSoftmaxConfig.published(scale, polynomial="paper")):
+            a, b, c = IBERT_PAPER
+            assert cfg.polynomial == "paper" and cfg.x0_int == math.floor(-0.6931 / scale)
+            assert cfg.b_int == cfg.b2_int == math.floor(b / scale)
+            assert cfg.c_int == math.floor(c / (a * scale ** 2))
+        for cfg in (sm.IBertSoftmaxConfig.published(scale),
                     sm.LogIntSoftmaxConfig.published(scale)):
-            assert cfg.x0_int == math.floor(-0.6931 / scale)
-            assert cfg.b_int == math.floor(1.353 / scale)
-            assert cfg.c_int == math.floor(0.344 / (0.3585 * scale ** 2))
-    published = sm.IBertSoftmaxConfig.published(0.05)
-    assert published.k_max == 30 and published.recip_bits == 32
-    assert published.exp_max < 2 ** 15 <= 2 * published.exp_max  # int16 like QuantAct(16)
-    assert sm.LogIntSoftmaxConfig.published(0.05).exp_shift == 30
+            a, b, c = IBERT_CODE
+            assert cfg.polynomial == "code" and cfg.x0_int == math.floor(-0.6931 / scale)
+            assert cfg.b_int == math.floor((b / a) / scale) and cfg.b2_int == 0
+            assert cfg.c_int == math.floor((c / a) / scale ** 2)
+    for polynomial in ("paper", "code"):
+        published = sm.IBertSoftmaxConfig.published(0.05, polynomial=polynomial)
+        assert published.k_max == 30 and published.recip_bits == 32
+        assert published.exp_max < 2 ** 15 <= 2 * published.exp_max  # int16 like QuantAct(16)
+        assert sm.LogIntSoftmaxConfig.published(0.05, polynomial=polynomial).exp_shift == 30
+
+
+@pytest.mark.parametrize("polynomial", ["paper", "code"])
+def test_i_exp_polynomial_is_its_sources(polynomial):
+    """Each named polynomial is its source's (paper eq. 13, or the released code's coef) and
+    approximates exp on (-ln2, 0] to 2.2e-3; the two differ by < 3e-4 (REFERENCE_KERNELS.md)."""
+    p = np.linspace(-LN2, 0, 10001)
+    cfg = sm.IBertSoftmaxConfig.published(0.05, polynomial=polynomial)
+    assert np.abs(sm.I_EXP_POLYNOMIALS[polynomial].value(p) - ibert_poly(cfg, p)).max() < 1e-12
+    assert np.abs(ibert_poly(cfg, p) - np.exp(p)).max() < 2.2e-3
+    paper, code = IBERT_PAPER, IBERT_CODE
+    gap = paper[0] * (p + paper[1]) ** 2 + paper[2] - (code[0] * p * p + code[1] * p + code[2])
+    assert np.abs(gap).max() < 3e-4
+
+
+def test_unknown_polynomial_is_a_one_line_error():
+    for build in (sm.IBertSoftmaxConfig.published, sm.LogIntSoftmaxConfig.from_scale):
+        with pytest.raises(ConfigError, match="polynomial") as info:
+            build(0.05, polynomial="taylor")
+        assert "\n" not in str(info.value)
 
 
 def test_bit_exp_coefficients_are_three_powers_of_two_and_beat_ivit():
@@ -366,7 +433,7 @@ def test_bit_exp_coefficients_are_three_powers_of_two_and_beat_ivit():
                 count += 1
             n //= 2
         return count
-    assert sm.BIT_EXP_COEFFS == IPTQ_COEFFS
+    assert iptq.BIT_EXP_COEFFS == IPTQ_COEFFS
     assert [power_terms(c) for c in IPTQ_COEFFS] == [3, 3, 3]
     f = np.linspace(0, 1, 100001)
     c0, c1, c2 = (float(c) for c in IPTQ_COEFFS)

@@ -1,0 +1,17 @@
+"""Integer softmax candidates over the last axis, one module each: ``iptq`` (Bit-exp, intvit's
+definition for IPTQ-ViT), ``ivit`` (I-ViT Shiftmax), ``ibert`` (I-BERT i-exp softmax) and
+``fqvit`` (FQ-ViT Log-Int-Softmax); ``common`` holds the shared row interface (its docstring
+states it), checks, reciprocal normalization, float reference and input sweep."""
+from . import fqvit, ibert, iptq, ivit
+from .common import softmax_reference, sweep_inputs
+from .fqvit import LogIntSoftmaxConfig, log_int_softmax
+from .ibert import I_EXP_POLYNOMIALS, IBertSoftmaxConfig, ibert_softmax
+from .iptq import BitExpSoftmaxConfig, bit_exp_softmax
+from .ivit import ShiftmaxConfig, shiftmax
+
+__all__ = ["BitExpSoftmaxConfig", "I_EXP_POLYNOMIALS", "IBertSoftmaxConfig",
+           "LogIntSoftmaxConfig", "OPERATORS", "ShiftmaxConfig", "bit_exp_softmax",
+           "ibert_softmax", "log_int_softmax", "shiftmax", "softmax_reference", "sweep_inputs"]
+
+OPERATORS = [iptq.OPERATOR, ivit.OPERATOR, ibert.OPERATOR, fqvit.OPERATOR]
+"""The registry's softmax candidates, in this order."""

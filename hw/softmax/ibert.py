@@ -1,0 +1,85 @@
+"""``softmax/ibert``: the I-BERT softmax row unit, and the i-exp stages it shares with
+``softmax/fqvit`` (:func:`i_exp_stages`). Bit-exact to
+:func:`intvit.golden_model.ops.softmax.ibert.ibert_softmax`."""
+from amaranth import Mux, Shape, unsigned
+
+from intvit.golden_model.ops.softmax.ibert import (IBertSoftmaxConfig, i_poly_bounds,
+                                                   i_poly_factors)
+
+from ..fields import Fields, fit
+from .common import ReciprocalSoftmaxUnit, exact_reciprocal
+
+
+def i_exp_stages(cfg, exp_shape) -> list:
+    """Pass 1 of ``softmax/ibert`` and ``softmax/fqvit``: I-BERT's i-exp
+    (:func:`intvit.golden_model.ops.softmax.ibert.i_exp`), one register after each step
+    (``D = -x0_int``):
+
+    1. ``n = min(max - q, k_max*D)``: ``-d`` after golden's clamp ``d >= k_max*x0_int``.
+    2. ``k = (n * M) >> s = floor(n / D)``: the constant divider by ``D`` as a constant multiply,
+       ``(M, s)`` from :func:`~.common.exact_reciprocal`, exact for every ``n`` of the input range.
+    3. ``r = D*k - n`` (``= d - x0_int*k`` in ``(x0_int, 0]``) and the factors ``r + b_int``,
+       ``r + b2_int`` (the golden ``i_poly_factors``).
+    4. ``z = (r + b_int) * (r + b2_int) + c_int`` (one multiplier per lane), ``z`` within the
+       golden ``i_poly_bounds`` (never negative).
+    5. ``e = (z << max(exp_shift, 0)) >> (k + max(-exp_shift, 0)) = floor(z * 2**(exp_shift-k))``,
+       one barrel shift.
+
+    ``e`` is cut to ``exp_shape`` (``exp_max`` bits).
+    """
+    divisor = -cfg.x0_int
+    n_max = min((1 << cfg.in_bits) - 1, cfg.k_max * divisor)
+    mult, shift = exact_reciprocal(divisor, n_max)
+    n_shape = unsigned(n_max.bit_length())
+    k_shape = unsigned((n_max // divisor).bit_length())
+    n_k = Fields(n=n_shape, k=k_shape)
+    k_p = Fields(k=k_shape, first=Shape.cast(range(cfg.b_int - divisor + 1, cfg.b_int + 1)),
+                 second=Shape.cast(range(cfg.b2_int - divisor + 1, cfg.b2_int + 1)))
+    k_z = Fields(k=k_shape, z=unsigned(i_poly_bounds(cfg)[1].bit_length()))
+    left, right = max(cfg.exp_shift, 0), max(-cfg.exp_shift, 0)
+
+    def offset(q, ctx):
+        n = (ctx.scalars["max"] - q).as_unsigned()[:cfg.in_bits]
+        if n_max < (1 << cfg.in_bits) - 1:  # else the clamp cannot act
+            n = fit(Mux(n > n_max, n_max, n), n_shape)
+        return n
+
+    def octave(n, ctx):
+        return n_k.view(n=n, k=(n * mult) >> shift)
+
+    def residual(v, ctx):
+        first, second = i_poly_factors(cfg, divisor * v.k - v.n)
+        return k_p.view(k=v.k, first=first, second=second)
+
+    def polynomial(v, ctx):
+        return k_z.view(k=v.k, z=v.first * v.second + cfg.c_int)
+
+    def scale(v, ctx):
+        return ((v.z << left) >> (v.k + right))[:exp_shape.width]
+
+    return [offset, octave, residual, polynomial, scale]
+
+
+class IExpSoftmaxUnit(ReciprocalSoftmaxUnit):
+    """``softmax/ibert`` (I-BERT Algorithm 2, :class:`IBertSoftmaxConfig`, either polynomial).
+
+    Passes: 0 loads the row and its maximum; 1 is i-exp and the row sum (:func:`i_exp_stages`,
+    5 stages); row step: ``f = floor(2**recip_bits / sum)`` by a
+    :class:`~intvit.hw.seqmath.RestoringDivider` of ``recip_bits + 1`` numerator bits over the
+    ``sum``-wide denominator, started at the config's ``quotient_bits`` (the row maximum's
+    ``e`` bounds the sum from below) and so taking ``quotient_bits`` cycles; 2 is ``y = min((e *
+    f) >> (recip_bits - out_bits), 2**out_bits - 1)`` (2 stages, one multiplier per lane).
+
+    Throughput: ``lanes`` elements per cycle in every pass; rows overlap (3 buffer slots, at
+    most 3 rows in flight), so back-to-back rows of ``n`` elements come every ``ceil(n/lanes) +
+    row_overhead`` cycles at most; the divider alone needs ``quotient_bits + 4`` cycles per row.
+    Measured intervals and latencies: ``python bench/hw_units.py`` (``docs/results.md``).
+    """
+
+    config_type = IBertSoftmaxConfig
+
+    def exp_stages(self):
+        return i_exp_stages(self.config, self.exp_shape)
+
+
+UNIT = IExpSoftmaxUnit
