@@ -17,7 +17,7 @@ from bench.results import ROOT, markdown_table, write_section  # noqa: E402
 from intvit.golden_model import registry  # noqa: E402
 from intvit.golden_model.integer import signed_range  # noqa: E402
 from intvit.golden_model.vectors import make_row_vectors, save_vectors  # noqa: E402
-from intvit.hw.units import available_units, build_unit  # noqa: E402
+from intvit.hw.units import unit_names, build_unit  # noqa: E402
 from intvit.sim.verify import verify  # noqa: E402
 
 FULL_ROWS = 30
@@ -44,7 +44,7 @@ def main():
     table_path = ROOT / "fpga" / "tables" / "ecp5.json"
     costs = json.loads(table_path.read_text())["entries"] if table_path.exists() else {}
     rows = []
-    for name in available_units():
+    for name in unit_names():
         operator = registry.get(name)
         config = operator.example_config()
         for lanes in args.lanes:

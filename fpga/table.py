@@ -16,7 +16,7 @@ from pathlib import Path
 
 from intvit.golden_model.errors import IntvitError
 from intvit.golden_model.files import write_text_atomic
-from intvit.hw.units import available_units, build_gemm
+from intvit.hw.units import unit_names, build_gemm
 
 from .cost import TARGETS, cached_flow, config_fields, measure
 from intvit.hw.export import export_verilog
@@ -61,7 +61,7 @@ def measure_gemm(rows: int, cols: int, *, target: str = "ecp5",
 def jobs() -> list[tuple[str, object]]:
     """(entry name, function returning the entry given a target) for every table entry."""
     units = [(name, lambda target, name=name: measure(name, target=target))
-             for name in available_units()]
+             for name in unit_names()]
     arrays = [(gemm_name(r, c), lambda target, r=r, c=c: measure_gemm(r, c, target=target))
               for r, c in GEMM_SIZES]
     arrays += [(gemm_name(r, c, True),

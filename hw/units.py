@@ -1,57 +1,49 @@
-"""Which hardware unit implements which registered operator.
+"""The hardware unit of each registered operator, found by the operator's name.
 
-Units are looked up lazily (``"module:Class"``) so that one family's generator being absent or
-broken does not stop the others from building.
+There is one registry, :data:`intvit.golden_model.registry.REGISTRY`; the unit of operator
+``kind/method`` is the attribute ``UNIT`` of module ``intvit.hw.<kind>.<method>`` (a bare kind
+``requant``: ``intvit.hw.requant``), beside the golden candidate
+``intvit.golden_model.ops.<kind>.<method>``. A missing module or ``UNIT`` is a one-line error;
+an error inside a unit's module is raised as it is, never skipped.
 """
 import importlib
 
+from intvit.golden_model import registry
 from intvit.golden_model.errors import IntvitError
+from intvit.golden_model.gemm import example_config, example_requant
 
-UNITS = {
-    "requant": "intvit.hw.requant:Requantizer",
-    "gelu/iptq": "intvit.hw.gelu:PolyGeluUnit",
-    "gelu/ivit": "intvit.hw.gelu:ShiftGeluUnit",
-    "gelu/ibert": "intvit.hw.gelu:IBertGeluUnit",
-    "softmax/iptq": "intvit.hw.softmax_shift:BitExpSoftmaxUnit",
-    "softmax/ivit": "intvit.hw.softmax_shift:ShiftmaxUnit",
-    "softmax/ibert": "intvit.hw.softmax_poly:IExpSoftmaxUnit",
-    "softmax/fqvit": "intvit.hw.softmax_poly:LogIntSoftmaxUnit",
-    "layernorm/ibert": "intvit.hw.layernorm:IBertLayerNormUnit",
-    "layernorm/ivit": "intvit.hw.layernorm:ShiftLayerNormUnit",
-    "layernorm/fqvit": "intvit.hw.layernorm:PTFLayerNormUnit",
-    "log2quant": "hw.log2quant:Log2QuantUnit",
-}
-"""Operator name -> unit class. Element-wise units are built as ``Unit(config, lanes=...)``,
-row units as ``Unit(config, lanes=..., max_row=...)``."""
+from .gemm import Gemm
+from .rowpipe import RowUnit
 
 DEFAULT_MAX_ROW = 256
 """Row capacity of a row unit when neither the caller nor the config fixes it (ViT-B/16 rows
 have 197 tokens)."""
 
 
+def unit_module(name: str) -> str:
+    """``softmax/iptq`` -> ``intvit.hw.softmax.iptq``; ``requant`` -> ``intvit.hw.requant``."""
+    return "intvit.hw." + registry.get(name).name.replace("/", ".")
+
+
 def unit_class(name: str):
-    """The unit class for operator ``name``; a one-line error when there is none."""
-    if name not in UNITS:
-        raise IntvitError(f"operator {name!r} has no hardware unit; units exist for "
-                          f"{', '.join(sorted(available_units()))}")
-    module_name, class_name = UNITS[name].split(":")
+    """The unit class of registered operator ``name``."""
+    module_name = unit_module(name)
     try:
-        return getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError):
-        raise IntvitError(f"operator {name!r} has no hardware unit yet ({UNITS[name]} is "
-                          "missing)") from None
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is None or not module_name.startswith(error.name):
+            raise
+        raise IntvitError(f"operator {name!r} has no hardware unit: module {module_name} "
+                          "is missing") from None
+    if not hasattr(module, "UNIT"):
+        raise IntvitError(f"operator {name!r} has no hardware unit: {module_name} defines "
+                          "no UNIT")
+    return module.UNIT
 
 
-def available_units() -> list[str]:
-    """Names whose unit class can be imported."""
-    found = []
-    for name in UNITS:
-        try:
-            unit_class(name)
-        except IntvitError:
-            continue
-        found.append(name)
-    return found
+def unit_names() -> list[str]:
+    """Every registered operator, in name order: each has a unit (``tests/test_layout.py``)."""
+    return sorted(registry.REGISTRY)
 
 
 def default_max_row(config) -> int:
@@ -61,8 +53,6 @@ def default_max_row(config) -> int:
 
 def build_unit(name: str, config, *, lanes: int = 1, max_row: int | None = None):
     """The hardware unit for operator ``name`` built from ``config``."""
-    from .rowpipe import RowUnit
-
     cls = unit_class(name)
     if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= 64:
         raise IntvitError(f"lanes must be an integer in 1..64 (got {lanes!r})")
@@ -78,9 +68,5 @@ def build_gemm(*, rows: int = 8, cols: int = 8, weight_bits: int = 8, k_max: int
                requant=None, per_channel: bool = False):
     """The GEMM array (not a registered operator: it has operand streams of its own); with
     ``per_channel`` its requantizer constants arrive per output channel on ``b``."""
-    from intvit.golden_model.gemm import example_config, example_requant
-
-    from .gemm import Gemm
-
     config = example_config(rows, cols, weight_bits, k_max, per_channel=per_channel)
     return Gemm(config) if per_channel else Gemm(config, requant or example_requant())
