@@ -6,13 +6,17 @@ integer field on its own), ``x`` and ``y`` (input and expected output ints) and 
 """
 import dataclasses
 import json
+import typing
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import IntvitError
-from .files import atomic_output
+from .files import atomic_output, write_text_atomic
+from .integer import signed_range, unsigned_range
 
 REQUIRED_KEYS = ("op", "config_json", "x", "y", "in_bits", "in_signed", "out_bits", "out_signed")
 
@@ -104,25 +108,124 @@ def load_vectors(path) -> Vectors:
                            lengths=lengths)
     except FileNotFoundError:
         raise IntvitError(f"vector file {path} does not exist; {hint}") from None
-    except (OSError, ValueError, KeyError) as error:
-        if isinstance(error, IntvitError):
+    except IntvitError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise IntvitError(f"vector file {path} is not a readable .npz ({reason}); {hint}") \
+            from None
+
+
+def config_from_fields(config_type, values: dict):
+    """Rebuild a config of ``config_type`` from its fields as a vector file stores them
+    (``dataclasses.asdict`` through JSON): nested configs from their objects, lists as tuples.
+    The config validates itself; a missing, unknown or out-of-range field is an
+    :class:`IntvitError` (a :class:`TypeError` from the constructor becomes one)."""
+    if not isinstance(values, dict):
+        raise IntvitError(f"{config_type.__name__}: stored config is not an object")
+    hints = typing.get_type_hints(config_type)
+    names = [f.name for f in dataclasses.fields(config_type) if f.init]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise IntvitError(f"{config_type.__name__} has no field(s) {', '.join(unknown)}")
+    kwargs = {}
+    for name in names:
+        if name not in values:
+            continue
+        value, kind = values[name], hints.get(name)
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            kwargs[name] = config_from_fields(kind, value)
+        else:
+            kwargs[name] = _as_tuples(value)
+    try:
+        return config_type(**kwargs)
+    except TypeError as error:
+        raise IntvitError(f"{config_type.__name__}: {error}") from None
+
+
+def _as_tuples(value):
+    return tuple(_as_tuples(item) for item in value) if isinstance(value, list) else value
+
+
+def input_range(config) -> tuple[int, int]:
+    """The codes a config's input port carries: ``in_bits`` wide, signed or not."""
+    return signed_range(config.in_bits) if config.in_signed else unsigned_range(config.in_bits)
+
+
+def load_checked_vectors(path):
+    """A vector file and the config it was made for, checked before any simulation: the operator
+    is registered, its stored config is valid, the port formats are the config's, x and y have
+    the same shape, row lengths fit, every input is within the config's input range, and y is
+    the golden model's output on x. Returns ``(Vectors, config)``; any problem is a one-line
+    :class:`IntvitError` naming the file."""
+    from . import registry
+
+    vectors = load_vectors(path)
+    where = f"vector file {path}"
+    hint = "regenerate it with `intvit vectors`"
+    try:
+        operator = registry.get(vectors.op)
+    except IntvitError as error:
+        raise IntvitError(f"{where}: {error}") from None
+    try:
+        config = config_from_fields(operator.config_type, vectors.config)
+    except IntvitError as error:
+        raise IntvitError(f"{where}: its {vectors.op} config is invalid ({error}); {hint}") \
+            from None
+    ports = (config.in_bits, bool(config.in_signed), config.out_bits, bool(config.out_signed))
+    if (vectors.in_bits, vectors.in_signed, vectors.out_bits, vectors.out_signed) != ports:
+        raise IntvitError(f"{where}: port formats differ from its config's; {hint}")
+    if vectors.x.shape != vectors.y.shape or vectors.x.size == 0:
+        raise IntvitError(f"{where}: x {vectors.x.shape} and y {vectors.y.shape} must have the "
+                          f"same, non-empty shape; {hint}")
+    if operator.row_wise and vectors.x.ndim != 2:
+        raise IntvitError(f"{where}: {vectors.op} vectors are rows (a 2-D x), not "
+                          f"{vectors.x.ndim}-D; {hint}")
+    lo, hi = input_range(config)
+    for index, (x_row, _) in enumerate(vectors.rows()):
+        if x_row.size and (x_row.min() < lo or x_row.max() > hi):
+            raise IntvitError(f"{where}: row {index} has inputs outside {lo}..{hi}, the range of "
+                              f"its config's {config.in_bits}-bit input; {hint}")
+    try:
+        _check_golden(vectors, operator, config, where, hint)
+    except IntvitError as error:
+        if str(error).startswith(where):
             raise
-        raise IntvitError(f"vector file {path} is not a readable .npz ({error}); {hint}") from None
+        raise IntvitError(f"{where}: the golden model refuses its x ({error}); {hint}") from None
+    return vectors, config
+
+
+def _check_golden(vectors: Vectors, operator, config, where: str, hint: str) -> None:
+    """y must equal the golden run on x (row by row for row operators)."""
+    if operator.row_wise:
+        pairs = vectors.rows()
+        for length in sorted({len(x_row) for x_row, _ in pairs}):
+            index = [i for i, (x_row, _) in enumerate(pairs) if len(x_row) == length]
+            x = np.stack([pairs[i][0] for i in index])
+            want = np.asarray(operator.run(config, x), np.int64)
+            wrong = np.nonzero(np.any(want != np.stack([pairs[i][1] for i in index]), axis=1))[0]
+            if wrong.size:
+                raise IntvitError(f"{where}: y of row {index[wrong[0]]} is not the golden output "
+                                  f"of {vectors.op} on its x; {hint}")
+        return
+    want = np.asarray(operator.run(config, vectors.x), np.int64)
+    wrong = np.flatnonzero(want.reshape(-1) != vectors.y.reshape(-1))
+    if wrong.size:
+        raise IntvitError(f"{where}: y[{wrong[0]}] = {vectors.y.reshape(-1)[wrong[0]]} is not the "
+                          f"golden output {want.reshape(-1)[wrong[0]]} of {vectors.op} on its x "
+                          f"({wrong.size:,} such outputs); {hint}")
 
 
 def export_hex(vectors: Vectors, directory, stem: str) -> tuple[Path, Path]:
     """Write ``<stem>_x.hex`` and ``<stem>_y.hex`` for ``$readmemh``: one element a line,
     two's complement, ``ceil(bits/4)`` hex digits, rows flattened in order."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for suffix, values, bits in (("x", vectors.x, vectors.in_bits), ("y", vectors.y, vectors.out_bits)):
         digits = (bits + 3) // 4
         mask = (1 << bits) - 1
         text = "".join(f"{int(v) & mask:0{digits}x}\n" for v in values.reshape(-1))
-        target = directory / f"{stem}_{suffix}.hex"
-        target.write_text(text)
-        paths.append(target)
+        paths.append(write_text_atomic(directory / f"{stem}_{suffix}.hex", text))
     return paths[0], paths[1]
 
 

@@ -1,7 +1,9 @@
 """The ``intvit`` command: one subcommand per stage, each reading the previous stage's files.
 
-Bad input (an unknown operator, a value out of range, a malformed file) is reported as one line
-on stderr with exit status 2, and no output file is written.
+Bad input (an unknown operator, a value out of range, a malformed file, an output path that
+cannot be written) is reported as one line on stderr, ``intvit COMMAND: what was wrong; what to
+do``, with exit status 2, and nothing is written. Every command checks all its arguments and
+paths before doing any work, and writes its files atomically (``golden_model/files.py``).
 """
 import argparse
 import inspect
@@ -12,6 +14,44 @@ from intvit.golden_model.errors import IntvitError
 
 EXIT_BAD_INPUT = 2
 EXIT_TOOLCHAIN = 3
+IPTQ_BITS = ("w8a8", "w4a8")
+"""Weight/activation widths of the integer pipeline: the GEMM array has 8- and 4-bit weights."""
+METHOD_DOC = "docs/method.md"
+"""Where the method, its equations and their sources are described."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {text!r})")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {text!r})")
+    return value
+
+
+def stall_probability(text: str) -> float:
+    """argparse type: a probability ``0 <= p < 1`` (at 1 no beat would ever move)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a probability with 0 <= p < 1 (got {text!r}); "
+                                         "at 1 no beat would ever move")
+    return value
 
 
 def parse_value(text: str):
@@ -55,6 +95,12 @@ def operator_config(name: str, settings: list[str]):
         raise IntvitError(f"{name}: bad option value ({error})") from None
 
 
+def refuse(condition: bool, message: str) -> None:
+    """One-line input error when ``condition`` holds."""
+    if condition:
+        raise IntvitError(message)
+
+
 def cmd_doctor(args) -> int:
     from .doctor import check_toolchain
 
@@ -70,24 +116,27 @@ def cmd_doctor(args) -> int:
 
 def cmd_ops(args) -> int:
     from intvit.golden_model.registry import REGISTRY
-    from intvit.hw.units import available_units
+    from intvit.hw.units import unit_names
 
-    units = set(available_units())
+    units = set(unit_names())
     print(f"{'name':18s} {'hw':3s} {'shape':8s} description (source)")
     for name, operator in sorted(REGISTRY.items()):
         shape = "row" if operator.row_wise else "element"
         hw = "yes" if name in units else "-"
         print(f"{name:18s} {hw:3s} {shape:8s} {operator.description} ({operator.source})")
+    print(f"the method, each candidate's equations and their sources: {METHOD_DOC}")
     return 0
 
 
 def cmd_verilog(args) -> int:
     from intvit.fpga.axis import AxisTop, axis_module_name
+    from intvit.golden_model.files import check_output_file, write_text_atomic
     from intvit.hw.export import export_verilog, module_name
-    from intvit.golden_model.files import write_text_atomic
     from intvit.hw.units import build_gemm, build_unit
 
+    check_output_file(args.output, "-o")
     if args.op == "gemm":
+        refuse(bool(args.set), "gemm takes no --set; size it with --rows, --cols, --weight-bits")
         unit = build_gemm(rows=args.rows, cols=args.cols, weight_bits=args.weight_bits,
                           k_max=args.k_max, per_channel=args.per_channel)
     else:
@@ -110,53 +159,87 @@ def cmd_verilog(args) -> int:
 def cmd_vectors(args) -> int:
     import numpy as np
 
+    from intvit.golden_model.files import check_output_file
     from intvit.golden_model.vectors import make_vectors, save_vectors
 
     if args.quant is not None:
         return model_vectors(args)
-    if args.op is None:
-        raise IntvitError("give an operator (see `intvit ops`) or --quant quant.json")
+    refuse(args.op is None, "give an operator (see `intvit ops`) or --quant quant.json")
+    refuse(args.images is not None, "--images applies with --quant only")
     operator, _, config = operator_config(args.op, args.set)
+    check_output_file(args.output, "-o")
     x = operator.sweep_inputs(config, np.random.default_rng(args.seed))
     save_vectors(args.output, make_vectors(args.op, config, x, operator.run(config, x)))
     print(f"wrote {args.output}: {np.asarray(x).size:,} inputs of {args.op}")
     return 0
 
 
+VECTOR_IMAGES = 16
+"""``vectors --quant``: test images whose activations become the vectors, by default."""
+
+
 def model_vectors(args) -> int:
     """One vector file per non-linear layer of a quantized bundled model, from test images."""
+    from intvit.golden_model.dataset import SPLIT_SIZES
+    from intvit.golden_model.files import check_output_dir
+    from intvit.golden_model.quantfile import load_quant
+
+    refuse(args.op is not None or bool(args.set), "--quant takes the operators and configs "
+           "from quant.json; give no operator and no --set with it")
+    images = VECTOR_IMAGES if args.images is None else args.images
+    refuse(images > SPLIT_SIZES["test"], f"--images {images}: the test split has "
+           f"{SPLIT_SIZES['test']} images; give 1..{SPLIT_SIZES['test']}")
+    quant = load_quant(args.quant)
+    check_output_dir(args.output, "-o")
+    return write_layer_vectors(quant, images, Path(args.output))
+
+
+def write_layer_vectors(quant: dict, count: int, directory: Path) -> int:
     from intvit.golden_model.checkpoint import load_bundled
     from intvit.golden_model.dataset import load_splits
     from intvit.golden_model.qvit import quantize_images
-    from intvit.golden_model.quantfile import load_quant
     from intvit.golden_model.select import calibrate_mix
     from intvit.golden_model.vectors import layer_vectors, save_vectors
 
-    quant = load_quant(args.quant)
     model, _, _ = load_bundled()
     splits = load_splits()
     qmodel = calibrate_mix(model, splits["calibration"].images, quant["assignment"],
                            quant["spec"])
-    images = quantize_images(splits["test"].images[:args.images].numpy(),
-                             quant["spec"].image_scale)
+    images = quantize_images(splits["test"].images[:count].numpy(), quant["spec"].image_scale)
     for layer, vectors in layer_vectors(qmodel, images).items():
-        path = save_vectors(Path(args.output) / f"{layer}.npz", vectors)
+        path = save_vectors(directory / f"{layer}.npz", vectors)
         print(f"wrote {path} ({vectors.op})")
     return 0
 
 
 def cmd_sim(args) -> int:
+    from intvit.golden_model.files import check_output_dir
+    from intvit.golden_model.vectors import load_checked_vectors
     from intvit.sim.verify import verify
 
     work_dir = Path(args.work_dir or Path("runs") / "sim" / args.op.replace("/", "_"))
+    check_output_dir(work_dir, "--work-dir")
     if args.op == "gemm":
+        refuse(args.vectors is not None or bool(args.set), "gemm takes no --vectors and no "
+               "--set; it simulates its own products (size it with --rows, --cols)")
         return sim_gemm(args, work_dir)
-    _, _, config = operator_config(args.op, args.set)
+    if args.vectors is not None:
+        refuse(bool(args.set), "--vectors brings its own config; give no --set with it")
+        vectors, config = load_checked_vectors(args.vectors)
+        refuse(vectors.op != args.op, f"vector file {args.vectors} is for {vectors.op}, not "
+               f"{args.op}; run `intvit sim {vectors.op} --vectors {args.vectors}`")
+    else:
+        _, _, config = operator_config(args.op, args.set)
     outcome = verify(args.op, config, lanes=args.lanes, max_row=args.max_row,
-                     work_dir=work_dir, seed=args.seed,
-                     source_idle=args.stall, sink_stall=args.stall, vectors_path=args.vectors)
+                     work_dir=work_dir, seed=args.seed, source_idle=args.stall,
+                     sink_stall=args.stall, vectors_path=args.vectors, progress=say)
     print(outcome.summary())
     return 0 if outcome.result.passed else 1
+
+
+def say(line: str) -> None:
+    """A progress line on stderr (stdout keeps the result)."""
+    print(f"  {line}", file=sys.stderr, flush=True)
 
 
 def sim_gemm(args, work_dir: Path) -> int:
@@ -165,6 +248,7 @@ def sim_gemm(args, work_dir: Path) -> int:
 
     config = example_config(args.rows, args.cols, args.weight_bits, args.k_max,
                             per_channel=args.per_channel)
+    say(f"simulating {len(SIM_SHAPES)} products on the {args.rows}x{args.cols} array ...")
     runs = verify_gemm(config, None if args.per_channel else example_requant(), SIM_SHAPES,
                        work_dir=work_dir, seed=args.seed, sink_stall=args.stall)
     for run in runs:
@@ -175,36 +259,50 @@ def sim_gemm(args, work_dir: Path) -> int:
 
 
 def cmd_cost(args) -> int:
-    from intvit.fpga.cost import measure, write_cost_json
-    from intvit.fpga.table import build_table, measure_gemm, write_table
-
     if args.all:
-        if args.op or args.set:
-            raise IntvitError("--all measures every unit at its example config; give no "
-                              "operator and no --set with it")
-        table, failures = build_table(args.target, progress=lambda line: print(line, flush=True))
-        path = write_table(table, args.output)
-        print(f"wrote {path}: {len(table['entries'])} entries")
-        if failures:
-            print(f"{len(failures)} unit(s) failed and are not in the table: "
-                  f"{', '.join(failures)}", file=sys.stderr)
-            return 1
-        return 0
-    if not args.op:
-        raise IntvitError("name an operator (see `intvit ops`), gemm, or give --all")
+        return cost_table(args)
+    from intvit.fpga.cost import measure, write_cost_json
+    from intvit.fpga.table import measure_gemm
+    from intvit.golden_model.files import check_output_file
+
+    refuse(not args.op, "name an operator (see `intvit ops`), gemm, or give --all")
     if args.op == "gemm":
+        refuse(bool(args.set), "gemm takes no --set; size it with --rows and --cols")
+        stem = f"gemm_{args.rows}x{args.cols}" + ("_per_channel" if args.per_channel else "")
+        output = check_output_file(args.output or default_cost_path(stem, args.target), "-o")
         entry = measure_gemm(args.rows, args.cols, target=args.target,
                              per_channel=args.per_channel)
-        stem = f"gemm_{args.rows}x{args.cols}" + ("_per_channel" if args.per_channel else "")
     else:
         _, options, config = operator_config(args.op, args.set)
+        stem = args.op.replace("/", "_")
+        output = check_output_file(args.output or default_cost_path(stem, args.target), "-o")
         entry = measure(args.op, config, lanes=args.lanes, target=args.target,
                         config_options=options, max_row=args.max_row)
-        stem = args.op.replace("/", "_")
-    output = Path(args.output or Path("runs") / "cost" / f"{stem}-{args.target}.json")
     write_cost_json(entry, output)
     print(format_cost(entry))
     print(f"wrote {output}")
+    return 0
+
+
+def default_cost_path(stem: str, target: str) -> Path:
+    return Path("runs") / "cost" / f"{stem}-{target}.json"
+
+
+def cost_table(args) -> int:
+    """``cost --all``: every unit at its example config, written as the cost table."""
+    from intvit.fpga.table import build_table, table_path, write_table
+    from intvit.golden_model.files import check_output_file
+
+    refuse(bool(args.op or args.set), "--all measures every unit at its example config; give "
+           "no operator and no --set with it")
+    output = check_output_file(args.output or table_path(args.target), "-o")
+    table, failures = build_table(args.target, progress=lambda line: print(line, flush=True))
+    path = write_table(table, output)
+    print(f"wrote {path}: {len(table['entries'])} entries")
+    if failures:
+        print(f"{len(failures)} unit(s) failed and are not in the table: "
+              f"{', '.join(failures)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -217,23 +315,52 @@ def format_cost(entry: dict) -> str:
 
 
 def cmd_quantize(args) -> int:
+    from intvit.golden_model.files import check_output_dir
+
+    check_output_dir(args.out, "-o")
+    if args.method == "adfq":
+        return quantize_adfq_command(args)
+    return quantize_iptq_command(args)
+
+
+ADFQ_ONLY = ("components", "iterations", "outliers", "log_base")
+IPTQ_ONLY = ("rule", "calibrator", "weights", "cost_table", "calibration", "arch")
+
+
+def check_method_options(args, foreign: tuple[str, ...]) -> None:
+    """Options of the other method are refused, not ignored."""
+    for name in foreign:
+        refuse(getattr(args, name) is not None, f"--{name.replace('_', '-')} does not apply to "
+               f"--method {args.method}; leave it out")
+
+
+def quantize_iptq_command(args) -> int:
+    """IPTQ-ViT's three stages (``--method iptq``); writes ``quant.json``."""
+    from intvit.golden_model.calibration import CALIBRATORS
     from intvit.golden_model.costs import load_cost_table
     from intvit.golden_model.metrics import OmegaWeights
     from intvit.golden_model.quantfile import save_quant
-    from intvit.golden_model.select import quantize_model
+    from intvit.golden_model.select import RULES, quantize_model
 
-    if args.method == "adfq":
-        return quantize_adfq_command(args)
-    weights = OmegaWeights(*parse_weights(args.weights))
+    check_method_options(args, ADFQ_ONLY)
+    bits = (args.bits or "w8a8").lower()
+    refuse(bits not in IPTQ_BITS, f"--bits {args.bits!r} is not supported by the integer "
+           f"pipeline (the GEMM array has 8- and 4-bit weights); use {' or '.join(IPTQ_BITS)}")
+    rule = args.rule or "unified"
+    refuse(rule not in RULES, f"--rule {rule!r}: unknown rule; use one of {', '.join(RULES)}")
+    calibrator = args.calibrator or "percentile"
+    refuse(calibrator not in CALIBRATORS, f"--calibrator {calibrator!r}: unknown calibrator; "
+           f"use one of {', '.join(CALIBRATORS)}")
+    weights = OmegaWeights(*parse_weights(args.weights or "1,1,0.5"))
     table = load_cost_table(args.cost_table)
-    model, splits, spec, what = model_and_data(args)
-    print(f"quantizing {what} at {args.bits.upper()}, rule {args.rule}, cost table "
+    model, splits, spec, what = model_and_data(args, bits, calibrator)
+    print(f"quantizing {what} at {bits.upper()}, rule {rule}, cost table "
           f"{table.source}{'' if table.measured else ' (stand-in)'}", flush=True)
 
     def progress(done, total, layer):
         print(f"  [{done}/{total}] scored {layer}", flush=True)
 
-    result = quantize_model(model, splits, spec, args.rule, weights, table, progress=progress)
+    result = quantize_model(model, splits, spec, rule, weights, table, progress=progress)
     path = save_quant(Path(args.out) / "quant.json", result)
     print(choice_table(result.assignment))
     acc = result.accuracy
@@ -248,22 +375,25 @@ def quantize_adfq_command(args) -> int:
     """ADFQ-ViT (``--method adfq``) on the bundled model; writes ``adfq.json``."""
     import json
 
-    from intvit.golden_model.adfq import adfq_splits
+    from intvit.golden_model.adfq import BITS, adfq_splits, parse_components
     from intvit.golden_model.adfq_pipeline import DEFAULT_ITERATIONS, quantize_adfq
     from intvit.golden_model.checkpoint import load_bundled
     from intvit.golden_model.dataset import load_splits
     from intvit.golden_model.files import write_text_atomic
 
-    if args.model != "bundled":
-        raise IntvitError("--method adfq runs on the bundled model only (it needs labelled "
-                          "test images)")
-    bits = args.bits if args.bits != "w8a8" else "w4a4"
+    check_method_options(args, IPTQ_ONLY)
+    refuse(args.model != "bundled", "--method adfq runs on the bundled model only (it needs "
+           "labelled test images)")
+    bits = (args.bits or "w4a4").lower()
+    refuse(bits not in BITS, f"--bits {args.bits!r} is not supported by --method adfq; use "
+           f"{' or '.join(BITS)}")
+    components = parse_components(args.components or "all")
     model, _, _ = load_bundled()
-    print(f"ADFQ-ViT on the bundled model at {bits.upper()}, components {args.components}, "
-          f"log base {args.log_base}", flush=True)
-    result = quantize_adfq(model, adfq_splits(load_splits()), bits, args.components,
-                           args.iterations if args.iterations is not None else
-                           DEFAULT_ITERATIONS, outliers=args.outliers, log_base=args.log_base,
+    print(f"ADFQ-ViT on the bundled model at {bits.upper()}, components {args.components or 'all'}"
+          f", log base {args.log_base or 'sqrt2'}", flush=True)
+    result = quantize_adfq(model, adfq_splits(load_splits()), bits, components,
+                           args.iterations or DEFAULT_ITERATIONS,
+                           outliers=args.outliers or "float", log_base=args.log_base or "sqrt2",
                            progress=lambda d, n, name: print(f"  [{d}/{n}] reconstructed {name}",
                                                              flush=True))
     path = write_text_atomic(Path(args.out) / "adfq.json", json.dumps(result, indent=1) + "\n")
@@ -272,12 +402,13 @@ def quantize_adfq_command(args) -> int:
     return 0
 
 
-def model_and_data(args):
+def model_and_data(args, bits: str, calibrator: str):
     """The float model, its calibration/test splits and the QuantSpec for ``--model``: the
     bundled digits model and dataset, or a timm checkpoint with ``--calibration`` images (whose
     "test" is the same images labelled by the float model: integer-vs-float agreement)."""
     import torch
 
+    from intvit.golden_model.calibration import load_calibration_images
     from intvit.golden_model.dataset import Split
     from intvit.golden_model.qvit import QuantSpec, image_scale_for
 
@@ -285,49 +416,29 @@ def model_and_data(args):
         from intvit.golden_model.checkpoint import load_bundled
         from intvit.golden_model.dataset import load_splits
 
+        refuse(args.arch is not None or args.calibration is not None, "--arch and "
+               "--calibration go with --model PATH; the bundled model has its own")
         model, _, _ = load_bundled()
-        return (model, load_splits(), QuantSpec.parse(args.bits, calibrator=args.calibrator),
+        return (model, load_splits(), QuantSpec.parse(bits, calibrator=calibrator),
                 "the bundled model")
     from intvit.golden_model.checkpoint import load_checkpoint
     from intvit.golden_model.vit import PRESETS
 
-    if args.arch is not None and args.arch not in PRESETS:
-        raise IntvitError(f"--arch {args.arch}: unknown architecture; use one of "
-                          f"{', '.join(sorted(PRESETS))}")
-    if args.calibration is None:
-        raise IntvitError("--model PATH needs --calibration IMAGES.npy (float images, "
-                          "N x C x H x W, normalized as the model expects)")
+    refuse(args.arch is not None and args.arch not in PRESETS, f"--arch {args.arch}: unknown "
+           f"architecture; use one of {', '.join(sorted(PRESETS))}")
+    refuse(args.calibration is None, "--model PATH needs --calibration IMAGES.npy (float "
+           "images, N x C x H x W, normalized as the model expects)")
+    refuse(not Path(args.model).is_file(), f"--model {args.model}: no such checkpoint file; "
+           "give a timm ViT/DeiT .pth or .safetensors, or `bundled`")
     model = load_checkpoint(args.model, PRESETS[args.arch] if args.arch else None)
-    images = load_images(args.calibration, model.config)
+    images = torch.from_numpy(load_calibration_images(args.calibration, model.config.in_chans,
+                                                      model.config.img_size))
     with torch.no_grad():
         labels = model(images).argmax(-1)
     split = Split(images, labels)
-    spec = QuantSpec.parse(args.bits, calibrator=args.calibrator,
+    spec = QuantSpec.parse(bits, calibrator=calibrator,
                            image_scale=image_scale_for(images.numpy()))
     return model, {"calibration": split, "test": split}, spec, args.model
-
-
-def load_images(path, config):
-    """Float calibration images from a ``.npy`` file, checked against the model's input."""
-    import numpy as np
-    import torch
-
-    try:
-        images = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise IntvitError(f"calibration images {path} do not exist") from None
-    except (OSError, ValueError) as error:
-        raise IntvitError(f"calibration images {path} are not a .npy array ({error})") from None
-    expected = (config.in_chans, config.img_size, config.img_size)
-    if images.ndim != 4 or tuple(images.shape[1:]) != expected:
-        raise IntvitError(f"calibration images {path} have shape {images.shape}; the model "
-                          f"takes (N, {', '.join(map(str, expected))})")
-    if len(images) == 0:
-        raise IntvitError(f"calibration images {path} are empty; give at least one image")
-    if not np.issubdtype(images.dtype, np.floating) or not np.all(np.isfinite(images)):
-        raise IntvitError(f"calibration images {path} must be finite floats (found NaN, "
-                          "infinity or integers)")
-    return torch.from_numpy(images.astype(np.float32))
 
 
 def choice_table(assignment: dict) -> str:
@@ -359,74 +470,87 @@ def parse_weights(text: str) -> tuple[float, float, float]:
 
 
 def cmd_demo(args) -> int:
+    from intvit.golden_model.files import check_output_dir
+
     from .demo import run_demo
 
+    check_output_dir(args.out, "--out")
     return run_demo(Path(args.out), force=args.force, only=args.only)
 
 
+REPORT_INPUTS = ("quant.json", "rules.json", "quantize.done", "sim.done", "cost.done")
+
+
 def cmd_report(args) -> int:
+    from intvit.golden_model.files import check_output_dir
+
     from .report import write_report
 
     directory = Path(args.directory)
-    missing = [name for name in ("quant.json", "rules.json", "quantize.done", "sim.done",
-                                 "cost.done") if not (directory / name).exists()]
-    if missing:
-        raise IntvitError(f"{directory} lacks {', '.join(missing)}; run `intvit demo --out "
-                          f"{directory}` first")
+    refuse(not directory.is_dir(), f"{directory} is not a directory; run `intvit demo --out "
+           f"{directory}` first")
+    missing = [name for name in REPORT_INPUTS if not (directory / name).is_file()]
+    refuse(bool(missing), f"{directory} lacks {', '.join(missing)}; run `intvit demo --out "
+           f"{directory}` first")
+    check_output_dir(directory, "report directory")
     files = write_report(directory)
     print(f"wrote {files['markdown']} and {files['html']}")
     return 0
-
-
-def add_unit_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("op", help="operator name, e.g. requant, softmax/iptq (see `intvit ops`) "
-                        "or gemm")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="config option (repeatable), e.g. --set bits=4 --set ratio=0.01")
-
-
-def add_gemm_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("gemm (the GEMM array)")
-    group.add_argument("--rows", type=int, default=8, help="array rows R (default 8)")
-    group.add_argument("--cols", type=int, default=8, help="array columns C (default 8)")
-    group.add_argument("--weight-bits", type=int, default=8, choices=(4, 8),
-                       help="weight width (default 8)")
-    group.add_argument("--k-max", type=int, default=4096,
-                       help="longest reduction, sizes the accumulators (default 4096)")
-    group.add_argument("--per-channel", action="store_true",
-                       help="requantize per output channel, m and e streamed with the bias "
-                            "(as the integer ViT's layers); default one built-in requantizer")
-
-
-def add_lanes(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lanes", type=int, default=1, help="elements per beat (default 1)")
-    parser.add_argument("--max-row", type=int, default=None,
-                        help="row units: longest row the buffer holds (default: LayerNorm's "
-                             "channels, else 256)")
 
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse with its usage errors on one line (what was wrong, and where to read more)."""
 
     def error(self, message):
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message}; see '{self.prog} --help'\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog="intvit", description="Integer-only ViT: golden model, RTL, bit-exact simulation "
-        "and FPGA cost for every operator.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def add_unit_options(parser: argparse.ArgumentParser, optional: bool = False,
+                     extra: str = "") -> None:
+    parser.add_argument("op", nargs="?" if optional else None,
+                        help="operator name, e.g. requant, softmax/iptq (see `intvit ops`)"
+                        + extra)
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="config option (repeatable), e.g. --set bits=4 --set ratio=0.01")
 
+
+def add_gemm_options(parser: argparse.ArgumentParser, full: bool = True) -> None:
+    group = parser.add_argument_group("gemm (the GEMM array)")
+    group.add_argument("--rows", type=positive_int, default=8, help="array rows R (default 8)")
+    group.add_argument("--cols", type=positive_int, default=8,
+                       help="array columns C (default 8)")
+    group.add_argument("--per-channel", action="store_true",
+                       help="requantize per output channel, m and e streamed with the bias "
+                            "(as the integer ViT's layers); default one built-in requantizer")
+    if full:
+        group.add_argument("--weight-bits", type=int, default=8, choices=(4, 8),
+                           help="weight width (default 8)")
+        group.add_argument("--k-max", type=positive_int, default=4096,
+                           help="longest reduction, sizes the accumulators (default 4096)")
+
+
+def add_lanes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lanes", type=positive_int, default=1,
+                        help="elements per beat, 1..64 (default 1)")
+    parser.add_argument("--max-row", type=positive_int, default=None,
+                        help="row units: longest row the buffer holds (default: LayerNorm's "
+                             "channels, else 256)")
+
+
+def add_doctor(commands) -> None:
     doctor = commands.add_parser("doctor", help="check the toolchain (Amaranth, Yosys, cocotb, "
                                  "Verilator, nextpnr)")
     doctor.set_defaults(run=cmd_doctor)
 
-    ops = commands.add_parser("ops", help="list the registered operators")
+
+def add_ops(commands) -> None:
+    ops = commands.add_parser("ops", help=f"list the registered operators (method: {METHOD_DOC})")
     ops.set_defaults(run=cmd_ops)
 
+
+def add_verilog(commands) -> None:
     verilog = commands.add_parser("verilog", help="write Verilog for an operator's unit")
-    add_unit_options(verilog)
+    add_unit_options(verilog, extra=" or gemm")
     add_lanes(verilog)
     add_gemm_options(verilog)
     verilog.add_argument("--axis", action="store_true", help="wrap the unit in an AXI4-Stream "
@@ -434,94 +558,128 @@ def build_parser() -> argparse.ArgumentParser:
     verilog.add_argument("-o", "--output", required=True, type=Path, help="Verilog file to write")
     verilog.set_defaults(run=cmd_verilog)
 
+
+def add_vectors(commands) -> None:
     vectors = commands.add_parser("vectors", help="write golden test vectors (.npz): an "
                                   "operator's sweep, or every layer of a quantized model")
-    vectors.add_argument("op", nargs="?", help="operator name (see `intvit ops`)")
-    vectors.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                         help="config option (repeatable)")
+    add_unit_options(vectors, optional=True, extra="; omit with --quant")
     vectors.add_argument("--quant", type=Path, help="quant.json of `intvit quantize`: write one "
                          "file per non-linear layer, from real test images, into -o DIR")
-    vectors.add_argument("--images", type=int, default=16, help="--quant: test images used")
+    vectors.add_argument("--images", type=positive_int, default=None,
+                         help=f"--quant: test images used, at most the test split's "
+                         f"(default {VECTOR_IMAGES})")
     vectors.add_argument("-o", "--output", required=True, type=Path,
                          help=".npz file to write (a directory with --quant)")
-    vectors.add_argument("--seed", type=int, default=0)
+    vectors.add_argument("--seed", type=non_negative_int, default=0)
     vectors.set_defaults(run=cmd_vectors)
 
+
+def add_sim(commands) -> None:
     sim = commands.add_parser("sim", help="simulate a unit under Verilator against the golden "
                               "model")
-    add_unit_options(sim)
+    add_unit_options(sim, extra=" or gemm")
     add_lanes(sim)
     add_gemm_options(sim)
-    sim.add_argument("--vectors", type=Path, help="vector file (default: a fresh sweep)")
-    sim.add_argument("--stall", type=float, default=0.0,
-                     help="probability of an idle source / stalled sink cycle (default 0)")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--work-dir", type=Path, help="where vectors, logs and waves go")
+    sim.add_argument("--vectors", type=Path, help="vector file of `intvit vectors`: the unit is "
+                     "built from the config stored in it, and the file is checked against the "
+                     "golden model first (default: a fresh sweep)")
+    sim.add_argument("--stall", type=stall_probability, default=0.0,
+                     help="probability of an idle source / stalled sink cycle, 0 <= p < 1 "
+                     "(default 0)")
+    sim.add_argument("--seed", type=non_negative_int, default=0)
+    sim.add_argument("--work-dir", type=Path, help="where vectors, logs and waves go (default "
+                     "runs/sim/OP)")
     sim.set_defaults(run=cmd_sim)
 
+
+def add_cost(commands) -> None:
     cost = commands.add_parser("cost", help="synthesize and place-and-route a unit; write its "
                                "cost JSON (--all: the whole cost table)")
-    cost.add_argument("op", nargs="?", help="operator name, e.g. requant, softmax/iptq (see "
-                      "`intvit ops`) or gemm; omit with --all")
-    cost.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                      help="config option (repeatable), e.g. --set bits=4")
+    add_unit_options(cost, optional=True, extra=" or gemm; omit with --all")
     cost.add_argument("--all", action="store_true", help="measure every available unit at its "
                       "8-bit example config and the GEMM array at 4x4 and 8x8; write the table "
                       "(default fpga/tables/TARGET.json)")
     add_lanes(cost)
-    cost.add_argument("--rows", type=int, default=8, help="gemm: array rows R (default 8)")
-    cost.add_argument("--cols", type=int, default=8, help="gemm: array columns C (default 8)")
-    cost.add_argument("--per-channel", action="store_true",
-                      help="gemm: per-channel requantization (m, e streamed with the bias)")
+    add_gemm_options(cost, full=False)
     cost.add_argument("--target", default="ecp5", choices=("ecp5", "xilinx"))
     cost.add_argument("-o", "--output", type=Path, help="JSON file (default runs/cost/..., or "
                       "with --all fpga/tables/TARGET.json)")
     cost.set_defaults(run=cmd_cost)
 
+
+def add_quantize(commands) -> None:
     quantize = commands.add_parser("quantize", help="quantize the bundled model to integers, "
                                    "one candidate per non-linear layer")
     quantize.add_argument("--model", default="bundled",
                           help="bundled (default) or a timm ViT/DeiT checkpoint path")
-    quantize.add_argument("--arch", default=None, help="architecture of --model PATH, e.g. "
-                          "deit_tiny_patch16_224 (default: inferred from the weights)")
-    quantize.add_argument("--calibration", default=None,
-                          help="--model PATH: calibration images, a float .npy (N, C, H, W)")
-    quantize.add_argument("--bits", default="w8a8", help="w8a8 (default) or w4a8; with "
-                          "--method adfq: w4a4 (default) or w6a6")
+    quantize.add_argument("--bits", default=None, help=f"{' or '.join(IPTQ_BITS)} (default "
+                          "w8a8); with --method adfq: w4a4 (default) or w6a6")
     quantize.add_argument("--method", default="iptq", choices=("iptq", "adfq"),
                           help="iptq (integer-only, default) or adfq (ADFQ-ViT quantizers and "
                           "module-wise reconstruction)")
-    quantize.add_argument("--components", default="all",
-                          help="--method adfq: all, none, or a list like poq,amo")
-    quantize.add_argument("--iterations", type=int, default=None,
-                          help="--method adfq: reconstruction iterations per module")
-    quantize.add_argument("--outliers", default="float", choices=("float", "int16"),
-                          help="--method adfq: outlier path (int16 keeps it integer)")
-    quantize.add_argument("--log-base", default="sqrt2", choices=("sqrt2", "2"),
-                          help="--method adfq: log quantizer base, sqrt2 (the authors' code, "
-                          "default) or 2 (the paper's text)")
-    quantize.add_argument("--rule", default="unified", help="unified (IPTQ-ViT, default), "
-                          "sqnr-diff, sqnr-output, all-iptq, all-ivit, all-ibert, all-fqvit")
-    quantize.add_argument("--calibrator", default="percentile",
-                          help="activation calibrator: minmax, percentile (default), mse")
-    quantize.add_argument("--weights", default="1,1,0.5",
-                          help="Omega weights of sensitivity, perturbation, cost")
-    quantize.add_argument("--cost-table", default=None,
-                          help="cost table JSON (default: fpga/tables/ecp5.json, else stand-in)")
     quantize.add_argument("-o", "--out", default="runs/quantize", help="output directory")
+    add_iptq_options(quantize.add_argument_group("--method iptq"))
+    add_adfq_options(quantize.add_argument_group("--method adfq"))
     quantize.set_defaults(run=cmd_quantize)
+
+
+def add_iptq_options(group) -> None:
+    group.add_argument("--arch", default=None, help="architecture of --model PATH, e.g. "
+                       "deit_tiny_patch16_224 (default: inferred from the weights)")
+    group.add_argument("--calibration", default=None,
+                       help="--model PATH: calibration images, a float .npy (N, C, H, W)")
+    group.add_argument("--rule", default=None, help="unified (IPTQ-ViT, default), sqnr-diff, "
+                       "sqnr-output, all-iptq, all-ivit, all-ibert, all-fqvit")
+    group.add_argument("--calibrator", default=None,
+                       help="activation calibrator: minmax, percentile (default), mse")
+    group.add_argument("--weights", default=None,
+                       help="Omega weights of sensitivity, perturbation, cost (default 1,1,0.5)")
+    group.add_argument("--cost-table", default=None,
+                       help="cost table JSON (default: fpga/tables/ecp5.json, else stand-in)")
+
+
+def add_adfq_options(group) -> None:
+    group.add_argument("--components", default=None,
+                       help="all (default), none, or a list like poq,amo")
+    group.add_argument("--iterations", type=positive_int, default=None,
+                       help="reconstruction iterations per module")
+    group.add_argument("--outliers", default=None, choices=("float", "int16"),
+                       help="outlier path: float (default) or int16 (keeps it integer)")
+    group.add_argument("--log-base", default=None, choices=("sqrt2", "2"),
+                       help="log quantizer base, sqrt2 (the authors' code, default) or 2 (the "
+                       "paper's text)")
+
+
+def add_demo(commands) -> None:
+    from .demo import STAGES
 
     demo = commands.add_parser("demo", help="the main job on the bundled model")
     demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     demo.add_argument("--force", action="store_true",
                       help="redo every stage (default: reuse the stages finished earlier)")
-    demo.add_argument("--only", metavar="STAGE", help="run one stage (quantize, vectors, "
-                      "verilog, sim, cost, report) from the files of the stages before it")
+    demo.add_argument("--only", metavar="STAGE", choices=STAGES, help="run one stage "
+                      f"({', '.join(STAGES)}) from the files of the stages before it; the "
+                      "stages after it are then redone by the next full run")
     demo.set_defaults(run=cmd_demo)
 
+
+def add_report(commands) -> None:
     report = commands.add_parser("report", help="write report.md and report.html of a demo run")
     report.add_argument("directory", nargs="?", default="runs/demo")
     report.set_defaults(run=cmd_report)
+
+
+COMMANDS = (add_doctor, add_ops, add_verilog, add_vectors, add_sim, add_cost, add_quantize,
+            add_demo, add_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="intvit", description="Integer-only ViT: golden model, RTL, bit-exact simulation "
+        f"and FPGA cost for every operator (the method: {METHOD_DOC}).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands)
     return parser
 
 
@@ -532,8 +690,9 @@ def main(argv: list[str] | None = None) -> int:
         return stop.code
     try:
         return args.run(args)
-    except IntvitError as error:
-        print(f"intvit {args.command}: error: {error}", file=sys.stderr)
+    except IntvitError as error:  # ConfigError too: bad input, never a traceback
+        message = " ".join(str(error).split())
+        print(f"intvit {args.command}: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"intvit {args.command}: interrupted", file=sys.stderr)

@@ -1,7 +1,7 @@
 """``intvit demo``: the main job on the bundled model, stage by stage, resumable.
 
-Stages (each writes its files under the output directory and a ``<stage>.done`` record; a rerun
-skips finished stages, so an interrupted demo resumes):
+Stages (each writes its files under the output directory, then a ``<stage>.done`` record; a
+rerun skips finished stages, so an interrupted demo resumes):
 
 1. ``quantize``: IPTQ-ViT's three stages at W8A8 plus every other rule for comparison;
    ``quant.json`` (the unified rule's mix) and ``rules.json`` (accuracy of every rule).
@@ -9,8 +9,13 @@ skips finished stages, so an interrupted demo resumes):
    the inputs of its first layer in the integer model on test images, with golden outputs.
 3. ``verilog``: Verilog of each chosen unit (that layer's config) and of the GEMM array.
 4. ``sim``: each unit simulated under Verilator against its vectors, bit for bit.
-5. ``cost``: the resource table of the chosen units (the checked-in cost table, else measured).
+5. ``cost``: the resources of the units whose Verilog stage 3 wrote, measured at those configs
+   (Yosys and nextpnr, cached: a rerun is free); the GEMM array from the checked-in table.
 6. ``report``: ``report.md`` and ``report.html``.
+
+A stage's marker is written only after all its outputs. Before a stage runs (``--force``,
+``--only``, or a resume after an interruption), its marker and those of every later stage are
+removed, so an interrupted run never leaves a marker beside outputs it does not describe.
 """
 import json
 import time
@@ -50,9 +55,22 @@ def _done_path(out: Path, stage: str) -> Path:
     return out / f"{stage}.done"
 
 
+def clear_markers(out: Path, first: str) -> None:
+    """Remove the markers of ``first`` and of every stage after it (their outputs are about to
+    be rewritten, or depend on outputs that are)."""
+    for stage in STAGES[STAGES.index(first):]:
+        _done_path(out, stage).unlink(missing_ok=True)
+
+
 def _load(out: Path, stage: str):
+    """The stage's record, or None when it has not finished (no marker, or one that is not a
+    JSON record: the stage then runs again)."""
     path = _done_path(out, stage)
-    return json.loads(path.read_text()) if path.exists() else None
+    try:
+        record = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _finish(out: Path, stage: str, record: dict) -> dict:
@@ -169,7 +187,8 @@ def stage_sim(out: Path, units: dict) -> dict:
     for op, info in units.items():
         config = qmodel.plans[info["layer"]].config
         outcome = verify(op, config, lanes=1, work_dir=out / "sim" / op.replace("/", "_"),
-                         vectors_path=Path(info["vectors"]))
+                         vectors_path=Path(info["vectors"]),
+                         progress=lambda line: print(f"        {line}", flush=True))
         r = outcome.result
         verdicts[op] = {"checked": r.checked, "mismatches": r.mismatches, "cycles": r.cycles,
                         "passed": r.passed, "first_mismatch": r.first_mismatch,
@@ -215,24 +234,31 @@ def real_qkv_gemm(out: Path, qmodel, splits):
 
 
 def stage_cost(out: Path, units: dict) -> dict:
+    """Resources of the chosen units at the configs of their layers (the Verilog of stage 3),
+    measured by Yosys and nextpnr-ecp5 (cached by the Verilog, so a rerun is free); the GEMM
+    array is the checked-in table's entry of the same per-channel 8x8 array."""
     from intvit.fpga.cost import measure
 
+    qmodel, _ = chosen_model(out)
+    entries = {}
+    for op, info in units.items():
+        entry = measure(op, qmodel.plans[info["layer"]].config, lanes=1, target="ecp5")
+        source = "cached measurement" if entry["cached"] else "measured now"
+        entries[op] = {**entry, "source": f"{source}, {info['layer']}'s config"}
+        print_cost(op, entries[op])
     table_path = Path(__file__).resolve().parents[1] / "fpga" / "tables" / "ecp5.json"
     table = json.loads(table_path.read_text())["entries"] if table_path.exists() else {}
-    entries = {}
-    for op in list(units) + ["gemm"]:
-        key = f"gemm/{GEMM_SIZE}x{GEMM_SIZE}/per-channel" if op == "gemm" else op
-        if key in table:
-            entries[op] = {**table[key], "source": "checked-in table"}
-        elif op != "gemm":
-            entries[op] = {**measure(op, None, lanes=1, target="ecp5"), "source": "measured now"}
-        else:
-            continue
-        r = entries[op]["resources"]
-        print(f"      {op:16s} LUT {r.get('LUT', 0)}, FF {r.get('FF', 0)}, DSP {r.get('DSP', 0)}"
-              f", Fmax {entries[op].get('fmax_mhz') or 0:.1f} MHz ({entries[op]['source']})",
-              flush=True)
+    gemm_key = f"gemm/{GEMM_SIZE}x{GEMM_SIZE}/per-channel"
+    if gemm_key in table:
+        entries["gemm"] = {**table[gemm_key], "source": "checked-in table"}
+        print_cost("gemm", entries["gemm"])
     return _finish(out, "cost", {"entries": entries})
+
+
+def print_cost(op: str, entry: dict) -> None:
+    r = entry["resources"]
+    print(f"      {op:16s} LUT {r.get('LUT', 0)}, FF {r.get('FF', 0)}, DSP {r.get('DSP', 0)}, "
+          f"Fmax {entry.get('fmax_mhz') or 0:.1f} MHz ({entry['source']})", flush=True)
 
 
 def run_stage(out: Path, stage: str, records: dict) -> dict:
@@ -254,7 +280,8 @@ def run_stage(out: Path, stage: str, records: dict) -> dict:
 
 def run_demo(out: Path, force: bool = False, only: str | None = None) -> int:
     """All stages (reusing finished ones unless ``force``), or ``only`` one stage, which reads
-    the files of the stages before it."""
+    the files of the stages before it. A stage that runs first clears its own marker and the
+    later ones (:func:`clear_markers`)."""
     from intvit.golden_model.errors import IntvitError
 
     out = Path(out)
@@ -267,16 +294,20 @@ def run_demo(out: Path, force: bool = False, only: str | None = None) -> int:
             if records[stage] is None:
                 raise IntvitError(f"stage {only} needs stage {stage} first: run `intvit demo "
                                   f"--out {out} --only {stage}` (or the whole demo)")
+        clear_markers(out, only)
         with Progress(1).stage(only):
             run_stage(out, only, records)
         return 0
-    out.mkdir(parents=True, exist_ok=True)
+    if force:
+        clear_markers(out, STAGES[0])
     progress = Progress(len(STAGES))
     records = {}
     for stage in STAGES:
-        record = None if force else _load(out, stage)
+        record = _load(out, stage)
         with progress.stage(stage if record is None else f"{stage} (finished earlier, reused)"):
             if record is None:
+                clear_markers(out, stage)
+                out.mkdir(parents=True, exist_ok=True)
                 record = run_stage(out, stage, records)
         records[stage] = record
     return summary(records)
@@ -296,7 +327,8 @@ def summary(records: dict) -> int:
           f"{acc['stage3']:.2%}")
     print(f"units verified: {passed}/{len(verdicts)} with {mismatches} mismatches in "
           f"{checked:,} real-activation outputs (Verilator, bit-exact)")
-    print(f"chosen non-linear units: {lut} LUT, {dsp} DSP in all (ECP5, one lane each)")
+    print(f"chosen non-linear units: {lut} LUT, {dsp} DSP in all (ECP5, one lane each, measured "
+          "at the configs of their layers)")
     print(f"report: {records['report']['files']['html']}")
     print("=" * 72)
     return 0 if passed == len(verdicts) else 1

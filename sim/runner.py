@@ -10,8 +10,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cocotb
 
@@ -54,11 +56,13 @@ precompiled-header include flag, which the PyPI wheel's ``verilated.mk`` leaves 
 split into several C++ files then fail to link without it)."""
 
 
-def build_unit(component) -> tuple[Path, bool]:
+def build_unit(component, progress: Callable[[str], None] | None = None) -> tuple[Path, bool]:
     """Verilate ``component`` with FST tracing compiled in; return (build dir, was cached).
 
     Builds are cached by a hash of the Verilog and the tool versions, and a lock file serializes
-    processes that need the same build (parallel test workers)."""
+    processes that need the same build (parallel test workers). ``progress`` hears whether the
+    build was cached, or that it starts and how long it took."""
+    say = progress or (lambda line: None)
     use_verilator_env()
     verilog = export_verilog(component, TOPLEVEL)
     key = hashlib.sha256("\n".join([verilog, repr(verilator_version()), cocotb.__version__])
@@ -69,9 +73,13 @@ def build_unit(component) -> tuple[Path, bool]:
     with open(build_dir.parent / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if stamp.exists():
+            say(f"Verilator build cached ({build_dir})")
             return build_dir, True
+        say("building the Verilator model (a minute or so the first time) ...")
+        start = time.monotonic()
         _verilate(verilog, build_dir)
         stamp.write_text(key)
+    say(f"built in {time.monotonic() - start:.0f} s")
     return build_dir, False
 
 
@@ -126,11 +134,14 @@ def find_shared_library(name: str) -> Path | None:
 
 
 def run_bench(component, test_module: str, vectors: Path, env: dict[str, str] | None = None,
-              work_dir: Path | None = None) -> SimResult:
-    """Run cocotb ``test_module`` against ``component`` fed with the ``vectors`` file."""
+              work_dir: Path | None = None,
+              progress: Callable[[str], None] | None = None) -> SimResult:
+    """Run cocotb ``test_module`` against ``component`` fed with the ``vectors`` file;
+    ``progress`` receives one line per step (build, simulation, waveform rerun)."""
     from cocotb_tools.runner import get_runner
 
-    build_dir, cached = build_unit(component)
+    say = progress or (lambda line: None)
+    build_dir, cached = build_unit(component, progress)
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="intvit-sim-")).resolve()
     verdict_path = work_dir / "verdict.json"
 
@@ -151,9 +162,13 @@ def run_bench(component, test_module: str, vectors: Path, env: dict[str, str] | 
                                f"{work_dir / 'sim.log'}")
         return json.loads(verdict_path.read_text())
 
+    say(f"simulating ({test_module}; log {work_dir / 'sim.log'}) ...")
+    start = time.monotonic()
     verdict = attempt(waves=False)
+    say(f"simulated {verdict['checked']:,} outputs in {time.monotonic() - start:.0f} s")
     waveform = None
     if verdict["mismatches"] or verdict["checked"] == 0:
+        say("mismatches: simulating again with waveform tracing ...")
         attempt(waves=True)
         waveform = next(work_dir.glob("dump.*"), None)
     return SimResult(checked=verdict["checked"], mismatches=verdict["mismatches"],

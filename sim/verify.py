@@ -1,13 +1,14 @@
 """Verify one operator's unit against the golden model: make vectors, simulate, compare."""
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from intvit.golden_model import registry
 from intvit.golden_model.errors import IntvitError
-from intvit.golden_model.vectors import (load_vectors, make_row_vectors, make_vectors,
-                                  real_activation_rows, row_sweep, save_vectors)
+from intvit.golden_model.vectors import (load_checked_vectors, make_row_vectors, make_vectors,
+                                         real_activation_rows, row_sweep, save_vectors)
 from intvit.hw.units import build_unit
 
 from .runner import SimResult, run_bench
@@ -54,26 +55,61 @@ def sweep_vectors(name: str, config, seed: int = 0, max_row: int | None = None,
     return make_vectors(name, config, x, operator.run(config, x))
 
 
-def verify(name: str, config, *, lanes: int = 1, max_row: int | None = None, work_dir: Path,
-           seed: int = 0, source_idle: float = 0.0, sink_stall: float = 0.0,
-           vectors_path: Path | None = None, row_count: int = ROW_COUNT) -> Verification:
-    """Simulate ``name``'s unit on ``vectors_path`` (or a fresh sweep written into ``work_dir``).
-    ``max_row`` sizes a row unit's buffer (default: :func:`intvit.hw.units.default_max_row`);
-    ``row_count`` random rows join the corner rows of a row unit's sweep."""
+def verify(name: str, config=None, *, lanes: int = 1, max_row: int | None = None,
+           work_dir: Path, seed: int = 0, source_idle: float = 0.0, sink_stall: float = 0.0,
+           vectors_path: Path | None = None, row_count: int = ROW_COUNT,
+           progress: Callable[[str], None] | None = None) -> Verification:
+    """Simulate ``name``'s unit on ``vectors_path`` (or a fresh sweep of ``config`` written into
+    ``work_dir``).
+
+    A vector file is checked before any RTL runs (:func:`load_checked_vectors`) and the unit is
+    built from the config stored in it; ``config``, when given too, must equal that config. A bad
+    file is an :class:`IntvitError`, not a failed simulation. ``max_row`` sizes a row unit's
+    buffer (default: :func:`intvit.hw.units.default_max_row`); ``row_count`` random rows join the
+    corner rows of a row unit's sweep; ``progress`` receives one line per step."""
+    say = progress or (lambda line: None)
+    for option, value in (("source_idle", source_idle), ("sink_stall", sink_stall)):
+        if not 0 <= value < 1:
+            raise IntvitError(f"{option} must be a probability with 0 <= p < 1 (got {value!r}); "
+                              "at 1 no beat would ever move")
     operator = registry.get(name)
     work_dir = Path(work_dir)
+    if vectors_path is not None:
+        vectors, stored = load_checked_vectors(vectors_path)
+        if vectors.op != name:
+            raise IntvitError(f"vector file {vectors_path} is for {vectors.op!r}, not {name!r}; "
+                              f"run `intvit sim {vectors.op} --vectors {vectors_path}`")
+        if config is not None and config != stored:
+            raise IntvitError(f"vector file {vectors_path} was made for another {name} config "
+                              "than the one given; regenerate it")
+        config = stored
+    elif config is None:
+        raise IntvitError(f"{name}: give a config or a vector file to simulate")
     unit = build_unit(name, config, lanes=lanes, max_row=max_row)
     if vectors_path is None:
-        vectors_path = save_vectors(work_dir / "vectors.npz",
-                                    sweep_vectors(name, config, seed,
-                                                  getattr(unit, "max_row", None), row_count))
+        vectors = sweep_vectors(name, config, seed, getattr(unit, "max_row", None), row_count)
+        vectors_path = save_vectors(work_dir / "vectors.npz", vectors)
+        say(f"wrote {vectors_path}: a sweep of {element_count(vectors):,} inputs")
     else:
-        vectors = load_vectors(vectors_path)
-        if vectors.op != name:
-            raise IntvitError(f"vector file {vectors_path} is for {vectors.op!r}, "
-                                       f"not {name!r}")
+        check_row_capacity(vectors, unit, vectors_path)
+        say(f"read {vectors_path}: {element_count(vectors):,} inputs, checked against the "
+            "golden model")
     result = run_bench(unit, bench_module(operator), vectors_path, work_dir=work_dir / "sim",
                        env={"INTVIT_LANES": str(lanes), "INTVIT_SEED": str(seed),
                             "INTVIT_SOURCE_IDLE": str(source_idle),
-                            "INTVIT_SINK_STALL": str(sink_stall)})
+                            "INTVIT_SINK_STALL": str(sink_stall)}, progress=progress)
     return Verification(op=name, lanes=lanes, vectors=Path(vectors_path), result=result)
+
+
+def element_count(vectors) -> int:
+    """Real inputs in ``vectors`` (row padding not counted)."""
+    return int(vectors.lengths.sum()) if vectors.lengths is not None else int(vectors.x.size)
+
+
+def check_row_capacity(vectors, unit, path) -> None:
+    """Rows of a vector file must fit the row unit's buffer (``max_row``)."""
+    capacity = getattr(unit, "max_row", None)
+    longest = max(len(x_row) for x_row, _ in vectors.rows())
+    if capacity is not None and longest > capacity:
+        raise IntvitError(f"vector file {path} has rows of {longest} elements but the unit holds "
+                          f"{capacity}; give --max-row {longest} or more")
