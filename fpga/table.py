@@ -1,4 +1,4 @@
-"""The cost table of a target: every available unit at its example config, plus the GEMM array.
+"""The cost table of a target: every registered unit at its example config, plus the GEMM array.
 
 ``intvit cost --all --target T`` writes ``fpga/tables/<T>.json``::
 
