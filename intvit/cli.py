@@ -20,26 +20,23 @@ METHOD_DOC = "docs/method.md"
 """Where the method, its equations and their sources are described."""
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {text!r})")
-    return value
+def int_at_least(minimum: int, what: str):
+    """argparse type: an integer ``>= minimum`` (``what`` names such values in the help)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum} (got {text!r})")
+        return value
+
+    parse.__name__ = what
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0 (seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {text!r})")
-    return value
+positive_int = int_at_least(1, "positive integer")
+non_negative_int = int_at_least(0, "seed")
 
 
 def stall_probability(text: str) -> float:

@@ -138,6 +138,28 @@ def check_samples(owner: str, samples) -> np.ndarray:
     return values
 
 
+def example_builder(config_type):
+    """``example(in_scale, in_bits, out_bits, out_scale, published)``: ``config_type``'s
+    ``from_scale`` (or its paper's ``published`` constants) at the example input scale."""
+    def example(in_scale: float = EXAMPLE_IN_SCALE, in_bits: int = 8, out_bits: int = 8,
+                out_scale: float | None = None, published: bool = False):
+        build = config_type.published if published else config_type.from_scale
+        return build(in_scale, in_bits=in_bits, out_bits=out_bits, out_scale=out_scale)
+
+    return example
+
+
+def scale_only_calibration(config_type, name: str):
+    """``calibrate(in_scale, samples, ...)`` for a candidate whose constants come from the scale
+    alone: the samples are only checked (non-empty, finite)."""
+    def calibrate(in_scale, samples, *, in_bits=8, out_bits=8, out_scale=None):
+        check_samples(f"{name} calibrate", samples)
+        return config_type.from_scale(in_scale, in_bits=in_bits, out_bits=out_bits,
+                                      out_scale=out_scale)
+
+    return calibrate
+
+
 def check_input(config, q, name: str) -> np.ndarray:
     """``q`` as an int64 array of the config's ``in_bits`` signed codes; else a one-line error."""
     q = as_int_array(q, name)

@@ -12,9 +12,9 @@ import numpy as np
 from ...integer import check_int, check_scale
 from ...operator import Operator
 from ..requant import RequantConfig, requantize
-from .common import (EXAMPLE_IN_SCALE, GeluPorts, check_bits, check_input, check_samples,
-                     clipped_distance, distance_ranges, erf_tail, erf_tail_ranges, output_scale,
-                     reference, smallest_fitting_shift, sweep_inputs)
+from .common import (GeluPorts, check_bits, check_input, clipped_distance, distance_ranges,
+                     erf_tail, erf_tail_ranges, example_builder, output_scale, reference,
+                     scale_only_calibration, smallest_fitting_shift, sweep_inputs)
 
 IBERT_A = -0.2888
 """I-BERT i-GELU erf polynomial ``a`` (Kim et al., ICML 2021, i-GELU section)."""
@@ -127,18 +127,8 @@ def run_ibert(config: IBertGeluConfig, q) -> np.ndarray:
     return requantize(config.requant, ibert_integer_gelu(config, q))
 
 
-def example_ibert(in_scale: float = EXAMPLE_IN_SCALE, in_bits: int = 8, out_bits: int = 8,
-                  out_scale: float | None = None, published: bool = False) -> IBertGeluConfig:
-    """``from_scale`` (or the paper's ``published`` shift) at the example input scale."""
-    build = IBertGeluConfig.published if published else IBertGeluConfig.from_scale
-    return build(in_scale, in_bits=in_bits, out_bits=out_bits, out_scale=out_scale)
-
-
-def calibrate_ibert(in_scale, samples, *, in_bits=8, out_bits=8, out_scale=None):
-    """I-BERT's constants are fixed: the samples are only checked (non-empty, finite)."""
-    check_samples("gelu/ibert calibrate", samples)
-    return IBertGeluConfig.from_scale(in_scale, in_bits=in_bits, out_bits=out_bits,
-                                      out_scale=out_scale)
+example_ibert = example_builder(IBertGeluConfig)
+calibrate_ibert = scale_only_calibration(IBertGeluConfig, "gelu/ibert")
 
 
 OPERATOR = Operator(

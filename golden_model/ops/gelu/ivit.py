@@ -15,8 +15,8 @@ from ...errors import ConfigError
 from ...integer import check_int, check_scale
 from ...operator import Operator
 from ..requant import ACC_BITS, RequantConfig, requantize
-from .common import (EXAMPLE_IN_SCALE, GeluPorts, check_bits, check_input, check_samples,
-                     output_scale, product_range, reference, sweep_inputs)
+from .common import (GeluPorts, check_bits, check_input, example_builder, output_scale,
+                     product_range, reference, scale_only_calibration, sweep_inputs)
 
 IVIT_SLOPE_SHIFTS = (0, 1, 3, 4)
 """1.702 ~= (1.1011)_2 = 1 + 2**-1 + 2**-3 + 2**-4 = 1.6875 (I-ViT, Li & Gu 2023, ShiftGELU)."""
@@ -214,18 +214,8 @@ def run_shift(config: ShiftGeluConfig, q) -> np.ndarray:
     return requantize(config.requant, shift_integer_gelu(config, q))
 
 
-def example_shift(in_scale: float = EXAMPLE_IN_SCALE, in_bits: int = 8, out_bits: int = 8,
-                  out_scale: float | None = None, published: bool = False) -> ShiftGeluConfig:
-    """``from_scale`` (or the paper's ``published`` constants) at the example input scale."""
-    build = ShiftGeluConfig.published if published else ShiftGeluConfig.from_scale
-    return build(in_scale, in_bits=in_bits, out_bits=out_bits, out_scale=out_scale)
-
-
-def calibrate_shift(in_scale, samples, *, in_bits=8, out_bits=8, out_scale=None):
-    """ShiftGELU's constants come from the scale only: the samples are only checked."""
-    check_samples("gelu/ivit calibrate", samples)
-    return ShiftGeluConfig.from_scale(in_scale, in_bits=in_bits, out_bits=out_bits,
-                                      out_scale=out_scale)
+example_shift = example_builder(ShiftGeluConfig)
+calibrate_shift = scale_only_calibration(ShiftGeluConfig, "gelu/ivit")
 
 
 OPERATOR = Operator(
