@@ -14,7 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from intvit.golden_model import registry  # noqa: E402
-from intvit.golden_model.errors import IntvitError  # noqa: E402
 from intvit.golden_model.files import write_text_atomic  # noqa: E402
 from intvit.hw.units import unit_class  # noqa: E402
 
@@ -22,6 +21,21 @@ from intvit.hw.units import unit_class  # noqa: E402
 def doc(obj) -> str:
     text = inspect.getdoc(obj) or "(no docstring)"
     return "\n".join("    " + line if line else "" for line in text.splitlines())
+
+
+def source_file(obj) -> str:
+    return Path(inspect.getsourcefile(obj)).resolve().relative_to(ROOT).as_posix()
+
+
+def where(name: str, operator) -> str:
+    """The files that hold the candidate's parts, all named after it."""
+    benches = sorted(p.relative_to(ROOT).as_posix()
+                     for p in (ROOT / "sim").glob(f"test_{operator.kind}*.py")
+                     if name in p.read_text())
+    return (f"*Where*: config and integer function `{source_file(operator.run)}`, float "
+            f"reference `{source_file(operator.reference)}`, unit "
+            f"`{source_file(unit_class(name))}`, testbench "
+            f"{', '.join(f'`{b}`' for b in benches)}, cost key `{name}`.\n")
 
 
 def main():
@@ -35,13 +49,11 @@ def main():
         parts.append(f"## `{name}`\n\n{operator.description}.\n\n*Source*: {operator.source}. "
                      f"*Shape*: {'row-wise (last axis)' if operator.row_wise else 'element-wise'}"
                      ".\n")
+        parts.append(where(name, operator))
         parts.append(f"### Config `{operator.config_type.__name__}`\n\n{doc(operator.config_type)}\n")
         parts.append(f"### Integer function `{operator.run.__name__}`\n\n{doc(operator.run)}\n")
-        try:
-            unit = unit_class(name)
-            parts.append(f"### Hardware unit `{unit.__name__}`\n\n{doc(unit)}\n")
-        except IntvitError:
-            parts.append("### Hardware unit\n\nNone yet.\n")
+        unit = unit_class(name)
+        parts.append(f"### Hardware unit `{unit.__name__}`\n\n{doc(unit)}\n")
         if name in costs:
             e = costs[name]
             r = e["resources"]
