@@ -226,7 +226,8 @@ def test_error_against_float_softmax_is_the_methods_own(name, label, cfg):
 
 
 def test_bit_exp_is_the_most_accurate_candidate():
-    """PAPERS.md: Bit-exp is meant to beat I-ViT's 1 - f/2 (and I-BERT at 8-bit scales)."""
+    """Bit-exp is meant to beat I-ViT's 1 - f/2 (and I-BERT at 8-bit scales): docs/method.md
+    sec. 1."""
     worst = {}
     for name in LINEAR:
         cfg = get(name).example_config()
@@ -407,7 +408,7 @@ def test_ibert_constants_are_the_references():
 @pytest.mark.parametrize("polynomial", ["paper", "code"])
 def test_i_exp_polynomial_is_its_sources(polynomial):
     """Each named polynomial is its source's (paper eq. 13, or the released code's coef) and
-    approximates exp on (-ln2, 0] to 2.2e-3; the two differ by < 3e-4 (REFERENCE_KERNELS.md)."""
+    approximates exp on (-ln2, 0] to 2.2e-3; the two differ by < 3e-4 (docs/method.md sec. 4.1)."""
     p = np.linspace(-LN2, 0, 10001)
     cfg = sm.IBertSoftmaxConfig.published(0.05, polynomial=polynomial)
     assert np.abs(sm.I_EXP_POLYNOMIALS[polynomial].value(p) - ibert_poly(cfg, p)).max() < 1e-12

@@ -20,7 +20,7 @@ worst-case row sum ``max_row * exp_max``) and ``quotient_bits`` (divider output)
 numpy: every config refuses constants whose worst case exceeds ``2**62``.
 
 Precision constants are derived from ``in_scale`` and the bit widths (``from_scale``); the papers'
-fixed values are the ``published`` presets (REFERENCE_KERNELS.md, "derive them").
+fixed values are the ``published`` presets (docs/method.md sec. 5).
 """
 from typing import ClassVar
 
@@ -45,7 +45,7 @@ INT64_BITS = 62
 
 LOG2E_TERMS = ((0, 1), (1, 1), (4, -1))
 """I-ViT's ``log2(e) ~ (1.0111)_2 = 1 + 2**-1 - 2**-4 = 1.4375`` (Li & Gu, ICCV 2023, Sec. 3.3;
-REFERENCE_KERNELS.md Shiftmax step 2) as ``(shift, sign)`` terms: the one definition that
+docs/method.md sec. 4.2, Shiftmax) as ``(shift, sign)`` terms: the one definition that
 :func:`log2e_shift_add`, :func:`log2e_times16` and the hardware units fold over."""
 LOG2E_FRAC_BITS = max(shift for shift, _ in LOG2E_TERMS)
 """Fraction bits of :data:`LOG2E_TERMS` (4): ``2**4 * 1.4375 = 23`` is an integer."""

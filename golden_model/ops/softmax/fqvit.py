@@ -1,5 +1,5 @@
 """``softmax/fqvit``: FQ-ViT Log-Int-Softmax (Lin et al., IJCAI 2022, Sec. 3.3; reference
-``QIntSoftmax``; REFERENCE_KERNELS.md "Log-Int-Softmax") on I-BERT's i-exp. The float
+``QIntSoftmax``; docs/method.md sec. 4.3, Log-Int-Softmax) on I-BERT's i-exp. The float
 reference is :func:`~.common.softmax_reference`."""
 from dataclasses import dataclass
 from typing import ClassVar

@@ -1,5 +1,5 @@
 """``softmax/ibert``: I-BERT softmax (Kim et al., ICML 2021, Sec. 3.5, Algorithm 2; reference
-``IntSoftmax``; REFERENCE_KERNELS.md "i-exp and softmax"), and its i-exp, which ``softmax/fqvit``
+``IntSoftmax``; docs/method.md sec. 4.1, i-exp), and its i-exp, which ``softmax/fqvit``
 shares. The float reference is :func:`~.common.softmax_reference`."""
 import math
 from dataclasses import dataclass
@@ -41,7 +41,7 @@ I_EXP_POLYNOMIALS = {
     "paper": IExpPolynomial(a=0.3585, b=1.353, b2=1.353, c=0.344 / 0.3585),
     "code": IExpPolynomial(a=0.35815147, b=0.96963238 / 0.35815147, b2=0.0, c=1.0 / 0.35815147),
 }
-"""The two published i-exp polynomials, within 3e-4 of each other (REFERENCE_KERNELS.md):
+"""The two published i-exp polynomials, within 3e-4 of each other (docs/method.md sec. 4.1):
 ``"paper"`` is I-BERT's eq. 13 / Algorithm 2, ``0.3585*(p + 1.353)**2 + 0.344`` (max abs error
 2.1e-3); ``"code"`` is I-BERT's and FQ-ViT's released code (``IntSoftmax.coef``,
 ``int_polynomial``), ``0.35815147*p**2 + 0.96963238*p + 1`` with ``coef[1:] /= coef[0]``, so
@@ -179,8 +179,8 @@ class IBertSoftmaxConfig(IExpConfig, ReciprocalSoftmaxConfig):
     ``from_scale`` derives the widths (paper polynomial by default): ``exp_bits = ceil(log2
     max_row) + out_bits + 4``, ``exp_shift`` the largest with ``exp_max < 2**exp_bits``, ``k_max
     = exp_bits + 1`` (where ``e`` is 0 anyway), ``recip_bits = exp_bits + out_bits + 4``. The
-    reference's int16 requantization of ``e`` (step 5 of REFERENCE_KERNELS.md) is not needed:
-    ``exp_bits`` is the width. ``published`` reproduces the released code (its polynomial by
+    reference's int16 requantization of ``e`` (its code's step 5, docs/method.md sec. 4.1) is
+    not needed: ``exp_bits`` is the width. ``published`` reproduces the released code (its polynomial by
     default): ``k_max = n = 30``, ``e`` computed at ``2**30`` and then requantized to int16 — our
     stand-in for ``QuantAct(16)`` is a floor right shift by the ``t`` that brings ``exp_max``
     below ``2**15`` (``exp_shift = 30 - t``; floor shifts compose exactly), ``recip_bits = 32``.

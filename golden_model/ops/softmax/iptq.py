@@ -1,5 +1,5 @@
 """``softmax/iptq``: Bit-exp softmax, intvit's definition of IPTQ-ViT's "Efficient Bit-exp"
-(PAPERS.md Sec. 1: the paper's formula was not available; this algorithm is ours). The float
+(docs/method.md sec. 1: the paper's formula was not available; this algorithm is ours). The float
 reference is :func:`~.common.softmax_reference`."""
 import math
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ BIT_EXP_COEFFS = (Fraction(1) - Fraction(1, 1 << 9) - Fraction(1, 1 << 10),
 """``2**-f ~ c0 + c1*f + c2*f**2`` on ``f in [0, 1)``: each coefficient a sum of three powers of
 two (``1 - 2**-9 - 2**-10``, ``-(2**-1 + 2**-3 + 2**-5)``, ``2**-3 + 2**-5 + 2**-9``), chosen by
 exhaustive search over such sums (exponents 0..-12) for least max relative error: 0.293 %
-(I-ViT's ``1 - f/2``: 6.1 %). intvit's definition (PAPERS.md Sec. 1)."""
+(I-ViT's ``1 - f/2``: 6.1 %). intvit's definition (docs/method.md sec. 1)."""
 BIT_EXP_COEFF_FRAC_BITS = 10
 """The finest power of two in :data:`BIT_EXP_COEFFS`; ``exp_bits`` is at least this."""
 BIT_EXP_FRAC_BITS = 12
@@ -32,8 +32,8 @@ BIT_EXP_MULT_BITS = 16
 
 @dataclass(frozen=True)
 class BitExpSoftmaxConfig(ReciprocalSoftmaxConfig):
-    """Bit-exp softmax, intvit's definition of IPTQ-ViT's "Efficient Bit-exp" (PAPERS.md Sec. 1:
-    the paper's formula was not available; this algorithm is ours).
+    """Bit-exp softmax, intvit's definition of IPTQ-ViT's "Efficient Bit-exp" (docs/method.md
+    sec. 1: the paper's formula was not available; this algorithm is ours).
 
     Per row, with ``d = q - max(q) <= 0``:
 
@@ -167,4 +167,4 @@ OPERATOR = softmax_operator(
     description="Bit-exp softmax: shift-add log2(e), 3-term 2**-f polynomial, one reciprocal "
                 "per row (intvit's definition)",
     source="IPTQ-ViT (arXiv 2511.15369) Efficient Bit-exp; algorithm defined by intvit "
-           "(PAPERS.md Sec. 1)")
+           "(docs/method.md sec. 1)")

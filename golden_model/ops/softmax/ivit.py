@@ -1,5 +1,5 @@
 """``softmax/ivit``: I-ViT Shiftmax (Li & Gu, ICCV 2023, Sec. 3.3; reference ``IntSoftmax``;
-REFERENCE_KERNELS.md "Shiftmax"). The float reference is :func:`~.common.softmax_reference`."""
+docs/method.md sec. 4.2, Shiftmax). The float reference is :func:`~.common.softmax_reference`."""
 import math
 from dataclasses import dataclass
 from typing import ClassVar
