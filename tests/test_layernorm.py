@@ -10,7 +10,7 @@ import pytest
 from intvit.golden_model.errors import ConfigError, IntvitError
 from intvit.golden_model.ops import layernorm as ln
 from intvit.golden_model.registry import get
-from tests.integer_trap import trap_floats
+from integer_trap import trap_floats
 
 NAMES = ("layernorm/ibert", "layernorm/ivit", "layernorm/fqvit")
 CONFIG_TYPES = {"layernorm/ibert": ln.IBertLayerNormConfig,
