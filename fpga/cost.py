@@ -51,8 +51,9 @@ def measure(op_name: str, config=None, *, lanes: int = 1, target: str = "ecp5",
 
     ``config`` defaults to ``example_config(**config_options)``; ``config_options`` are the
     options that built it, recorded as the ``--set`` values of the equivalent ``intvit cost``
-    command (``command`` is None when a hand-built config has no such options). ``latency`` is
-    None for a unit that does not state one.
+    command (``command`` is None when a hand-built config has no such options). The cycle model
+    (:func:`cycle_model`): ``row_overhead`` and ``row_passes`` for a row unit, ``latency`` for
+    an element-wise one, the others None.
     """
     if target not in TARGETS:
         raise IntvitError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
@@ -67,9 +68,23 @@ def measure(op_name: str, config=None, *, lanes: int = 1, target: str = "ecp5",
     rows = {"max_row": unit.max_row} if hasattr(unit, "max_row") else {}
     return {"op": op_name, "config": config_fields(config), "lanes": lanes, **rows,
             "target": target, **result, "cycles_per_beat": cycles, "elements_per_cycle": lanes / cycles,
-            "latency": getattr(unit, "latency", None), "tools": versions,
+            **cycle_model(unit), "tools": versions,
             "command": command_line(operator, config, lanes, target, config_options, max_row),
             "cached": cached}
+
+
+def cycle_model(unit) -> dict:
+    """The unit's cycle model as entry fields, read from the unit itself, for the golden side's
+    ``intvit.golden_model.costs.cycles_for_rows`` (which may not import ``hw``): a row unit
+    (``row_overhead``) gives ``row_overhead`` (each of its passes takes at most
+    ``ceil(n / lanes) + row_overhead`` cycles per row, so back-to-back rows are accepted at that
+    interval) and ``row_passes`` (the passes a row goes through one after the other), and
+    ``latency`` None; an element-wise unit gives ``latency`` (its pipeline depth; one beat per
+    cycle) and ``row_overhead``, ``row_passes`` None."""
+    overhead = getattr(unit, "row_overhead", None)
+    return {"row_overhead": overhead,
+            "row_passes": None if overhead is None else len(unit.passes()),
+            "latency": None if overhead is not None else getattr(unit, "latency", None)}
 
 
 def cache_key(verilog: str, target: str, versions: dict[str, str]) -> str:

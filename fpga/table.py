@@ -52,7 +52,9 @@ def measure_gemm(rows: int, cols: int, *, target: str = "ecp5",
     result, cached, versions = cached_flow(verilog, top, target)
     return {"op": "gemm", "config": config_fields(unit.config), "lanes": cols, "target": target,
             **result, "cycles_per_beat": 1, "elements_per_cycle": rows * cols,
-            "element": "multiply-accumulate", "latency": unit.latency, "tools": versions,
+            "element": "multiply-accumulate", "row_overhead": None, "row_passes": None,
+            "latency": unit.latency,
+            "tools": versions,
             "command": f"intvit cost gemm --rows {rows} --cols {cols} --target {target}"
                        + (" --per-channel" if per_channel else ""),
             "cached": cached}

@@ -1,4 +1,4 @@
-"""Load timm ViT/DeiT checkpoints (and the bundled digits model) into :class:`VisionTransformer`.
+"""Load timm ViT/DeiT checkpoints (and the bundled models) into :class:`VisionTransformer`.
 
 Accepted: a state dict with timm's ``VisionTransformer`` keys for a class-token model with
 ``global_pool='token'`` and no register tokens, layer scale or pre-logits layer (timm's
@@ -18,10 +18,16 @@ from pathlib import Path
 
 import torch
 
+from .dataset import ALIASES
 from .errors import ConfigError, IntvitError
 from .vit import PRESETS, ViTConfig, VisionTransformer
 
 DATA = Path(__file__).resolve().parent / "data"
+BUNDLED_STEMS = {"digits": "bundled_vit", "mnist": "mnist_vit"}
+"""The bundled models by name (each trained on the dataset of the same name) and the stem of
+their files in :data:`DATA`: ``STEM.pt`` (state dict) and ``STEM.json`` (metadata)."""
+BUNDLED_NAMES = (*BUNDLED_STEMS, *ALIASES)
+"""Every name :func:`load_bundled` accepts: ``digits``, ``mnist`` and ``bundled`` (= digits)."""
 BUNDLED_WEIGHTS = DATA / "bundled_vit.pt"
 BUNDLED_META = DATA / "bundled_vit.json"
 WRAPPERS = ("model", "state_dict")
@@ -144,12 +150,26 @@ def load_checkpoint(checkpoint, config: ViTConfig | None = None) -> VisionTransf
     return model.eval()
 
 
-def load_bundled() -> tuple[VisionTransformer, ViTConfig, dict]:
-    """The bundled digits model: ``(model, config, meta)``, meta being ``bundled_vit.json``
-    (config, split seed, float accuracies, training record)."""
-    if not (BUNDLED_WEIGHTS.is_file() and BUNDLED_META.is_file()):
-        raise IntvitError(f"bundled model files are missing in {DATA}; "
-                          "run scripts/train_bundled.py to recreate them")
-    meta = json.loads(BUNDLED_META.read_text())
+def bundled_name(name: str) -> str:
+    """The bundled model ``name`` stands for (``bundled`` is ``digits``); a one-line error for a
+    name that is not bundled."""
+    resolved = ALIASES.get(name, name)
+    if resolved not in BUNDLED_STEMS:
+        raise IntvitError(f"{name!r} is not a bundled model; use one of "
+                          f"{', '.join(BUNDLED_NAMES)} (bundled = digits)")
+    return resolved
+
+
+def load_bundled(name: str = "digits") -> tuple[VisionTransformer, ViTConfig, dict]:
+    """The bundled model ``name`` (:data:`BUNDLED_NAMES`): ``(model, config, meta)``, meta being
+    its ``STEM.json`` (config, split seed and sizes, float accuracies, training record). Its
+    dataset is ``dataset.load_splits(meta["split_seed"], name)``."""
+    stem = BUNDLED_STEMS[bundled_name(name)]
+    weights, meta_path = DATA / f"{stem}.pt", DATA / f"{stem}.json"
+    if not (weights.is_file() and meta_path.is_file()):
+        raise IntvitError(f"bundled model files {stem}.pt and {stem}.json are missing in {DATA}; "
+                          f"run scripts/train_bundled.py --model {bundled_name(name)} to "
+                          "recreate them")
+    meta = json.loads(meta_path.read_text())
     config = ViTConfig(**meta["config"])
-    return load_checkpoint(BUNDLED_WEIGHTS, config), config, meta
+    return load_checkpoint(weights, config), config, meta

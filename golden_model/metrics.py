@@ -4,21 +4,41 @@
   code: ``20 log10( mean_i ||x_i|| / ||x_i - q_i|| )`` over the samples ``i`` of a batch.
 - SQNR diff (eq. 11): ``ASQNR(X_out, Q_out) - ASQNR(X_in, Q_in)``: how much a layer's operator
   adds to the error it was given.
-- Perturbation: mean KL divergence ``KL(softmax(z_float) || softmax(z))`` of the model's output.
+- Perturbation: mean KL divergence ``KL(softmax(z_float) || softmax(z))`` of the model's output,
+  with its standard error over the images (:func:`kl_mean_and_se`).
 - The unified metric Omega (IPTQ-ViT; the paper's formula could not be read, so this is
-  *intvit's definition*, docs/method.md section 1): per layer, each term is normalized within the
-  layer's candidates to ``(0, 1]`` with 1 best (``Q / max Q``, ``min P / P``, ``min C / C``) and
-  ``Omega = (w_Q + w_P + w_C) / (w_Q / q + w_P / p + w_C / c)``, a weighted harmonic mean.
+  *intvit's definition*, docs/method.md section 1, revised 2026-11-27). Per layer and candidate
+  ``f`` the terms are ``Q_f`` (output ASQNR, dB), ``P_f`` (mean KL) with its standard error
+  ``s_f``, and ``C_f`` (the candidate's cost at the layer's shape,
+  :meth:`intvit.golden_model.costs.CostTable.layer_cost`). ``Q`` enters as its noise power
+  ratio ``n_f = 10^(-Q_f / 10)``, so that 3 dB is a factor of 2 like the other two terms. Each
+  term is normalized within the layer's candidates to ``(0, 1]`` with 1 best::
+
+      q_f = min n / n_f,   p_f = min P / P_f,   c_f = min C / C_f
+      Omega_f = (w_Q + w_P + w_C) / (w_Q / q_f + w_P / p_f + w_C / c_f)
+
+  (a weighted harmonic mean; weights default ``1, 1, 0.5``).
+- Ties (:func:`choose`): ``P`` is a mean over a few hundred images, so its standard error
+  carries noise into Omega. To first order, with ``m`` the candidate of least ``P`` and
+  ``K_f = w_P Omega_f^2 / (w_Q + w_P + w_C)``, ``dOmega_f / dP_f = -K_f / P_m`` and
+  ``dOmega_f / dP_m = K_f P_f / P_m^2`` for ``f != m`` (``Omega_m`` does not move: its ``p``
+  is 1). The noise of a difference is ``sigma(f, g) = sqrt(sum_h (dOmega_f/dP_h -
+  dOmega_g/dP_h)^2 s_h^2)``, the candidates' ``P`` taken as independent (they share the images,
+  so this overstates the noise of a difference when their KLs move together). The candidate of
+  highest Omega is the *top*; every candidate ``f`` with ``Omega_top - Omega_f <= sigma(top,
+  f)`` is tied with it (the top included; with no noise only exact equals tie), and the tie goes
+  to the cheaper candidate (least ``C``), then to the first name in alphabetical order, so the
+  choice never depends on dict order.
 """
+import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from .errors import IntvitError
 
 TINY = 1e-12
-MIN_SQNR_DB = 0.1
-"""ASQNR below this is held at it, so that ``Q / max Q`` stays positive."""
 
 
 def asqnr(x, q) -> float:
@@ -44,41 +64,132 @@ def softmax_rows(z) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def mean_kl(z_float, z) -> float:
-    """``mean_i KL(softmax(z_float_i) || softmax(z_i))`` in nats."""
+def kl_per_image(z_float, z) -> np.ndarray:
+    """``KL(softmax(z_float_i) || softmax(z_i))`` in nats, one per image ``i``."""
     p = softmax_rows(z_float)
     q = softmax_rows(z)
-    return float(np.mean(np.sum(p * (np.log(p + TINY) - np.log(q + TINY)), axis=-1)))
+    return np.sum(p * (np.log(p + TINY) - np.log(q + TINY)), axis=-1)
+
+
+def mean_kl(z_float, z) -> float:
+    """``mean_i KL(softmax(z_float_i) || softmax(z_i))`` in nats."""
+    return float(np.mean(kl_per_image(z_float, z)))
+
+
+def kl_mean_and_se(z_float, z) -> tuple[float, float]:
+    """The mean KL and its standard error over the images, ``std(ddof=1) / sqrt(n)`` (0 for a
+    single image)."""
+    kl = kl_per_image(z_float, z)
+    se = float(np.std(kl, ddof=1) / math.sqrt(len(kl))) if len(kl) > 1 else 0.0
+    return float(np.mean(kl)), se
+
+
+def _weight(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise IntvitError(f"Omega weight {name} must be a number (got {value!r})")
+    if not math.isfinite(value) or value < 0:
+        raise IntvitError(f"Omega weight {name} must be finite and >= 0 (got {value})")
+    return float(value)
 
 
 @dataclass(frozen=True)
 class OmegaWeights:
-    """Weights of the unified metric's terms (default ``1, 1, 0.5``: docs/method.md sec. 1)."""
+    """Weights of the unified metric's terms (default ``1, 1, 0.5``: docs/method.md sec. 1):
+    three finite numbers >= 0, not all zero (a one-line :class:`IntvitError` otherwise)."""
     sensitivity: float = 1.0
     perturbation: float = 1.0
     cost: float = 0.5
 
     def __post_init__(self):
         for name in ("sensitivity", "perturbation", "cost"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value < 0:
-                raise IntvitError(f"Omega weight {name} must be finite and >= 0 (got {value})")
+            object.__setattr__(self, name, _weight(getattr(self, name), name))
         if self.sensitivity + self.perturbation + self.cost <= 0:
             raise IntvitError("Omega weights are all zero; give at least one a positive weight")
 
+    @property
+    def total(self) -> float:
+        return self.sensitivity + self.perturbation + self.cost
+
+
+class Terms(NamedTuple):
+    """One candidate's measured terms at one layer: output ASQNR (dB), mean KL, cost at the
+    layer's shape, and the KL's standard error over the images."""
+    sqnr_db: float
+    perturbation: float
+    cost: float
+    perturbation_se: float = 0.0
+
+
+def noise_ratio(sqnr_db: float) -> float:
+    """``10^(-Q/10)``: the noise power over the signal power of an ASQNR of ``Q`` dB."""
+    return max(10.0 ** (-sqnr_db / 10.0), 1e-300)
+
+
+def normalized(terms: dict) -> dict:
+    """``{name: (q, p, c)}``, each in ``(0, 1]`` with 1 the best of the layer's candidates."""
+    terms = {n: Terms(*t) for n, t in terms.items()}
+    noise = {n: noise_ratio(t.sqnr_db) for n, t in terms.items()}
+    best_n = min(noise.values())
+    best_p = min(max(t.perturbation, TINY) for t in terms.values())
+    best_c = min(max(t.cost, TINY) for t in terms.values())
+    return {n: (best_n / noise[n], best_p / max(t.perturbation, TINY), best_c / max(t.cost, TINY))
+            for n, t in terms.items()}
+
 
 def omega(terms: dict, weights: OmegaWeights = OmegaWeights()) -> dict:
-    """Omega of each candidate of one layer from ``{name: (Q_dB, P, C)}``."""
-    q_values = {n: max(t[0], MIN_SQNR_DB) for n, t in terms.items()}
-    best_q = max(q_values.values())
-    best_p = min(max(t[1], TINY) for t in terms.values())
-    best_c = min(max(t[2], TINY) for t in terms.values())
-    total = weights.sensitivity + weights.perturbation + weights.cost
-    scores = {}
-    for name, (_, p, c) in terms.items():
-        q_norm = q_values[name] / best_q
-        p_norm = best_p / max(p, TINY)
-        c_norm = best_c / max(c, TINY)
-        scores[name] = total / (weights.sensitivity / q_norm + weights.perturbation / p_norm
-                                + weights.cost / c_norm)
-    return scores
+    """Omega of each candidate of one layer from ``{name: (Q_dB, P, C[, P_se])}``."""
+    return {name: weights.total / (weights.sensitivity / q + weights.perturbation / p
+                                   + weights.cost / c)
+            for name, (q, p, c) in normalized(terms).items()}
+
+
+def omega_gradients(terms: dict, weights: OmegaWeights = OmegaWeights()) -> dict:
+    """``{f: {h: dOmega_f / dP_h}}`` (module docstring), only the non-zero ones."""
+    terms = {n: Terms(*t) for n, t in terms.items()}
+    omegas = omega(terms, weights)
+    best = min(terms, key=lambda n: (max(terms[n].perturbation, TINY), n))
+    p_m = max(terms[best].perturbation, TINY)
+    gradients = {}
+    for name, t in terms.items():
+        if name == best:
+            gradients[name] = {}
+            continue
+        k = weights.perturbation * omegas[name] ** 2 / weights.total
+        gradients[name] = {name: -k / p_m, best: k * max(t.perturbation, TINY) / p_m ** 2}
+    return gradients
+
+
+def omega_difference_noise(terms: dict, a: str, b: str,
+                           weights: OmegaWeights = OmegaWeights()) -> float:
+    """The standard error that the ``P`` standard errors carry into ``Omega_a - Omega_b``."""
+    terms = {n: Terms(*t) for n, t in terms.items()}
+    grads = omega_gradients(terms, weights)
+    total = 0.0
+    for h, t in terms.items():
+        slope = grads[a].get(h, 0.0) - grads[b].get(h, 0.0)
+        total += (slope * t.perturbation_se) ** 2
+    return math.sqrt(total)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The unified rule's pick at one layer: ``name``, the candidate of highest Omega ``top``,
+    and the candidates ``tied`` with it (module docstring), the top included."""
+    name: str
+    top: str
+    tied: tuple
+
+
+def choose(terms: dict, weights: OmegaWeights = OmegaWeights()) -> Choice:
+    """The highest-Omega candidate, or among those tied with it within the noise of ``P`` the
+    cheapest, then the first by name (module docstring)."""
+    terms = {n: Terms(*t) for n, t in terms.items()}
+    if not terms:
+        raise IntvitError("no candidates to choose from")
+    omegas = omega(terms, weights)
+    top = min(terms, key=lambda n: (-omegas[n], terms[n].cost, n))
+    tied = tuple(sorted(n for n in terms
+                        if omegas[top] - omegas[n] <= omega_difference_noise(terms, top, n,
+                                                                             weights)))
+    name = min(tied, key=lambda n: (terms[n].cost, n))
+    return Choice(name, top, tied)

@@ -9,14 +9,17 @@ from .files import write_text_atomic
 from .qvit import QuantSpec
 
 
-def save_quant(path, result) -> Path:
-    """Write a :class:`~golden_model.select.QuantizationResult` as JSON, atomically."""
-    return write_text_atomic(path, json.dumps(result.to_json(), indent=1) + "\n")
+def save_quant(path, result, model: str = "digits") -> Path:
+    """Write a :class:`~golden_model.select.QuantizationResult` as JSON, atomically, with the
+    model it quantized: a bundled model's name (``digits``, ``mnist``) or a checkpoint path."""
+    return write_text_atomic(path, json.dumps({"model": model, **result.to_json()}, indent=1)
+                             + "\n")
 
 
 def load_quant(path) -> dict:
-    """``{"spec": QuantSpec, "rule", "assignment", "accuracy", "scores"}`` from ``quant.json``;
-    a missing or malformed file is a one-line error."""
+    """``{"model", "spec": QuantSpec, "rule", "assignment", "accuracy", "scores"}`` from
+    ``quant.json`` (``model`` is ``digits`` in files written before it was recorded); a missing
+    or malformed file is a one-line error."""
     path = Path(path)
     hint = "rerun `intvit quantize`"
     try:
@@ -24,11 +27,12 @@ def load_quant(path) -> dict:
         spec = QuantSpec(**data["spec"])
         assignment = dict(data["assignment"])
         rule = str(data["rule"])
+        model = str(data.get("model", "digits"))
     except FileNotFoundError:
         raise IntvitError(f"{path} does not exist; {hint}") from None
     except (ValueError, KeyError, TypeError) as error:
         if isinstance(error, IntvitError):
             raise
         raise IntvitError(f"{path} is not a quant.json file ({error}); {hint}") from None
-    return {"spec": spec, "rule": rule, "assignment": assignment,
+    return {"model": model, "spec": spec, "rule": rule, "assignment": assignment,
             "accuracy": data.get("accuracy", {}), "scores": data.get("scores", {})}

@@ -8,10 +8,14 @@ Stage 1 (score): every layer, every candidate of its kind, on the calibration im
   - ``sqnr_diff`` = ``Q`` minus the ASQNR of that quantized input (Mixed-NLQ eq. 11);
   - ``P`` = mean KL between the float model's output and the float model's output with only this
     layer replaced by the candidate (quantize, integer run, dequantize), re-run from the cached
-    input of the layer's block onward;
-  - ``C`` = LUT-equivalents x cycles of the candidate over the layer's elements (cost table);
+    input of the layer's block onward, with its standard error over the images;
+  - ``C`` = the candidate's cost at the layer's shape: LUT-equivalents x the time its unit takes
+    for one image's rows of this layer at the unit's Fmax
+    (:meth:`intvit.golden_model.costs.CostTable.layer_cost`);
   - ``Omega`` from the three (:func:`intvit.golden_model.metrics.omega`).
-Stage 2 (assign): the rule picks one candidate per layer.
+Stage 2 (assign): the rule picks one candidate per layer; the unified rule takes the highest
+Omega, a tie within the noise of ``P`` going to the cheaper (:func:`intvit.golden_model.metrics.
+choose`).
 Stage 3 (calibrate the mix): the chosen mix is rebuilt with every activation scale and
 non-linear config calibrated on the mixed integer model's own (dequantized) activations instead
 of the float model's.
@@ -26,10 +30,10 @@ import numpy as np
 import torch
 
 from . import registry
-from .costs import CostTable
+from .costs import CostTable, LayerShape, MixCost, mix_cost
 from .errors import IntvitError
 from .calibration import input_scale, quantize_input
-from .metrics import OmegaWeights, asqnr, mean_kl, omega
+from .metrics import OmegaWeights, Terms, asqnr, choose, kl_mean_and_se, omega
 from .qvit import (QuantSpec, build_integer_vit, default_assignment, float_taps, integer_taps,
                    quantize_images)
 from .vit import nonlinear_layers
@@ -50,6 +54,13 @@ class CandidateScore:
     perturbation: float
     cost: float
     omega: float = 0.0
+    perturbation_se: float = 0.0
+    cycles: int = 0
+    area: float = 0.0
+
+    @property
+    def terms(self) -> Terms:
+        return Terms(self.sqnr_out, self.perturbation, self.cost, self.perturbation_se)
 
 
 def candidate_function(op_name: str, config):
@@ -66,21 +77,42 @@ def candidates_of(kind: str) -> list[str]:
     return [op.name for op in registry.by_kind(kind)]
 
 
+def layer_shapes(model_config) -> dict:
+    """``{layer: LayerShape}``: the rows one image sends through each non-linear layer's unit.
+    ``N`` tokens (patches + class token): softmax ``heads x N`` rows of ``N``; LayerNorm ``N``
+    rows of the width; GELU ``N x hidden`` elements (as ``N`` rows of ``hidden``)."""
+    tokens = (model_config.img_size // model_config.patch_size) ** 2 + 1
+    hidden = int(model_config.embed_dim * model_config.mlp_ratio)
+    rows = {"softmax": LayerShape(tokens, model_config.num_heads * tokens),
+            "layernorm": LayerShape(model_config.embed_dim, tokens),
+            "gelu": LayerShape(hidden, tokens)}
+    return {layer: rows[kind] for layer, kind in nonlinear_layers(model_config).items()}
+
+
+def assignment_cost(cost_table: CostTable, assignment: dict, model_config) -> MixCost:
+    """The cost of a mix as the hardware sees it (:class:`intvit.golden_model.costs.MixCost`:
+    each distinct unit's area once, and the cycles per image over the non-linear layers; the
+    stand-in until the accelerator model of issue #18 exists)."""
+    return mix_cost(cost_table, assignment, layer_shapes(model_config))
+
+
 def score_layers(model, calibration_images, spec: QuantSpec, cost_table: CostTable,
                  weights: OmegaWeights = OmegaWeights(), progress=None) -> dict:
-    """Stage 1: ``{layer: {op: CandidateScore}}`` for every non-linear layer and candidate."""
+    """Stage 1: ``{layer: {op: CandidateScore}}`` for every non-linear layer and candidate.
+    The cost table must have every candidate (checked first: a one-line error)."""
     config = model.config
+    layers = nonlinear_layers(config)
+    cost_table.require(op for kind in set(layers.values()) for op in candidates_of(kind))
     ftaps = float_taps(model, calibration_images)
     builds = {m: build_integer_vit(model, None, default_assignment(config, m), spec, ftaps)
               for m in METHODS}
     base = builds[BASE_METHOD]
     btaps = integer_taps(base, quantize_images(calibration_images.numpy(), spec.image_scale))
-    layers = nonlinear_layers(config)
     scores = {}
     for index, (layer, kind) in enumerate(layers.items()):
         x_float = ftaps[layer]
         x_base = btaps[layer]
-        elements = int(np.prod(x_float.shape[1:]))
+        shape = LayerShape.of(x_float.shape[1:])
         block = int(layer.split(".")[1]) if layer.startswith("blocks.") else config.depth
         entry = torch.from_numpy(ftaps[f"blocks.{block}.norm1" if block < config.depth
                                        else "norm"]).float()
@@ -98,10 +130,13 @@ def score_layers(model, calibration_images, spec: QuantSpec, cost_table: CostTab
             with torch.no_grad():  # from the layer's block input onward (cached)
                 z = model.forward_from(block, entry, replace={layer: candidate_function(op_name,
                                                                                           cfg)})
-            p = mean_kl(ftaps["logits"], z.double().numpy())
-            c = cost_table.layer_cost(op_name, elements)
-            terms[op_name] = (sqnr_out, p, c)
-            rows[op_name] = CandidateScore(op_name, sqnr_in, sqnr_out, sqnr_out - sqnr_in, p, c)
+            p, p_se = kl_mean_and_se(ftaps["logits"], z.double().numpy())
+            c = cost_table.layer_cost(op_name, shape)
+            terms[op_name] = Terms(sqnr_out, p, c, p_se)
+            rows[op_name] = CandidateScore(op_name, sqnr_in, sqnr_out, sqnr_out - sqnr_in, p, c,
+                                           perturbation_se=p_se,
+                                           cycles=cost_table.cycles(op_name, shape),
+                                           area=cost_table.entry(op_name)["lut_equivalent"])
         omegas = omega(terms, weights)
         scores[layer] = {name: CandidateScore(**{**asdict(row), "omega": omegas[name]})
                          for name, row in rows.items()}
@@ -110,8 +145,11 @@ def score_layers(model, calibration_images, spec: QuantSpec, cost_table: CostTab
     return scores
 
 
-def assign(scores: dict, rule: str, model_config) -> dict:
-    """Stage 2: one candidate per layer by ``rule``."""
+def assign(scores: dict, rule: str, model_config,
+           weights: OmegaWeights = OmegaWeights()) -> dict:
+    """Stage 2: one candidate per layer by ``rule``; ``unified`` recomputes Omega under
+    ``weights`` from the stored terms and applies the tie rule (:func:`intvit.golden_model.
+    metrics.choose`)."""
     if rule not in RULES:
         raise IntvitError(f"unknown selection rule {rule!r}; use one of {', '.join(RULES)}")
     if rule.startswith("all-"):
@@ -119,7 +157,7 @@ def assign(scores: dict, rule: str, model_config) -> dict:
     chosen = {}
     for layer, candidates in scores.items():
         if rule == "unified":
-            chosen[layer] = max(candidates.values(), key=lambda s: s.omega).op
+            chosen[layer] = choose({op: s.terms for op, s in candidates.items()}, weights).name
             continue
         pool = [s for s in candidates.values() if s.op.split("/")[1] in MIXED_NLQ_METHODS]
         if rule == "sqnr-diff":
@@ -152,10 +190,12 @@ class QuantizationResult:
     scores: dict
     accuracy: dict
     model: object = None
+    cost: MixCost | None = None
 
     def to_json(self) -> dict:
+        cost = None if self.cost is None else {**asdict(self.cost), "units": list(self.cost.units)}
         return {"spec": asdict(self.spec), "rule": self.rule, "assignment": self.assignment,
-                "accuracy": self.accuracy,
+                "accuracy": self.accuracy, "cost": cost,
                 "scores": {layer: {op: asdict(s) for op, s in c.items()}
                            for layer, c in self.scores.items()}}
 
@@ -164,15 +204,17 @@ def quantize_model(model, splits: dict, spec: QuantSpec, rule: str = "unified",
                    weights: OmegaWeights = OmegaWeights(), cost_table: CostTable | None = None,
                    scores: dict | None = None, progress=None) -> QuantizationResult:
     """The three stages on ``splits["calibration"]``, evaluated on ``splits["test"]``:
-    accuracy of the float model, of the stage-2 mix and of the stage-3 (recalibrated) mix; the
-    stage-3 model is kept."""
+    accuracy of the float model, of the stage-2 mix and of the stage-3 (recalibrated) mix, and
+    the cost of the mix (:func:`assignment_cost`, from ``cost_table``, default the measured
+    one); the stage-3 model is kept."""
     from .costs import load_cost_table
 
     calibration, test = splits["calibration"], splits["test"]
+    cost_table = cost_table or load_cost_table()
     if scores is None:
-        scores = score_layers(model, calibration.images, spec, cost_table or load_cost_table(),
-                              weights, progress)
-    assignment = assign(scores, rule, model.config)
+        scores = score_layers(model, calibration.images, spec, cost_table, weights, progress)
+    assignment = assign(scores, rule, model.config, weights)
+    cost = assignment_cost(cost_table, assignment, model.config)
     stage2 = build_integer_vit(model, calibration.images, assignment, spec)
     stage3 = calibrate_mix(model, calibration.images, assignment, spec)
     with torch.no_grad():
@@ -181,4 +223,4 @@ def quantize_model(model, splits: dict, spec: QuantSpec, rule: str = "unified",
                               {"float": float_acc,
                                "stage2": accuracy(stage2, test.images, test.labels),
                                "stage3": accuracy(stage3, test.images, test.labels)},
-                              stage3)
+                              stage3, cost)

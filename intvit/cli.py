@@ -176,17 +176,22 @@ VECTOR_IMAGES = 16
 
 
 def model_vectors(args) -> int:
-    """One vector file per non-linear layer of a quantized bundled model, from test images."""
-    from intvit.golden_model.dataset import SPLIT_SIZES
+    """One vector file per non-linear layer of a quantized bundled model (the one quant.json
+    names), from its test images."""
+    from intvit.golden_model.checkpoint import BUNDLED_NAMES
+    from intvit.golden_model.dataset import dataset
     from intvit.golden_model.files import check_output_dir
     from intvit.golden_model.quantfile import load_quant
 
     refuse(args.op is not None or bool(args.set), "--quant takes the operators and configs "
            "from quant.json; give no operator and no --set with it")
-    images = VECTOR_IMAGES if args.images is None else args.images
-    refuse(images > SPLIT_SIZES["test"], f"--images {images}: the test split has "
-           f"{SPLIT_SIZES['test']} images; give 1..{SPLIT_SIZES['test']}")
     quant = load_quant(args.quant)
+    refuse(quant["model"] not in BUNDLED_NAMES, f"{args.quant} quantized {quant['model']}; "
+           "--quant needs a quant.json of a bundled model (its test images give the vectors)")
+    images = VECTOR_IMAGES if args.images is None else args.images
+    tests = dataset(quant["model"]).split_sizes["test"]
+    refuse(images > tests, f"--images {images}: the {quant['model']} test split has {tests} "
+           f"images; give 1..{tests}")
     check_output_dir(args.output, "-o")
     return write_layer_vectors(quant, images, Path(args.output))
 
@@ -198,8 +203,8 @@ def write_layer_vectors(quant: dict, count: int, directory: Path) -> int:
     from intvit.golden_model.select import calibrate_mix
     from intvit.golden_model.vectors import layer_vectors, save_vectors
 
-    model, _, _ = load_bundled()
-    splits = load_splits()
+    model, _, meta = load_bundled(quant["model"])
+    splits = load_splits(meta["split_seed"], quant["model"])
     qmodel = calibrate_mix(model, splits["calibration"].images, quant["assignment"],
                            quant["spec"])
     images = quantize_images(splits["test"].images[:count].numpy(), quant["spec"].image_scale)
@@ -350,7 +355,8 @@ def quantize_iptq_command(args) -> int:
            f"use one of {', '.join(CALIBRATORS)}")
     weights = OmegaWeights(*parse_weights(args.weights or "1,1,0.5"))
     table = load_cost_table(args.cost_table)
-    model, splits, spec, what = model_and_data(args, bits, calibrator)
+    name = bundled_choice(args.model)
+    model, splits, spec, what = model_and_data(args, name, bits, calibrator)
     print(f"quantizing {what} at {bits.upper()}, rule {rule}, cost table "
           f"{table.source}{'' if table.measured else ' (stand-in)'}", flush=True)
 
@@ -358,10 +364,10 @@ def quantize_iptq_command(args) -> int:
         print(f"  [{done}/{total}] scored {layer}", flush=True)
 
     result = quantize_model(model, splits, spec, rule, weights, table, progress=progress)
-    path = save_quant(Path(args.out) / "quant.json", result)
+    path = save_quant(Path(args.out) / "quant.json", result, model=name or args.model)
     print(choice_table(result.assignment))
     acc = result.accuracy
-    measure = "accuracy" if args.model == "bundled" else "top-1 agreement with float"
+    measure = "accuracy" if name else "top-1 agreement with float"
     print(f"test {measure}: float {acc['float']:.4f}, integer {acc['stage3']:.4f} "
           f"(before stage 3: {acc['stage2']:.4f})")
     print(f"wrote {path}")
@@ -379,45 +385,66 @@ def quantize_adfq_command(args) -> int:
     from intvit.golden_model.files import write_text_atomic
 
     check_method_options(args, IPTQ_ONLY)
-    refuse(args.model != "bundled", "--method adfq runs on the bundled model only (it needs "
-           "labelled test images)")
+    name = bundled_choice(args.model)
+    refuse(name is None, "--method adfq runs on a bundled model only (it needs labelled test "
+           "images): digits or mnist")
     bits = (args.bits or "w4a4").lower()
     refuse(bits not in BITS, f"--bits {args.bits!r} is not supported by --method adfq; use "
            f"{' or '.join(BITS)}")
     components = parse_components(args.components or "all")
-    model, _, _ = load_bundled()
-    print(f"ADFQ-ViT on the bundled model at {bits.upper()}, components {args.components or 'all'}"
-          f", log base {args.log_base or 'sqrt2'}", flush=True)
-    result = quantize_adfq(model, adfq_splits(load_splits()), bits, components,
-                           args.iterations or DEFAULT_ITERATIONS,
+    model, _, meta = load_bundled(name)
+    print(f"ADFQ-ViT on the bundled {name} model at {bits.upper()}, components "
+          f"{args.components or 'all'}, log base {args.log_base or 'sqrt2'}", flush=True)
+    result = quantize_adfq(model, adfq_splits(load_splits(meta["split_seed"], name)), bits,
+                           components, args.iterations or DEFAULT_ITERATIONS,
                            outliers=args.outliers or "float", log_base=args.log_base or "sqrt2",
-                           progress=lambda d, n, name: print(f"  [{d}/{n}] reconstructed {name}",
-                                                             flush=True))
+                           progress=lambda d, n, module: print(
+                               f"  [{d}/{n}] reconstructed {module}", flush=True))
+    result = {"model": name, **result}
     path = write_text_atomic(Path(args.out) / "adfq.json", json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, indent=1))
     print(f"wrote {path}")
     return 0
 
 
-def model_and_data(args, bits: str, calibrator: str):
-    """The float model, its calibration/test splits and the QuantSpec for ``--model``: the
-    bundled digits model and dataset, or a timm checkpoint with ``--calibration`` images (whose
-    "test" is the same images labelled by the float model: integer-vs-float agreement)."""
+def bundled_choice(model: str) -> str | None:
+    """What ``--model`` names: a bundled model (``digits``, ``mnist``; ``bundled`` = digits),
+    returned by name, or None for a checkpoint path. A bare word that is neither (no directory,
+    no file suffix, no such file) is a one-line error listing the bundled models."""
+    from intvit.golden_model.checkpoint import BUNDLED_NAMES, bundled_name
+
+    if model in BUNDLED_NAMES:
+        return bundled_name(model)
+    path = Path(model)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return None
+    raise IntvitError(f"--model {model!r} is neither a bundled model "
+                      f"({', '.join(BUNDLED_NAMES)}; bundled = digits) nor a checkpoint file; "
+                      "give one of those names or the path of a timm ViT/DeiT checkpoint")
+
+
+def model_and_data(args, name: str | None, bits: str, calibrator: str):
+    """The float model, its calibration/test splits, the QuantSpec and a description for
+    ``--model``: the bundled model ``name`` with its dataset and exact input scale, or (``name``
+    None) a timm checkpoint with ``--calibration`` images (whose "test" is the same images
+    labelled by the float model: integer-vs-float agreement)."""
     import torch
 
     from intvit.golden_model.calibration import load_calibration_images
     from intvit.golden_model.dataset import Split
     from intvit.golden_model.qvit import QuantSpec, image_scale_for
 
-    if args.model == "bundled":
+    if name is not None:
         from intvit.golden_model.checkpoint import load_bundled
-        from intvit.golden_model.dataset import load_splits
+        from intvit.golden_model.dataset import dataset, load_splits
 
         refuse(args.arch is not None or args.calibration is not None, "--arch and "
-               "--calibration go with --model PATH; the bundled model has its own")
-        model, _, _ = load_bundled()
-        return (model, load_splits(), QuantSpec.parse(bits, calibrator=calibrator),
-                "the bundled model")
+               "--calibration go with --model PATH; the bundled models have their own")
+        model, _, meta = load_bundled(name)
+        spec = QuantSpec.parse(bits, calibrator=calibrator,
+                               image_scale=dataset(name).image_scale)
+        return (model, load_splits(meta["split_seed"], name), spec,
+                f"the bundled {name} model")
     from intvit.golden_model.checkpoint import load_checkpoint
     from intvit.golden_model.vit import PRESETS
 
@@ -426,7 +453,7 @@ def model_and_data(args, bits: str, calibrator: str):
     refuse(args.calibration is None, "--model PATH needs --calibration IMAGES.npy (float "
            "images, N x C x H x W, normalized as the model expects)")
     refuse(not Path(args.model).is_file(), f"--model {args.model}: no such checkpoint file; "
-           "give a timm ViT/DeiT .pth or .safetensors, or `bundled`")
+           "give a timm ViT/DeiT .pth or .safetensors, or a bundled model: digits, mnist")
     model = load_checkpoint(args.model, PRESETS[args.arch] if args.arch else None)
     images = torch.from_numpy(load_calibration_images(args.calibration, model.config.in_chans,
                                                       model.config.img_size))
@@ -455,14 +482,25 @@ def choice_table(assignment: dict) -> str:
 
 
 def parse_weights(text: str) -> tuple[float, float, float]:
-    """``"1,1,0.5"`` -> the three Omega weights."""
+    """``"1,1,0.5"`` -> the three Omega weights (sensitivity, perturbation, cost): three finite
+    numbers >= 0, not all zero; anything else (two or four numbers, a word, NaN, infinity, a
+    negative weight, all zero) is a one-line error."""
+    import math
+
+    usage = "give three numbers >= 0, not all zero, e.g. 1,1,0.5 (sensitivity, perturbation, cost)"
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
     if len(values) != 3:
-        raise IntvitError(f"--weights {text!r}: give three numbers, e.g. 1,1,0.5 "
-                          "(sensitivity, perturbation, cost)")
+        raise IntvitError(f"--weights {text!r}: {usage}")
+    if not all(math.isfinite(v) for v in values):
+        raise IntvitError(f"--weights {text!r}: every weight must be finite (no nan or inf); "
+                          f"{usage}")
+    if any(v < 0 for v in values):
+        raise IntvitError(f"--weights {text!r}: a weight is negative; {usage}")
+    if not any(v > 0 for v in values):
+        raise IntvitError(f"--weights {text!r}: the weights are all zero; {usage}")
     return values
 
 
@@ -471,8 +509,11 @@ def cmd_demo(args) -> int:
 
     from .demo import run_demo
 
+    model = bundled_choice(args.model)
+    refuse(model is None, f"--model {args.model}: the demo runs on a bundled model only "
+           "(digits, mnist); quantize a checkpoint with `intvit quantize --model PATH`")
     check_output_dir(args.out, "--out")
-    return run_demo(Path(args.out), force=args.force, only=args.only)
+    return run_demo(Path(args.out), force=args.force, only=args.only, model=model)
 
 
 REPORT_INPUTS = ("quant.json", "rules.json", "quantize.done", "sim.done", "cost.done")
@@ -607,8 +648,9 @@ def add_cost(commands) -> None:
 def add_quantize(commands) -> None:
     quantize = commands.add_parser("quantize", help="quantize the bundled model to integers, "
                                    "one candidate per non-linear layer")
-    quantize.add_argument("--model", default="bundled",
-                          help="bundled (default) or a timm ViT/DeiT checkpoint path")
+    quantize.add_argument("--model", default="digits",
+                          help="a bundled model: digits (default; alias bundled) or mnist, or "
+                          "a timm ViT/DeiT checkpoint path")
     quantize.add_argument("--bits", default=None, help=f"{' or '.join(IPTQ_BITS)} (default "
                           "w8a8); with --method adfq: w4a4 (default) or w6a6")
     quantize.add_argument("--method", default="iptq", choices=("iptq", "adfq"),
@@ -650,7 +692,9 @@ def add_adfq_options(group) -> None:
 def add_demo(commands) -> None:
     from .demo import STAGES
 
-    demo = commands.add_parser("demo", help="the main job on the bundled model")
+    demo = commands.add_parser("demo", help="the main job on a bundled model")
+    demo.add_argument("--model", default="digits", help="the bundled model: digits (default; "
+                      "alias bundled) or mnist")
     demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     demo.add_argument("--force", action="store_true",
                       help="redo every stage (default: reuse the stages finished earlier)")

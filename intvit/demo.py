@@ -1,4 +1,5 @@
-"""``intvit demo``: the main job on the bundled model, stage by stage, resumable.
+"""``intvit demo``: the main job on a bundled model (``digits`` or ``mnist``), stage by stage,
+resumable.
 
 Stages (each writes its files under the output directory, then a ``<stage>.done`` record; a
 rerun skips finished stages, so an interrupted demo resumes):
@@ -16,6 +17,10 @@ rerun skips finished stages, so an interrupted demo resumes):
 A stage's marker is written only after all its outputs. Before a stage runs (``--force``,
 ``--only``, or a resume after an interruption), its marker and those of every later stage are
 removed, so an interrupted run never leaves a marker beside outputs it does not describe.
+
+One output directory holds one model's demo: ``quant.json`` and the quantize marker name the
+model, the later stages rebuild that model, and a run for another model in the same directory
+is refused unless ``--force`` redoes it from the start.
 """
 import json
 import time
@@ -80,17 +85,17 @@ def _finish(out: Path, stage: str, record: dict) -> dict:
     return record
 
 
-def stage_quantize(out: Path) -> dict:
+def stage_quantize(out: Path, name: str) -> dict:
     from intvit.golden_model.checkpoint import load_bundled
     from intvit.golden_model.costs import load_cost_table
-    from intvit.golden_model.dataset import load_splits
+    from intvit.golden_model.dataset import dataset, load_splits
     from intvit.golden_model.qvit import QuantSpec
     from intvit.golden_model.quantfile import save_quant
     from intvit.golden_model.select import RULES, quantize_model, score_layers
 
-    model, _, _ = load_bundled()
-    splits = load_splits()
-    spec = QuantSpec()
+    model, _, meta = load_bundled(name)
+    splits = load_splits(meta["split_seed"], name)
+    spec = QuantSpec(image_scale=dataset(name).image_scale)
     table = load_cost_table()
     print(f"      cost table {Path(table.source).name}"
           f"{'' if table.measured else ' (stand-in: operation counts)'}", flush=True)
@@ -104,23 +109,25 @@ def stage_quantize(out: Path) -> dict:
                        "cost": sum(scores[l][o].cost for l, o in result.assignment.items())}
         print(f"      {rule:10s} integer accuracy {result.accuracy['stage3']:.4f}", flush=True)
         if rule == "unified":
-            save_quant(out / "quant.json", result)
+            save_quant(out / "quant.json", result, model=name)
     from intvit.golden_model.files import write_text_atomic
     write_text_atomic(out / "rules.json", json.dumps(rules, indent=1) + "\n")
-    return _finish(out, "quantize", {"cost_table": table.source, "measured": table.measured,
+    return _finish(out, "quantize", {"model": name, "cost_table": table.source,
+                                     "measured": table.measured,
                                      "accuracy": rules["unified"]["accuracy"]})
 
 
 def chosen_model(out: Path):
-    """The unified rule's integer model, rebuilt from quant.json (deterministic)."""
+    """The unified rule's integer model of the bundled model quant.json names, rebuilt from
+    quant.json (deterministic), and that model's splits."""
     from intvit.golden_model.checkpoint import load_bundled
     from intvit.golden_model.dataset import load_splits
     from intvit.golden_model.quantfile import load_quant
     from intvit.golden_model.select import calibrate_mix
 
     quant = load_quant(out / "quant.json")
-    model, _, _ = load_bundled()
-    splits = load_splits()
+    model, _, meta = load_bundled(quant["model"])
+    splits = load_splits(meta["split_seed"], quant["model"])
     return calibrate_mix(model, splits["calibration"].images, quant["assignment"],
                          quant["spec"]), splits
 
@@ -141,7 +148,8 @@ def stage_vectors(out: Path) -> dict:
 
     qmodel, splits = chosen_model(out)
     chosen = representative_layers(qmodel)
-    images = quantize_images(splits["test"].images[:VECTOR_IMAGES].numpy())
+    images = quantize_images(splits["test"].images[:VECTOR_IMAGES].numpy(),
+                             qmodel.spec.image_scale)
     found = layer_vectors(qmodel, images, list(chosen.values()), ROW_LIMIT)
     units = {}
     for op, layer in chosen.items():
@@ -221,7 +229,8 @@ def real_qkv_gemm(out: Path, qmodel, splits):
     from intvit.sim.gemm_bench import simulate_gemm
 
     taps: dict = {}
-    qmodel.forward(quantize_images(splits["test"].images[:1].numpy()), taps)
+    qmodel.forward(quantize_images(splits["test"].images[:1].numpy(), qmodel.spec.image_scale),
+                   taps)
     linear = qmodel.blocks[0]["qkv"]
     x = taps["blocks.0.attn.qkv"][0]
     config = dataclasses.replace(example_config(GEMM_SIZE, GEMM_SIZE, per_channel=True),
@@ -261,11 +270,29 @@ def print_cost(op: str, entry: dict) -> None:
           f"Fmax {entry.get('fmax_mhz') or 0:.1f} MHz ({entry['source']})", flush=True)
 
 
+def demo_model(out: Path) -> str | None:
+    """The bundled model whose demo ``out`` holds (by its quantize marker), None if none."""
+    record = _load(out, "quantize")
+    return None if record is None else record.get("model", "digits")
+
+
+def check_same_model(out: Path, model: str) -> None:
+    """Refuse to run a stage on another model's files."""
+    from intvit.golden_model.errors import IntvitError
+
+    held = demo_model(out)
+    if held not in (None, model):
+        raise IntvitError(f"{out} holds the demo of the {held} model, not {model}; give "
+                          f"--force to redo it for {model}, or another --out")
+
+
 def run_stage(out: Path, stage: str, records: dict) -> dict:
+    """Run ``stage``; ``records`` holds the bundled ``model`` to quantize and the records of the
+    stages before this one."""
     from .report import write_report
 
     if stage == "quantize":
-        return stage_quantize(out)
+        return stage_quantize(out, records["model"])
     if stage == "vectors":
         return stage_vectors(out)
     units = records["vectors"]["units"]
@@ -278,30 +305,34 @@ def run_stage(out: Path, stage: str, records: dict) -> dict:
     return _finish(out, "report", {"files": write_report(out)})
 
 
-def run_demo(out: Path, force: bool = False, only: str | None = None) -> int:
-    """All stages (reusing finished ones unless ``force``), or ``only`` one stage, which reads
-    the files of the stages before it. A stage that runs first clears its own marker and the
-    later ones (:func:`clear_markers`)."""
+def run_demo(out: Path, force: bool = False, only: str | None = None,
+             model: str = "digits") -> int:
+    """All stages on the bundled ``model`` (reusing finished ones unless ``force``), or ``only``
+    one stage, which reads the files of the stages before it. A stage that runs first clears its
+    own marker and the later ones (:func:`clear_markers`)."""
     from intvit.golden_model.errors import IntvitError
 
     out = Path(out)
     if only is not None:
         if only not in STAGES:
             raise IntvitError(f"unknown stage {only!r}; stages: {', '.join(STAGES)}")
-        records = {}
+        records = {"model": model}
         for stage in STAGES[:STAGES.index(only)]:
             records[stage] = _load(out, stage)
             if records[stage] is None:
                 raise IntvitError(f"stage {only} needs stage {stage} first: run `intvit demo "
                                   f"--out {out} --only {stage}` (or the whole demo)")
+        if only != STAGES[0]:
+            check_same_model(out, model)
         clear_markers(out, only)
         with Progress(1).stage(only):
             run_stage(out, only, records)
         return 0
     if force:
         clear_markers(out, STAGES[0])
+    check_same_model(out, model)
     progress = Progress(len(STAGES))
-    records = {}
+    records = {"model": model}
     for stage in STAGES:
         record = _load(out, stage)
         with progress.stage(stage if record is None else f"{stage} (finished earlier, reused)"):
@@ -323,8 +354,8 @@ def summary(records: dict) -> int:
     lut = sum(e["resources"].get("LUT", 0) for op, e in entries.items() if op != "gemm")
     dsp = sum(e["resources"].get("DSP", 0) for op, e in entries.items() if op != "gemm")
     print("\n" + "=" * 72)
-    print(f"bundled ViT, W8A8, unified rule: float accuracy {acc['float']:.2%}, integer "
-          f"{acc['stage3']:.2%}")
+    print(f"bundled {records['quantize'].get('model', 'digits')} ViT, W8A8, unified rule: float "
+          f"accuracy {acc['float']:.2%}, integer {acc['stage3']:.2%}")
     print(f"units verified: {passed}/{len(verdicts)} with {mismatches} mismatches in "
           f"{checked:,} real-activation outputs (Verilator, bit-exact)")
     print(f"chosen non-linear units: {lut} LUT, {dsp} DSP in all (ECP5, one lane each, measured "

@@ -66,9 +66,18 @@ def _read(out: Path, name: str) -> dict:
     return json.loads((out / name).read_text())
 
 
+def _mix_cost_cells(cost) -> list[str]:
+    """Area (LUT-equivalents) and cycles per image of a mix's cost as ``QuantizationResult``
+    writes it (``intvit.golden_model.costs.MixCost``); an older run's single number is shown
+    as it is, marked, in the area column."""
+    if isinstance(cost, dict):
+        return [count(cost["area"]), count(cost["cycles"])]
+    return [f"{count(cost)} (old sum of C)", "-"]
+
+
 def _accuracy_section(rules: dict, layers: int, quantize: dict, img: Path) -> str:
     rows = [[rule, accuracy(r["accuracy"]["stage2"]), accuracy(r["accuracy"]["stage3"]),
-             count(r["cost"])] for rule, r in rules.items()]
+             *_mix_cost_cells(r["cost"])] for rule, r in rules.items()]
     accuracies = {rule: r["accuracy"] for rule, r in rules.items()}
     errors = {rule: {stage: standard_error(p, TEST_IMAGES) for stage, p in a.items()}
               for rule, a in accuracies.items()}
@@ -76,10 +85,12 @@ def _accuracy_section(rules: dict, layers: int, quantize: dict, img: Path) -> st
     return ("## Accuracy\n\n"
             f"Test split ({TEST_IMAGES:,} images) at W8A8. *Stage 2*: the rule's mix calibrated "
             "on float activations; *stage 3*: recalibrated on its own integer activations. "
-            f"{noise_note()} Cost: LUT-equivalents x cycles over the {layers} non-linear layers "
+            f"{noise_note()} Cost of the mix: the area of its distinct non-linear units, each "
+            f"counted once, and their cycles per image over the {layers} non-linear layers "
             f"(cost table `{Path(quantize['cost_table']).name}`"
             f"{'' if quantize['measured'] else ', a stand-in of operation counts'}).\n\n"
-            + _table(["rule", "stage 2", "stage 3", "cost of the mix"], rows)
+            + _table(["rule", "stage 2", "stage 3", "mix area (LUT-eq)", "mix cycles / image"],
+                     rows)
             + f"\n\n![Accuracy per rule](img/{plot.name})")
 
 
@@ -93,8 +104,9 @@ def _choices_section(quant: dict) -> str:
         rows.append([layer, f"**{op}**", decibels(s["sqnr_out"]), f"{s['perturbation']:.2e}",
                      count(s["cost"]), f"{s['omega']:.2f}", others])
     return ("## Per-layer choices\n\nThe unified rule's candidate per layer with its terms: "
-            "Q = output ASQNR (dB), P = KL of the model output, C = cost (LUT-equivalents x "
-            "cycles), and the other candidates' Omega.\n\n"
+            "Q = output ASQNR (dB), P = KL of the model output, C = cost at the layer's shape "
+            "(LUT-equivalents x the unit's time for one image's rows of the layer), and the "
+            "other candidates' Omega.\n\n"
             + _table(["layer", "chosen", "Q dB", "P", "C", "Omega", "others (Omega)"], rows))
 
 
