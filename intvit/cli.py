@@ -353,7 +353,7 @@ def quantize_iptq_command(args) -> int:
     calibrator = args.calibrator or "percentile"
     refuse(calibrator not in CALIBRATORS, f"--calibrator {calibrator!r}: unknown calibrator; "
            f"use one of {', '.join(CALIBRATORS)}")
-    weights = OmegaWeights(*parse_weights(args.weights or "1,1,0.5"))
+    weights = OmegaWeights(*parse_weights("1,1,0.5" if args.weights is None else args.weights))
     table = load_cost_table(args.cost_table)
     name = bundled_choice(args.model)
     model, splits, spec, what = model_and_data(args, name, bits, calibrator)

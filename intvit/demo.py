@@ -106,7 +106,7 @@ def stage_quantize(out: Path, name: str) -> dict:
     for rule in RULES:
         result = quantize_model(model, splits, spec, rule, scores=scores)
         rules[rule] = {"accuracy": result.accuracy, "assignment": result.assignment,
-                       "cost": sum(scores[l][o].cost for l, o in result.assignment.items())}
+                       "cost": result.to_json()["cost"]}
         print(f"      {rule:10s} integer accuracy {result.accuracy['stage3']:.4f}", flush=True)
         if rule == "unified":
             save_quant(out / "quant.json", result, model=name)

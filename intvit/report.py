@@ -10,14 +10,12 @@ import math
 import re
 from pathlib import Path
 
-from intvit.golden_model.dataset import SPLIT_SIZES
+from intvit.golden_model.dataset import dataset
 from intvit.golden_model.files import write_text_atomic
 from intvit.plots import accuracy_per_rule, gelu_curves, omega_per_layer, softmax_curves
 
 SECTIONS = ("Accuracy", "Per-layer choices", "Unified metric per layer",
             "Approximation curves", "Hardware cost", "Simulation verdicts")
-TEST_IMAGES = SPLIT_SIZES["test"]
-"""Images the demo's accuracies are measured on (``intvit.golden_model.dataset``)."""
 
 
 def standard_error(p: float, images: int) -> float:
@@ -31,13 +29,13 @@ def percent(p: float, decimals: int = 2) -> str:
     return f"{100 * p:.{decimals}f}%"
 
 
-def accuracy(p: float, images: int = TEST_IMAGES) -> str:
+def accuracy(p: float, images: int) -> str:
     """An accuracy with its noise: ``'98.25% ± 0.66'`` (± one binomial standard error, in
     percentage points)."""
     return f"{percent(p)} ± {100 * standard_error(p, images):.2f}"
 
 
-def noise_note(images: int = TEST_IMAGES) -> str:
+def noise_note(images: int) -> str:
     """The sentence that explains the ± of :func:`accuracy`."""
     return (f"± is one binomial standard error, sqrt(p(1 - p)/n) over the n = {images:,} test "
             f"images, in percentage points; one image is {100 / images:.2f} points.")
@@ -75,17 +73,18 @@ def _mix_cost_cells(cost) -> list[str]:
     return [f"{count(cost)} (old sum of C)", "-"]
 
 
-def _accuracy_section(rules: dict, layers: int, quantize: dict, img: Path) -> str:
-    rows = [[rule, accuracy(r["accuracy"]["stage2"]), accuracy(r["accuracy"]["stage3"]),
+def _accuracy_section(rules: dict, layers: int, quantize: dict, img: Path, images: int) -> str:
+    rows = [[rule, accuracy(r["accuracy"]["stage2"], images),
+             accuracy(r["accuracy"]["stage3"], images),
              *_mix_cost_cells(r["cost"])] for rule, r in rules.items()]
     accuracies = {rule: r["accuracy"] for rule, r in rules.items()}
-    errors = {rule: {stage: standard_error(p, TEST_IMAGES) for stage, p in a.items()}
+    errors = {rule: {stage: standard_error(p, images) for stage, p in a.items()}
               for rule, a in accuracies.items()}
-    plot = accuracy_per_rule(accuracies, errors, TEST_IMAGES, img / "accuracy.png")
+    plot = accuracy_per_rule(accuracies, errors, images, img / "accuracy.png")
     return ("## Accuracy\n\n"
-            f"Test split ({TEST_IMAGES:,} images) at W8A8. *Stage 2*: the rule's mix calibrated "
+            f"Test split ({images:,} images) at W8A8. *Stage 2*: the rule's mix calibrated "
             "on float activations; *stage 3*: recalibrated on its own integer activations. "
-            f"{noise_note()} Cost of the mix: the area of its distinct non-linear units, each "
+            f"{noise_note(images)} Cost of the mix: the area of its distinct non-linear units, each "
             f"counted once, and their cycles per image over the {layers} non-linear layers "
             f"(cost table `{Path(quantize['cost_table']).name}`"
             f"{'' if quantize['measured'] else ', a stand-in of operation counts'}).\n\n"
@@ -142,12 +141,14 @@ def build_markdown(out: Path) -> str:
     verdicts = _read(out, "sim.done")["verdicts"]
     acc = quant["accuracy"]
     img = out / "img"
-    parts = [f"# intvit demo report: the bundled ViT, integer-only\n\nFloat test accuracy "
-             f"**{accuracy(acc['float'])}**; integer-only (W8A8, unified rule) "
-             f"**{accuracy(acc['stage3'])}**. Units verified bit-exactly under Verilator: "
+    model = quant.get("model", "digits")
+    images = dataset(model).split_sizes["test"]
+    parts = [f"# intvit demo report: the bundled {model} ViT, integer-only\n\nFloat test "
+             f"accuracy **{accuracy(acc['float'], images)}**; integer-only (W8A8, unified rule) "
+             f"**{accuracy(acc['stage3'], images)}**. Units verified bit-exactly under Verilator: "
              f"**{sum(v['passed'] for v in verdicts.values())}/{len(verdicts)}**.",
              _accuracy_section(rules, len(quant["assignment"]), _read(out, "quantize.done"),
-                               img),
+                               img, images),
              _choices_section(quant)]
 
     omega_plot = omega_per_layer({l: {o: c["omega"] for o, c in cs.items()}

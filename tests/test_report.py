@@ -5,9 +5,10 @@ import re
 from html.parser import HTMLParser
 
 import matplotlib.pyplot as plt
+import pytest
 
 from intvit.plots import SOFTMAX_FLOOR, accuracy_figure, softmax_figure
-from intvit.report import (SECTIONS, TEST_IMAGES, accuracy, count, markdown_to_html, ratio,
+from intvit.report import (SECTIONS, accuracy, count, markdown_to_html, ratio,
                            standard_error, write_report)
 
 LAYERS = {"blocks.0.norm1": ("layernorm", ["ibert", "ivit", "fqvit"]),
@@ -15,7 +16,7 @@ LAYERS = {"blocks.0.norm1": ("layernorm", ["ibert", "ivit", "fqvit"]),
           "blocks.0.mlp.gelu": ("gelu", ["iptq", "ivit", "ibert"])}
 
 
-def fake_run(directory):
+def fake_run(directory, model=None):
     scores = {layer: {f"{kind}/{m}": {"op": f"{kind}/{m}", "sqnr_in": 30.0, "sqnr_out": 25.0 + i,
                                       "sqnr_diff": -5.0 + i, "perturbation": 1e-4 / (i + 1),
                                       "cost": 1e5 * (i + 1), "omega": 0.5 + 0.1 * i}
@@ -43,6 +44,8 @@ def fake_run(directory):
                                                     "elements_per_cycle": 0.5517241379310345,
                                                     "source": "checked-in table"}}},
     }
+    if model is not None:
+        files["quant.json"]["model"] = model
     for name, data in files.items():
         (directory / name).write_text(json.dumps(data))
 
@@ -111,7 +114,7 @@ def test_every_accuracy_carries_its_noise(tmp_path):
     assert "98.00% ± 0.70" in text  # sqrt(0.98 * 0.02 / 400) = 0.70 points
     assert "one image is 0.25 points" in text
     assert accuracy(0.98, 400) == "98.00% ± 0.70"
-    assert standard_error(1.0, TEST_IMAGES) == 0.0
+    assert standard_error(1.0, 400) == 0.0
 
 
 def test_accuracy_plot_has_error_bars():
@@ -141,3 +144,16 @@ def test_softmax_log_plot_labels_its_floor():
     assert "clipped" in top.get_ylabel()
     assert top.get_ylim()[0] <= SOFTMAX_FLOOR
     plt.close(fig)
+
+
+@pytest.mark.parametrize("model, images", [(None, 400), ("digits", 400), ("mnist", 1000)])
+def test_accuracies_carry_the_noise_of_the_runs_own_test_split(tmp_path, model, images):
+    """The digits test split has 400 images, MNIST's 1,000 (dataset split sizes); the noise
+    note and every ± follow the model that quant.json names."""
+    fake_run(tmp_path, model)
+    write_report(tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert f"n = {images:,} test images" in text
+    assert f"({images:,} images)" in text
+    se = 100 * (0.98 * 0.02 / images) ** 0.5
+    assert f"98.00% ± {se:.2f}" in text

@@ -171,7 +171,7 @@ def test_a_cost_table_without_an_entry_the_mix_needs(tmp_path, monkeypatch, caps
     ("1,1", "give three numbers"), ("1,1,0.5,1", "give three numbers"),
     ("a,b,c", "give three numbers"),
     ("1,nan,1", "finite"), ("1,1,inf", "finite"), ("-1,1,1", "negative"),
-    ("0,0,0", "all zero"), ("0,-0,0.0", "all zero"),
+    ("0,0,0", "all zero"), ("0,-0,0.0", "all zero"), ("", "give three numbers"),
 ])
 def test_bad_weights_on_the_command_line(weights, words, tmp_path, monkeypatch, capsys):
     """One line, exit 2, nothing written, before the model is loaded."""
