@@ -3,7 +3,11 @@
 A real tensor ``x`` becomes ``q = clamp(round(x / S), -(2**(b-1) - 1), 2**(b-1) - 1)``
 (symmetric, zero point 0, the most negative code unused so that ``-q`` is always representable).
 Weights are quantized per output channel by their max-abs; activations per tensor by one of
-:data:`CALIBRATORS`.
+:data:`CALIBRATORS`: ``minmax`` (nothing clips), ``percentile`` (rare outliers clip), ``mse`` (the
+clip of least quantization MSE on a grid), or ``per-layer``, which takes, for each tensor on its
+own, whichever of ``percentile`` and ``mse`` gives the lower quantization MSE on that tensor's
+calibration data (intvit's definition; issue 16: on heavy-tailed inputs such as GELU's the
+99.99-percentile clip can cost more error than the 8-bit grid itself).
 """
 import numpy as np
 
@@ -39,6 +43,11 @@ def fake_quantize(x: np.ndarray, scale: float, bits: int) -> np.ndarray:
     return np.clip(np.round(x / scale), -limit, limit) * scale
 
 
+def quantization_mse(x: np.ndarray, scale: float, bits: int) -> float:
+    """Mean squared error of quantize-dequantize ``x`` at ``scale`` (rounding and clipping)."""
+    return float(np.mean((fake_quantize(x, scale, bits) - x) ** 2))
+
+
 def minmax_scale(x: np.ndarray, bits: int) -> float:
     """``max|x| / qmax``: nothing clips."""
     return max(float(np.max(np.abs(x))), 1e-8) / qmax(bits)
@@ -59,13 +68,31 @@ def mse_scale(x: np.ndarray, bits: int) -> float:
     best, best_error = top, np.inf
     for step in range(MSE_GRID, 0, -1):
         scale = top * step / MSE_GRID
-        error = float(np.mean((fake_quantize(flat, scale, bits) - flat) ** 2))
+        error = quantization_mse(flat, scale, bits)
         if error < best_error:
             best, best_error = scale, error
     return best
 
 
-CALIBRATORS = {"minmax": minmax_scale, "percentile": percentile_scale, "mse": mse_scale}
+PER_LAYER_CHOICES = ("percentile", "mse")
+"""The clips the ``per-layer`` calibrator chooses between, in the order ties go."""
+
+
+def per_layer_choice(x: np.ndarray, bits: int) -> tuple[str, float]:
+    """``(name, scale)`` of the clip among :data:`PER_LAYER_CHOICES` with the lowest
+    quantization MSE on all of ``x`` (a tie goes to the first)."""
+    scales = {name: CALIBRATORS[name](x, bits) for name in PER_LAYER_CHOICES}
+    name = min(PER_LAYER_CHOICES, key=lambda n: quantization_mse(x, scales[n], bits))
+    return name, scales[name]
+
+
+def per_layer_scale(x: np.ndarray, bits: int) -> float:
+    """The scale of :func:`per_layer_choice`."""
+    return per_layer_choice(x, bits)[1]
+
+
+CALIBRATORS = {"minmax": minmax_scale, "percentile": percentile_scale, "mse": mse_scale,
+               "per-layer": per_layer_scale}
 """Per-tensor activation calibrators by name."""
 
 

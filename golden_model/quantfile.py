@@ -16,6 +16,11 @@ def save_quant(path, result, model: str = "digits") -> Path:
                              + "\n")
 
 
+LEGACY_SPEC = {"score_snap": "off", "gelu_output": "symmetric"}
+"""Spec fields a ``quant.json`` written before they existed was built without: such a file
+rebuilds the model it describes, not one with today's defaults."""
+
+
 def load_quant(path) -> dict:
     """``{"model", "spec": QuantSpec, "rule", "assignment", "accuracy", "scores"}`` from
     ``quant.json`` (``model`` is ``digits`` in files written before it was recorded); a missing
@@ -24,7 +29,7 @@ def load_quant(path) -> dict:
     hint = "rerun `intvit quantize`"
     try:
         data = json.loads(path.read_text())
-        spec = QuantSpec(**data["spec"])
+        spec = QuantSpec(**{**LEGACY_SPEC, **data["spec"]})
         assignment = dict(data["assignment"])
         rule = str(data["rule"])
         model = str(data.get("model", "digits"))

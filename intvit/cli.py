@@ -326,7 +326,8 @@ def cmd_quantize(args) -> int:
 
 
 ADFQ_ONLY = ("components", "iterations", "outliers", "log_base")
-IPTQ_ONLY = ("rule", "calibrator", "weights", "cost_table", "calibration", "arch")
+IPTQ_ONLY = ("rule", "calibrator", "gelu_output", "score_snap", "weights", "cost_table",
+             "calibration", "arch")
 
 
 def check_method_options(args, foreign: tuple[str, ...]) -> None:
@@ -341,6 +342,7 @@ def quantize_iptq_command(args) -> int:
     from intvit.golden_model.calibration import CALIBRATORS
     from intvit.golden_model.costs import load_cost_table
     from intvit.golden_model.metrics import OmegaWeights
+    from intvit.golden_model.qvit import GELU_OUTPUTS, SCORE_SNAPS
     from intvit.golden_model.quantfile import save_quant
     from intvit.golden_model.select import RULES, quantize_model
 
@@ -356,7 +358,14 @@ def quantize_iptq_command(args) -> int:
     weights = OmegaWeights(*parse_weights("1,1,0.5" if args.weights is None else args.weights))
     table = load_cost_table(args.cost_table)
     name = bundled_choice(args.model)
-    model, splits, spec, what = model_and_data(args, name, bits, calibrator)
+    options = {"calibrator": calibrator}
+    for flag, allowed in (("gelu_output", GELU_OUTPUTS), ("score_snap", SCORE_SNAPS)):
+        value = getattr(args, flag)
+        refuse(value is not None and value not in allowed, f"--{flag.replace('_', '-')} "
+               f"{value!r}: use one of {', '.join(allowed)}")
+        if value is not None:
+            options[flag] = value
+    model, splits, spec, what = model_and_data(args, name, bits, options)
     print(f"quantizing {what} at {bits.upper()}, rule {rule}, cost table "
           f"{table.source}{'' if table.measured else ' (stand-in)'}", flush=True)
 
@@ -423,8 +432,9 @@ def bundled_choice(model: str) -> str | None:
                       "give one of those names or the path of a timm ViT/DeiT checkpoint")
 
 
-def model_and_data(args, name: str | None, bits: str, calibrator: str):
-    """The float model, its calibration/test splits, the QuantSpec and a description for
+def model_and_data(args, name: str | None, bits: str, options: dict):
+    """The float model, its calibration/test splits, the QuantSpec (``bits`` and the
+    calibration ``options``, e.g. ``calibrator``) and a description for
     ``--model``: the bundled model ``name`` with its dataset and exact input scale, or (``name``
     None) a timm checkpoint with ``--calibration`` images (whose "test" is the same images
     labelled by the float model: integer-vs-float agreement)."""
@@ -441,8 +451,7 @@ def model_and_data(args, name: str | None, bits: str, calibrator: str):
         refuse(args.arch is not None or args.calibration is not None, "--arch and "
                "--calibration go with --model PATH; the bundled models have their own")
         model, _, meta = load_bundled(name)
-        spec = QuantSpec.parse(bits, calibrator=calibrator,
-                               image_scale=dataset(name).image_scale)
+        spec = QuantSpec.parse(bits, image_scale=dataset(name).image_scale, **options)
         return (model, load_splits(meta["split_seed"], name), spec,
                 f"the bundled {name} model")
     from intvit.golden_model.checkpoint import load_checkpoint
@@ -460,8 +469,7 @@ def model_and_data(args, name: str | None, bits: str, calibrator: str):
     with torch.no_grad():
         labels = model(images).argmax(-1)
     split = Split(images, labels)
-    spec = QuantSpec.parse(bits, calibrator=calibrator,
-                           image_scale=image_scale_for(images.numpy()))
+    spec = QuantSpec.parse(bits, image_scale=image_scale_for(images.numpy()), **options)
     return model, {"calibration": split, "test": split}, spec, args.model
 
 
@@ -670,7 +678,14 @@ def add_iptq_options(group) -> None:
     group.add_argument("--rule", default=None, help="unified (IPTQ-ViT, default), sqnr-diff, "
                        "sqnr-output, all-iptq, all-ivit, all-ibert, all-fqvit")
     group.add_argument("--calibrator", default=None,
-                       help="activation calibrator: minmax, percentile (default), mse")
+                       help="activation calibrator: minmax, percentile (default), mse, "
+                       "per-layer (the lower-MSE of percentile and mse, per tensor)")
+    group.add_argument("--gelu-output", default=None,
+                       help="GELU output codes: symmetric (default) or asymmetric (a zero point "
+                       "that FC2's bias absorbs)")
+    group.add_argument("--score-snap", default=None,
+                       help="snap the softmax input scale to the shift candidates' constants: "
+                       "grid (default), log2e, off")
     group.add_argument("--weights", default=None,
                        help="Omega weights of sensitivity, perturbation, cost (default 1,1,0.5)")
     group.add_argument("--cost-table", default=None,

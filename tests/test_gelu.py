@@ -507,8 +507,8 @@ def test_hand_built_configs_are_checked():
     assert "32" in one_line(error)
     with pytest.raises(ConfigError) as error:
         ibert.IBertGeluConfig(**{**fields,
-                                 "requant": RequantConfig.from_scale(0.1, zero_point=3)})
-    assert "zero point" in one_line(error)
+                                 "requant": RequantConfig.from_scale(0.1, signed=False)})
+    assert "signed codes" in one_line(error)
     shift = example("gelu/ivit")
     shift_fields = {k: getattr(shift, k) for k in shift.__dataclass_fields__}
     with pytest.raises(ConfigError) as error:

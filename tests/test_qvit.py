@@ -112,3 +112,42 @@ def test_assignment_must_match_the_model(bundled):
 def test_images_off_the_grid_are_refused():
     with pytest.raises(IntvitError, match="grid"):
         quantize_images(np.full((1, 1, 8, 8), 0.01))
+
+
+@pytest.mark.parametrize("softmax", ["iptq", "ivit"])
+def test_every_calibration_option_on(bundled, softmax):
+    """Per-layer clips, asymmetric GELU output and the log2e-snapped score scale together: the
+    taps still dequantize to the float model's (zero points and snapped scales recorded), and
+    the accuracy stays close to float."""
+    model, config, splits = bundled
+    assignment = default_assignment(config, "iptq")
+    assignment.update({layer: f"softmax/{softmax}" for layer in assignment
+                       if layer.endswith("softmax")})
+    spec = QuantSpec(calibrator="per-layer", gelu_output="asymmetric", score_snap="log2e")
+    q = build_integer_vit(model, splits["calibration"].images, assignment, spec)
+    images = splits["calibration"].images[:32]
+    ftaps, itaps = float_taps(model, images), integer_taps(q, quantize_images(images.numpy()))
+    zero_point = q.plans["blocks.0.mlp.gelu"].config.requant.zero_point
+    assert q.zero_points["blocks.0.mlp.fc2"] == zero_point < 0
+    assert asqnr(ftaps["blocks.0.mlp.fc2"], itaps["blocks.0.mlp.fc2"]) > 15
+    assert asqnr(ftaps["blocks.0.attn.softmax"], itaps["blocks.0.attn.softmax"]) > 25
+    plan = q.plans["blocks.0.attn.softmax"]
+    assert plan.code_scale == pytest.approx(plan.config.in_scale * 1.4375 / np.log2(np.e))
+    test = splits["test"]
+    got = float(np.mean(q.predict(quantize_images(test.images.numpy())) == test.labels.numpy()))
+    assert got >= float_accuracy(model, test) - 0.02
+
+
+def test_a_quant_file_from_before_the_calibration_options_rebuilds_its_own_model(tmp_path):
+    """A quant.json written before ``score_snap`` and ``gelu_output`` existed loads with both
+    off (the model it was built with), not with today's defaults."""
+    import json
+
+    from intvit.golden_model.quantfile import load_quant
+
+    path = tmp_path / "quant.json"
+    path.write_text(json.dumps({"spec": {"weight_bits": 8, "act_bits": 8}, "rule": "unified",
+                                "assignment": {}}))
+    spec = load_quant(path)["spec"]
+    assert (spec.score_snap, spec.gelu_output) == ("off", "symmetric")
+    assert QuantSpec().score_snap == "grid"

@@ -4,6 +4,11 @@ All three are element-wise. Input: signed ``in_bits`` codes ``q`` (real value ``
 Each computes an integer GELU value ``h`` with a positive real scale ``gelu_scale`` (at most 32
 bits, stated per config as ``acc_bits``), then a nested :class:`RequantConfig` requantizes it to
 signed ``out_bits`` codes of ``out_scale`` (round half up, saturating; see ``ops/requant.py``).
+The output is symmetric (zero point 0, the most negative code unused) as ``from_scale`` builds
+it, or asymmetric (:func:`asymmetric_output`): GELU >= -0.17, so a symmetric output leaves half
+its codes unused; with a zero point ``z`` the requantizer adds (``y = h * m / 2**e + z``), the
+codes span GELU's real range and code ``z`` is 0. The codes stay signed, so the next GEMM reads
+them as it reads any int8 activation and folds ``z`` into its bias.
 
 Rounding: every ``>>`` is an arithmetic shift right (floor), which is what the references' floors
 of divisions by powers of two are (``docs/method.md`` sec. 4); ``//`` is floor
@@ -11,6 +16,7 @@ division; the only rounding is the requantizer's half up. Worst cases are interv
 the whole input range: ``config.ranges`` (name -> ``(lo, hi)``), ``config.widths`` (name ->
 signed two's-complement bits) and ``config.acc_bits``.
 """
+import dataclasses
 import math
 
 import numpy as np
@@ -83,8 +89,13 @@ class GeluPorts:
         """Width of ``h``, the integer GELU value the requantizer reads (at most 32)."""
         return self.widths["acc"]
 
+    @property
+    def out_zero_point(self) -> int:
+        """The output code of GELU = 0: 0 (symmetric) or the requantizer's zero point."""
+        return self.requant.zero_point
+
     def dequantize_output(self, y) -> np.ndarray:
-        return np.asarray(y, dtype=np.float64) * self.out_scale
+        return (np.asarray(y, dtype=np.float64) - self.out_zero_point) * self.out_scale
 
     def _check_common(self, owner: str) -> None:
         check_int(owner, "in_bits", self.in_bits, 2, 16)
@@ -92,9 +103,10 @@ class GeluPorts:
             check_scale(owner, field, getattr(self, field))
         if not isinstance(self.requant, RequantConfig):
             raise ConfigError(f"{owner}: requant must be a RequantConfig (got {self.requant!r})")
-        if not self.requant.out_signed or self.requant.zero_point != 0:
-            raise ConfigError(f"{owner}: requant must give signed codes with zero point 0 "
-                              "(GELU(0) = 0); build it with from_scale")
+        if not self.requant.out_signed:
+            raise ConfigError(f"{owner}: requant must give signed codes (a zero point moves "
+                              "GELU's range onto them); build it with from_scale or "
+                              "asymmetric_output")
 
     def _check_widths(self, owner: str) -> None:
         for name, bits in self.widths.items():
@@ -121,6 +133,25 @@ def output_scale(owner: str, in_scale: float, in_bits: int, out_bits: int, out_s
     lo, hi = signed_range(in_bits)
     largest = float(np.max(np.abs(gelu(np.arange(lo, hi + 1) * in_scale))))
     return check_scale(owner, "out_scale", largest / signed_range(out_bits)[1])
+
+
+def asymmetric_output(config):
+    """``config`` with an asymmetric output over every signed ``out_bits`` code (intvit's
+    definition, issue 16): ``[g_lo, g_hi]``, the range of exact GELU over the input codes
+    (``g_lo >= -0.17``), is spread over ``lo .. hi = -2**(b-1) .. 2**(b-1) - 1``:
+    ``out_scale = (g_hi - g_lo) / (hi - lo)`` and zero point ``z = lo + round(-g_lo /
+    out_scale)``, clipped to the codes; the requantizer's ratio is ``gelu_scale / out_scale`` as
+    before. The integer GELU ``h`` and its constants are unchanged; only the requantizer's
+    ``m, e, z`` differ."""
+    lo_in, hi_in = config.in_range
+    values = gelu(np.arange(lo_in, hi_in + 1) * config.in_scale)
+    g_lo, g_hi = min(float(values.min()), 0.0), float(values.max())
+    lo, hi = signed_range(config.out_bits)
+    out_scale = check_scale("asymmetric GELU output", "out_scale", (g_hi - g_lo) / (hi - lo))
+    zero_point = min(max(lo + math.floor(-g_lo / out_scale + 0.5), lo), hi)
+    requant = RequantConfig.from_scale(config.gelu_scale / out_scale, bits=config.out_bits,
+                                       zero_point=zero_point)
+    return dataclasses.replace(config, requant=requant, out_scale=out_scale)
 
 
 def check_samples(owner: str, samples) -> np.ndarray:

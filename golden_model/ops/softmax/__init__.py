@@ -1,7 +1,8 @@
 """Integer softmax candidates over the last axis, one module each: ``iptq`` (Bit-exp, intvit's
 definition for IPTQ-ViT), ``ivit`` (I-ViT Shiftmax), ``ibert`` (I-BERT i-exp softmax) and
 ``fqvit`` (FQ-ViT Log-Int-Softmax); ``common`` holds the shared row interface (its docstring
-states it), checks, reciprocal normalization, float reference and input sweep."""
+states it), checks, reciprocal normalization, float reference and input sweep, and the snapped
+score scale of the shift-based candidates (:data:`SCALE_SNAPS`)."""
 from . import fqvit, ibert, iptq, ivit
 from .common import softmax_reference, sweep_inputs
 from .fqvit import LogIntSoftmaxConfig, log_int_softmax
@@ -10,8 +11,11 @@ from .iptq import BitExpSoftmaxConfig, bit_exp_softmax
 from .ivit import ShiftmaxConfig, shiftmax
 
 __all__ = ["BitExpSoftmaxConfig", "I_EXP_POLYNOMIALS", "IBertSoftmaxConfig",
-           "LogIntSoftmaxConfig", "OPERATORS", "ShiftmaxConfig", "bit_exp_softmax",
+           "LogIntSoftmaxConfig", "OPERATORS", "SCALE_SNAPS", "ShiftmaxConfig", "bit_exp_softmax",
            "ibert_softmax", "log_int_softmax", "shiftmax", "softmax_reference", "sweep_inputs"]
 
 OPERATORS = [iptq.OPERATOR, ivit.OPERATOR, ibert.OPERATOR, fqvit.OPERATOR]
 """The registry's softmax candidates, in this order."""
+SCALE_SNAPS = {iptq.OPERATOR.name: iptq.snap_scale, ivit.OPERATOR.name: ivit.snap_scale}
+"""``snap_scale(scale, fold_log2e) -> ScoreScale`` of the shift-based candidates: the score
+scale that suits their constants (intvit's definition, issue 16)."""

@@ -22,7 +22,8 @@ numpy: every config refuses constants whose worst case exceeds ``2**62``.
 Precision constants are derived from ``in_scale`` and the bit widths (``from_scale``); the papers'
 fixed values are the ``published`` presets (docs/method.md sec. 5).
 """
-from typing import ClassVar
+import math
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -49,6 +50,22 @@ docs/method.md sec. 4.2, Shiftmax) as ``(shift, sign)`` terms: the one definitio
 :func:`log2e_shift_add`, :func:`log2e_times16` and the hardware units fold over."""
 LOG2E_FRAC_BITS = max(shift for shift, _ in LOG2E_TERMS)
 """Fraction bits of :data:`LOG2E_TERMS` (4): ``2**4 * 1.4375 = 23`` is an integer."""
+LOG2E_SHIFT_ADD = sum(sign * 2.0 ** -shift for shift, sign in LOG2E_TERMS)
+"""The value :data:`LOG2E_TERMS` give log2(e): 1.4375 (log2(e) = 1.4427: 0.36 % low)."""
+LOG2E_FOLD = LOG2E_SHIFT_ADD / math.log2(math.e)
+"""``1.4375 / log2(e)`` = 0.99641: scores whose codes are worth ``LOG2E_FOLD`` times the
+config's ``in_scale`` make the shift-add log2(e) exact (:class:`ScoreScale`)."""
+
+
+class ScoreScale(NamedTuple):
+    """A snapped score scale (intvit's definition, issue 16): the score requantizer before the
+    softmax targets ``codes`` (the real value of one score code), and the candidate's config is
+    built from ``config`` (its ``in_scale``). With ``codes = LOG2E_FOLD * config`` the
+    candidate's ``2**(1.4375 * q * config)`` is ``exp(q * codes)`` exactly: the requantizer's
+    multiplier, which exists anyway, carries log2(e)'s correction. Without the fold
+    ``codes == config``."""
+    codes: float
+    config: float
 
 
 def _signed_sum(terms):

@@ -10,9 +10,9 @@ import numpy as np
 
 from ...errors import ConfigError
 from ...integer import check_int, round_half_up_shift
-from .common import (GUARD_BITS, INT64_BITS, LOG2E_FRAC_BITS, ReciprocalSoftmaxConfig,
-                     ceil_log2, check_common, check_fits, log2e_times16, normalize, row_offsets,
-                     softmax_operator)
+from .common import (GUARD_BITS, INT64_BITS, LOG2E_FOLD, LOG2E_FRAC_BITS,
+                     ReciprocalSoftmaxConfig, ScoreScale, ceil_log2, check_common, check_fits,
+                     log2e_times16, normalize, row_offsets, softmax_operator)
 
 BIT_EXP_COEFFS = (Fraction(1) - Fraction(1, 1 << 9) - Fraction(1, 1 << 10),
                   -(Fraction(1, 2) + Fraction(1, 8) + Fraction(1, 32)),
@@ -128,6 +128,21 @@ class BitExpSoftmaxConfig(ReciprocalSoftmaxConfig):
     def quotient_bits(self) -> int:
         """``f_row <= 2**recip_bits // e(d=0)``: the row's maximum always contributes ``C0``."""
         return (self.recip_numerator // self.coef0).bit_length()
+
+
+def snap_scale(scale: float, fold_log2e: bool = False) -> ScoreScale:
+    """A score scale that suits Bit-exp's constants (intvit's definition, issue 16).
+
+    Bit-exp multiplies by ``R / 2**s ~ S * 2**(F - 4)`` with a 16-bit ``R``: the snap rounds
+    the config's scale up to 16 significant bits, so that ``R`` is exact; with ``fold_log2e``
+    the codes are worth ``LOG2E_FOLD`` times it, which makes ``23/16 = 1.4375`` the exact
+    ``log2(e)`` of the codes. The config's scale is chosen so that the code scale is never
+    finer than ``scale``."""
+    factor = LOG2E_FOLD if fold_log2e else 1.0
+    fraction, exponent = math.frexp(scale / factor)
+    mantissa = math.ceil(fraction * (1 << BIT_EXP_MULT_BITS))
+    config = math.ldexp(mantissa, exponent - BIT_EXP_MULT_BITS)
+    return ScoreScale(codes=factor * config, config=config)
 
 
 def bit_exp_exponent(cfg: BitExpSoftmaxConfig, x):

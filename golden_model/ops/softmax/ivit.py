@@ -8,8 +8,8 @@ import numpy as np
 
 from ...errors import ConfigError
 from ...integer import check_int
-from .common import (INT64_BITS, ReciprocalSoftmaxConfig, check_common, check_fits,
-                     log2e_shift_add, normalize, row_offsets, softmax_operator)
+from .common import (INT64_BITS, LOG2E_FOLD, ReciprocalSoftmaxConfig, ScoreScale, check_common,
+                     check_fits, log2e_shift_add, normalize, row_offsets, softmax_operator)
 
 IVIT_N = 15
 """I-ViT's ``n`` for Shiftmax (reference ``IntSoftmax.n``), the ``published`` preset."""
@@ -104,6 +104,24 @@ class ShiftmaxConfig(ReciprocalSoftmaxConfig):
     @property
     def quotient_bits(self) -> int:
         return (self.recip_numerator // min(self.exp_max, self.sum_limit)).bit_length()
+
+
+def snap_scale(scale: float, fold_log2e: bool = False) -> ScoreScale:
+    """A score scale that suits Shiftmax's constants (intvit's definition, issue 16).
+
+    Shiftmax reads ``t / -x0`` as the base-2 exponent, ``x0 = floor(-1/S)``: unless ``1/S`` is
+    an integer, ``-x0 * S > 1`` and every exponent is off by that factor (up to ``1/m`` with
+    ``m = -x0``: 5 % at ``S = 0.05``). The snap builds the config at ``S = 1/m``, so that
+    ``x0 = -m`` and ``-x0 * S = 1`` exactly; with ``fold_log2e`` the codes are worth
+    ``LOG2E_FOLD / m``, which also makes ``1.4375 / m`` the exact ``log2(e) * codes``.
+    ``m = floor(f / scale)`` (at least 1), ``f`` being ``LOG2E_FOLD`` or 1, so the snapped code
+    scale is never finer than ``scale``: nothing clips that did not clip before."""
+    factor = LOG2E_FOLD if fold_log2e else 1.0
+    m = max(1, math.floor(factor / scale))
+    config = 1.0 / m
+    while math.floor(-1.0 / config) != -m:  # 1 / (1/m) may round just above m
+        config = math.nextafter(config, math.inf)
+    return ScoreScale(codes=factor * config, config=config)
 
 
 def shift_exp_mantissa(cfg: ShiftmaxConfig, r):
