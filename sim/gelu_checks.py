@@ -103,8 +103,12 @@ def simulate(unit, x: np.ndarray, stall: float, seed: int) -> np.ndarray:
 
 def check_in_amaranth_sim(name: str, options: dict):
     """:func:`sweep_codes` through a three-lane unit with 10 % stalls equals the golden run."""
+    check_config_in_amaranth_sim(name, get(name).example_config(**options))
+
+
+def check_config_in_amaranth_sim(name: str, cfg):
+    """:func:`check_in_amaranth_sim` for a config built by the caller."""
     op = get(name)
-    cfg = op.example_config(**options)
     x = sweep_codes(cfg, np.random.default_rng(cfg.in_bits))
     got = simulate(build_unit(name, cfg, lanes=3), x, stall=0.1, seed=cfg.in_bits)
     want = op.run(cfg, x)

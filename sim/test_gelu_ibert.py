@@ -5,8 +5,11 @@ in Amaranth's simulator on 2- to 16-bit configs, derived and published; its Veri
 lint-clean."""
 import pytest
 
-from intvit.sim.gelu_checks import (POINTS, STALL, check_in_amaranth_sim,
-                                    check_rtl_on_every_input, check_verilog_lint, point_options)
+from intvit.golden_model.ops.gelu import asymmetric_output
+from intvit.golden_model.registry import get
+from intvit.sim.gelu_checks import (POINTS, STALL, check_config_in_amaranth_sim,
+                                    check_in_amaranth_sim, check_rtl_on_every_input,
+                                    check_verilog_lint, point_options)
 
 NAME = "gelu/ibert"
 PUBLISHED_REFUSED = (0.00002, 16, 16)
@@ -31,3 +34,10 @@ def test_verilog_is_lint_clean(tmp_path):
     *((point, True) for point in POINTS if point != PUBLISHED_REFUSED)], ids=str)
 def test_unit_equals_golden_in_amaranth_sim(point, published):
     check_in_amaranth_sim(NAME, point_options(point, published))
+
+
+def test_asymmetric_output_in_amaranth_sim():
+    """The zero-point output that ``QuantSpec(gelu_output="asymmetric")`` builds."""
+    cfg = asymmetric_output(get(NAME).example_config())
+    assert cfg.requant.zero_point != 0
+    check_config_in_amaranth_sim(NAME, cfg)
