@@ -710,7 +710,7 @@ def add_demo(commands) -> None:
     demo = commands.add_parser("demo", help="the main job on a bundled model")
     demo.add_argument("--model", default="digits", help="the bundled model: digits (default; "
                       "alias bundled) or mnist")
-    demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    demo.add_argument("-o", "--out", default="runs/demo", help="output directory (default runs/demo)")
     demo.add_argument("--force", action="store_true",
                       help="redo every stage (default: reuse the stages finished earlier)")
     demo.add_argument("--only", metavar="STAGE", choices=STAGES, help="run one stage "
