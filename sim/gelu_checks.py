@@ -8,6 +8,7 @@ import subprocess
 import numpy as np
 from amaranth.sim import Simulator
 
+from intvit.golden_model.ops.gelu import asymmetric_output
 from intvit.golden_model.registry import get
 from intvit.hw.export import export_verilog
 from intvit.hw.units import build_unit
@@ -104,6 +105,13 @@ def simulate(unit, x: np.ndarray, stall: float, seed: int) -> np.ndarray:
 def check_in_amaranth_sim(name: str, options: dict):
     """:func:`sweep_codes` through a three-lane unit with 10 % stalls equals the golden run."""
     check_config_in_amaranth_sim(name, get(name).example_config(**options))
+
+
+def check_asymmetric_output_in_amaranth_sim(name: str):
+    """The zero-point output that ``QuantSpec(gelu_output="asymmetric")`` builds."""
+    cfg = asymmetric_output(get(name).example_config())
+    assert cfg.requant.zero_point != 0
+    check_config_in_amaranth_sim(name, cfg)
 
 
 def check_config_in_amaranth_sim(name: str, cfg):

@@ -242,6 +242,11 @@ class RowConfig:
     out_signed = True
 
     @property
+    def sumsq_bits(self) -> int:
+        """Unsigned width of the row's sum of squares (each config's ``sumsq_bound``)."""
+        return self.sumsq_bound.bit_length()
+
+    @property
     def channels(self) -> int:
         return len(self.gamma)
 

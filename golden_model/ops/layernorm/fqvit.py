@@ -125,10 +125,6 @@ class PTFLayerNormConfig(RowConfig):
         return ptf_sumsq_bound(self.in_bits, self.alpha)
 
     @property
-    def sumsq_bits(self) -> int:
-        return self.sumsq_bound.bit_length()
-
-    @property
     def var_bound(self) -> int:
         """Largest ``C*S2`` (the widest product; ``0 <= D <= C*S2``)."""
         return self.channels * self.sumsq_bound

@@ -69,11 +69,6 @@ class IBertLayerNormConfig(CentredConfig):
     def sumsq_bound(self) -> int:
         return shifted_sumsq_bound(self.in_bits, self.channels, self.var_shift)
 
-    @property
-    def sumsq_bits(self) -> int:
-        """Unsigned width of ``v = sum ((y >> var_shift)**2)``."""
-        return self.sumsq_bound.bit_length()
-
     @classmethod
     def from_scale(cls, in_scale, gamma, beta, out_scale=None, in_bits: int = 8,
                    out_bits: int = 8) -> "IBertLayerNormConfig":

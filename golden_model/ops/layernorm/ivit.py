@@ -65,11 +65,6 @@ class ShiftLayerNormConfig(CentredConfig):
     def sumsq_bound(self) -> int:
         return centred_sumsq_bound(self.in_bits, self.channels)
 
-    @property
-    def sumsq_bits(self) -> int:
-        """Unsigned width of ``v = sum y**2``."""
-        return self.sumsq_bound.bit_length()
-
     @classmethod
     def from_scale(cls, in_scale, gamma, beta, out_scale=None, in_bits: int = 8,
                    out_bits: int = 8) -> "ShiftLayerNormConfig":
