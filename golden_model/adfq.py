@@ -551,6 +551,14 @@ def logits_of(model, images) -> torch.Tensor:
                           for start in range(0, len(images), EVAL_BATCH)])
 
 
+def logit_kl(reference: torch.Tensor, approx: torch.Tensor) -> float:
+    """Mean over images of ``KL(softmax(z) || softmax(z^))``, in nats: how far the quantized
+    model's output distribution is from the float model's."""
+    log_p = torch.log_softmax(reference.double(), -1)
+    log_q = torch.log_softmax(approx.double(), -1)
+    return float((log_p.exp() * (log_p - log_q)).sum(-1).mean())
+
+
 def logit_sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
     """``10 log10(sum z**2 / sum (z^ - z)**2)`` of the logits against the float logits."""
     noise = float(((approx.double() - reference.double()) ** 2).sum())

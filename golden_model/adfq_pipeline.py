@@ -2,8 +2,8 @@
 reconstruct with :mod:`intvit.golden_model.reconstruct` (AMO), evaluate against the float model."""
 import time
 
-from .adfq import (ALPHA_FC1, ALPHA_QKV, COMPONENTS, AdfqSettings, build_adfq, logit_sqnr_db,
-                   logits_of, outlier_ratios, parse_components, single_thread)
+from .adfq import (ALPHA_FC1, ALPHA_QKV, COMPONENTS, AdfqSettings, build_adfq, logit_kl,
+                   logit_sqnr_db, logits_of, outlier_ratios, parse_components, single_thread)
 from .reconstruct import reconstruct_model
 
 DEFAULT_ITERATIONS = 500
@@ -55,6 +55,7 @@ def _report(settings, model, qmodel, calibration, test, seconds) -> dict:
                          "quantized": float((approx.argmax(-1) == test.labels).double().mean())},
             "fidelity": {"agreement": float((approx.argmax(-1) == reference.argmax(-1))
                                             .double().mean()),
-                         "logit_sqnr_db": logit_sqnr_db(reference, approx)},
+                         "logit_sqnr_db": logit_sqnr_db(reference, approx),
+                         "logit_kl": logit_kl(reference, approx)},
             "outlier_ratio": outlier_ratios(qmodel, test.images),
             "reconstruction_seconds": seconds}

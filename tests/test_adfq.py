@@ -409,3 +409,14 @@ def test_bad_settings_are_one_line_errors(bundled, options, text):
 def test_config_errors_are_config_errors():
     with pytest.raises(ConfigError):
         L.example_config(in_bits=17)
+
+
+def test_logit_kl_against_a_hand_computed_case():
+    """Two classes, logits (0, 0) against (ln 3, 0): p = (1/2, 1/2), q = (3/4, 1/4), so
+    KL(p || q) = 1/2 ln(2/3) + 1/2 ln(2) = 1/2 ln(4/3)."""
+    import math
+
+    reference = torch.tensor([[0.0, 0.0], [1.0, 2.0]], dtype=torch.float64)
+    approx = torch.tensor([[math.log(3.0), 0.0], [1.0, 2.0]], dtype=torch.float64)
+    assert A.logit_kl(reference, approx) == pytest.approx(0.25 * math.log(4 / 3), rel=1e-12)
+    assert A.logit_kl(reference, reference) == 0.0
