@@ -2,8 +2,9 @@
 
 At W4A4 and W6A6 (``intvit.golden_model.adfq``, simulated quantization): test accuracy,
 agreement with the float model's predictions, the logit KL and the SQNR of the logits against
-the float logits (fidelity separates settings that top-1 on a few hundred images cannot), the outlier ratio per per-patch-quantized layer, the reconstruction time, and
-each quantizer's own input SQNR against the plain uniform one. Settings with reconstruction run
+the float logits (fidelity separates settings that top-1 on a few hundred images cannot), the
+outlier ratio per per-patch-quantized layer, the reconstruction time, and each quantizer's own
+input SQNR against the plain uniform one. Settings with reconstruction run
 with several seeds (mini-batch order), reported as mean and range.
 
 ``--rows core`` runs only plain uniform PTQ and the full method (with seeds): the comparison by
