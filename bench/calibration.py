@@ -27,6 +27,7 @@ from bench.results import markdown_table, write_section  # noqa: E402
 from intvit.golden_model.calibration import per_layer_choice  # noqa: E402
 from intvit.golden_model.checkpoint import load_bundled  # noqa: E402
 from intvit.golden_model.dataset import dataset, load_splits  # noqa: E402
+from intvit.golden_model.metrics import kl_per_image  # noqa: E402
 from intvit.golden_model.qvit import (QuantSpec, build_integer_vit,  # noqa: E402
                                       default_assignment, float_taps, quantize_images)
 from intvit.golden_model.vit import nonlinear_layers  # noqa: E402
@@ -47,17 +48,6 @@ OPTIONS = [
 which take ``softmax method``; ``changes`` are applied to the baseline spec."""
 HELPS_SE = 2.0
 """An option helps where its paired KL difference is below ``-HELPS_SE`` standard errors."""
-
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
-def kl_per_image(z_float: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """``KL(softmax(z_float) || softmax(z))`` per image, in nats."""
-    lp, lq = log_softmax(z_float), log_softmax(z)
-    return np.sum(np.exp(lp) * (lp - lq), axis=-1)
 
 
 def mean_and_se(values: np.ndarray) -> tuple[float, float]:

@@ -3,7 +3,6 @@
 (every input code) and in Amaranth's simulator (with random idle and stall cycles), and its
 Verilog is lint-clean."""
 import random
-import subprocess
 
 import numpy as np
 from amaranth.sim import Simulator
@@ -12,7 +11,7 @@ from intvit.golden_model.ops.gelu import asymmetric_output
 from intvit.golden_model.registry import get
 from intvit.hw.export import export_verilog
 from intvit.hw.units import build_unit
-from intvit.sim.toolchain import verilator_env
+from intvit.sim.toolchain import lint_verilog
 from intvit.sim.verify import verify
 
 STALL = 0.25
@@ -48,11 +47,8 @@ def check_rtl_on_every_input(name: str, options: dict, lanes: int, stall: float,
 
 def check_verilog_lint(name: str, work_dir):
     """``verilator --lint-only`` on the example config's Verilog (two lanes) reports nothing."""
-    target = work_dir / "top.v"
     unit = build_unit(name, get(name).example_config(), lanes=2)
-    target.write_text(export_verilog(unit, "top"))
-    lint = subprocess.run(["verilator", "--lint-only", str(target)], env=verilator_env(),
-                          capture_output=True, text=True)
+    lint = lint_verilog(export_verilog(unit, "top"), work_dir / "top.v")
     assert lint.returncode == 0, lint.stderr
 
 

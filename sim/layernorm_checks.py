@@ -2,12 +2,12 @@
 under Verilator equals the golden model on every output of a sweep (corner rows, the operator's
 sweep rows, 2000 random rows), and its Verilog passes Verilator's lint."""
 import math
-import subprocess
+from pathlib import Path
 
 from intvit.golden_model.vectors import load_vectors
 from intvit.hw.export import export_verilog
 from intvit.hw.units import build_unit
-from intvit.sim.toolchain import verilator_env
+from intvit.sim.toolchain import lint_verilog
 from intvit.sim.verify import verify
 
 STALL = 0.25
@@ -31,8 +31,5 @@ def check_rtl_equals_golden(name, cfg, lanes, stall, work_dir):
 
 def check_lint_clean(unit, work_dir):
     """``verilator --lint-only`` accepts the unit's Verilog."""
-    target = work_dir / "top.v"
-    target.write_text(export_verilog(unit, "top"))
-    lint = subprocess.run(["verilator", "--lint-only", str(target)], env=verilator_env(),
-                          capture_output=True, text=True)
+    lint = lint_verilog(export_verilog(unit, "top"), Path(work_dir) / "top.v")
     assert lint.returncode == 0, lint.stderr

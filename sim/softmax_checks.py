@@ -2,7 +2,6 @@
 Verilator equals the golden model on every output of a row sweep (corner rows, the operator's
 sweep rows, random rows up to ``MAX_ROW``), full rows back to back keep the stated interval, the
 Verilog passes Verilator's lint, and long rows run bit-exact in Amaranth's simulator."""
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from intvit.golden_model.integer import signed_range
 from intvit.golden_model.vectors import load_vectors, make_row_vectors, save_vectors
 from intvit.hw.export import export_verilog
 from intvit.hw.units import unit_class
-from intvit.sim.toolchain import verilator_env
+from intvit.sim.toolchain import lint_verilog
 from intvit.sim.verify import ROW_COUNT, verify
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -56,10 +55,7 @@ def check_full_rows_interval(name, cfg, lanes, work_dir):
 
 def check_lint_clean(unit, work_dir):
     """``verilator --lint-only`` accepts the unit's Verilog."""
-    target = Path(work_dir) / "top.v"
-    target.write_text(export_verilog(unit, "top"))
-    lint = subprocess.run(["verilator", "--lint-only", str(target)], env=verilator_env(),
-                          capture_output=True, text=True)
+    lint = lint_verilog(export_verilog(unit, "top"), Path(work_dir) / "top.v")
     assert lint.returncode == 0, lint.stderr
 
 

@@ -9,7 +9,6 @@ random matrices with random per-channel requantizers, on extreme ``m, e`` and on
 ViT's real QKV layer against the model's own output.
 """
 import dataclasses
-import subprocess
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from intvit.golden_model.ops.requant import MAX_SHIFT, MULTIPLIER_BITS, ChannelR
 from intvit.hw.gemm import Gemm
 from intvit.sim.gemm_bench import BENCH, random_operands, save_gemm_vectors, simulate_gemm
 from intvit.sim.runner import run_bench
-from intvit.sim.toolchain import verilator_env
+from intvit.sim.toolchain import lint_verilog
 
 K_MAX = 128
 INT8 = GemmConfig(rows=4, cols=4, k_max=K_MAX, weight_bits=8)
@@ -179,10 +178,7 @@ def test_a_wrong_expectation_is_reported_with_a_waveform(tmp_path):
 
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
 def test_8x8_verilog_is_lint_clean(per_channel, tmp_path):
-    source = tmp_path / "gemm.v"
     unit = (Gemm(example_config(rows=8, cols=8, per_channel=True)) if per_channel
             else Gemm(example_config(rows=8, cols=8), example_requant()))
-    source.write_text(export_verilog(unit, "intvit_gemm"))
-    lint = subprocess.run(["verilator", "--lint-only", str(source)], env=verilator_env(),
-                          capture_output=True, text=True)
+    lint = lint_verilog(export_verilog(unit, "intvit_gemm"), tmp_path / "gemm.v")
     assert lint.returncode == 0 and "%Warning" not in lint.stderr, lint.stderr

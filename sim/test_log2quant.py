@@ -1,7 +1,6 @@
 """The log quantizer unit and the shift-log dequantize-multiply unit equal their golden models
 bit for bit under Verilator via cocotb, on every input code, base sqrt(2) and base 2 (lanes 1 and
 4, back-pressure once), and their Verilog is lint-clean."""
-import subprocess
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from intvit.golden_model.ops.log2quant import (Log2MultiplyConfig, example_confi
 from intvit.golden_model.vectors import make_vectors, save_vectors
 from intvit.hw.log2quant import Log2MultiplyUnit, Log2QuantUnit
 from intvit.sim.runner import run_bench
-from intvit.sim.toolchain import verilator_env
+from intvit.sim.toolchain import lint_verilog
 from intvit.sim.verify import ELEMENTWISE_BENCH, verify
 
 STALL = 0.25
@@ -61,8 +60,5 @@ def test_multiply_rtl_equals_golden_on_every_operand_pair(steps, weight_bits, fr
                                   Log2MultiplyUnit(Log2MultiplyConfig(4, 4, 14), lanes=2)],
                          ids=["log2quant", "multiply-sqrt2", "multiply-base2"])
 def test_verilog_is_lint_clean(unit, tmp_path):
-    target = tmp_path / "top.v"
-    target.write_text(export_verilog(unit, "top"))
-    lint = subprocess.run(["verilator", "--lint-only", str(target)], env=verilator_env(),
-                          capture_output=True, text=True)
+    lint = lint_verilog(export_verilog(unit, "top"), tmp_path / "top.v")
     assert lint.returncode == 0, lint.stderr

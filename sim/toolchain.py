@@ -24,6 +24,14 @@ def verilator_env() -> dict[str, str]:
     return env
 
 
+def lint_verilog(verilog: str, path: Path) -> subprocess.CompletedProcess:
+    """``verilator --lint-only`` on ``verilog``, written to ``path``; the finished process
+    (``returncode``, ``stderr``) for the caller to judge."""
+    path.write_text(verilog)
+    return subprocess.run(["verilator", "--lint-only", str(path)], env=verilator_env(),
+                          capture_output=True, text=True)
+
+
 def use_verilator_env() -> None:
     """Apply :func:`verilator_env` to this process (the cocotb runner reads ``os.environ``)."""
     os.environ.update(verilator_env())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from intvit.cli import COMMANDS, build_parser, main
-from intvit.sim.toolchain import verilator_env
+from intvit.sim.toolchain import lint_verilog
 
 
 def run_cli(*argv):
@@ -49,8 +49,7 @@ def test_verilog_is_lint_clean(tmp_path):
     assert run_cli("verilog", "requant", "--lanes", "2", "-o", str(target)) == 0
     text = target.read_text()
     assert "module intvit_requant" in text
-    lint = subprocess.run(["verilator", "--lint-only", str(target)], env=verilator_env(),
-                          capture_output=True, text=True)
+    lint = lint_verilog(text, target)
     assert lint.returncode == 0, lint.stderr
 
 
