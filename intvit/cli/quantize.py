@@ -52,7 +52,8 @@ def quantize_iptq_command(args) -> int:
     calibrator = args.calibrator or "percentile"
     refuse(calibrator not in CALIBRATORS, f"--calibrator {calibrator!r}: unknown calibrator; "
            f"use one of {', '.join(CALIBRATORS)}")
-    weights = OmegaWeights(*parse_weights("1,1,0.5" if args.weights is None else args.weights))
+    weights = (OmegaWeights() if args.weights is None
+               else OmegaWeights(*parse_weights(args.weights)))
     table = load_cost_table(args.cost_table)
     name = bundled_choice(args.model)
     options = {"calibrator": calibrator}
