@@ -134,33 +134,3 @@ def quantize_input(config, x) -> np.ndarray:
     scaled = np.asarray(x, np.float64) / input_scale(config)
     return clamp(np.round(scaled).astype(np.int64), lo, hi)
 
-
-def load_calibration_images(path, channels: int, size: int) -> np.ndarray:
-    """Float calibration images ``(N, channels, size, size)`` from a ``.npy`` file (as
-    ``numpy.save`` writes it), checked: a missing file, a directory, a ``.npz``/``.pth``
-    archive, a pickled or non-float array, a wrong shape, no image or a non-finite value is a
-    one-line :class:`IntvitError`. Returns float32."""
-    from pathlib import Path
-
-    path = Path(path)
-    where = f"calibration images {path}"
-    hint = f"save a float array of shape (N, {channels}, {size}, {size}) with numpy.save"
-    if not path.is_file():
-        raise IntvitError(f"{where} do not exist or are not a file; {hint}")
-    try:
-        images = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise IntvitError(f"{where} are not a .npy array ({error}); {hint}") from None
-    if not isinstance(images, np.ndarray):  # np.load opens any zip (.npz, .pth) as an archive
-        images.close()
-        raise IntvitError(f"{where} are a zip archive (.npz or a torch file), not a .npy "
-                          f"array; {hint}")
-    expected = (channels, size, size)
-    if images.ndim != 4 or tuple(images.shape[1:]) != expected:
-        raise IntvitError(f"{where} have shape {images.shape}; the model takes "
-                          f"(N, {', '.join(map(str, expected))})")
-    if len(images) == 0:
-        raise IntvitError(f"{where} are empty; give at least one image")
-    if not np.issubdtype(images.dtype, np.floating) or not np.all(np.isfinite(images)):
-        raise IntvitError(f"{where} must be finite floats (found NaN, infinity or integers)")
-    return images.astype(np.float32)

@@ -7,13 +7,12 @@ a ``torch.save`` file, or wrapped as ``{"model": ...}`` / ``{"state_dict": ...}`
 Tensors are converted to float32.
 
 Without a config, the shapes give every field but ``num_heads``, which no weight shape records:
-it is taken from the preset (:data:`intvit.golden_model.vit.PRESETS`) with the same image, patch,
-embedding, depth and MLP sizes; a model matching no preset needs an explicit config.
+it is given, or taken from the preset (:data:`intvit.golden_model.vit.PRESETS`) with the same
+image, patch, embedding, depth and MLP sizes; a model matching no preset needs it given.
 """
 import json
 import pickle
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -89,8 +88,10 @@ def _key_mismatch(source: str, missing, unexpected) -> IntvitError:
     return IntvitError(f"checkpoint {source} is not a supported ViT: {'; '.join(parts)}; {HINT}")
 
 
-def infer_config(state: dict[str, torch.Tensor], source: str = "(in memory)") -> ViTConfig:
-    """The config of a timm ViT state dict, from its tensor shapes (``num_heads`` from a preset)."""
+def infer_config(state: dict[str, torch.Tensor], source: str = "(in memory)",
+                 num_heads: int | None = None) -> ViTConfig:
+    """The config of a timm ViT state dict, from its tensor shapes; ``num_heads`` given, or
+    else from the preset of the same shapes."""
     needed = ("patch_embed.proj.weight", "pos_embed", "head.weight", "blocks.0.mlp.fc1.weight")
     missing = [key for key in needed if key not in state]
     if missing:
@@ -108,24 +109,27 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "(in memory)") ->
     depth = 1 + max(int(m.group(1)) for key in state if (m := re.match(r"blocks\.(\d+)\.", key)))
     shapes = dict(img_size=grid * patch_size, patch_size=patch_size, embed_dim=embed_dim,
                   depth=depth, mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim)
-    for preset in PRESETS.values():
-        if all(getattr(preset, field) == value for field, value in shapes.items()):
-            try:
-                return replace(preset, in_chans=in_chans,
-                               num_classes=state["head.weight"].shape[0])
-            except ConfigError as error:
-                raise IntvitError(f"checkpoint {source}: {error}") from None
-    described = ", ".join(f"{field}={value}" for field, value in shapes.items())
-    raise IntvitError(f"checkpoint {source} ({described}) matches no preset, so num_heads is "
-                      "unknown; pass config=ViTConfig(...) with its num_heads")
+    matches = [preset for preset in PRESETS.values()
+               if all(getattr(preset, field) == value for field, value in shapes.items())]
+    if num_heads is None and not matches:
+        described = ", ".join(f"{field}={value}" for field, value in shapes.items())
+        raise IntvitError(f"checkpoint {source} ({described}) matches no preset, so num_heads "
+                          "is unknown; give it (--heads N, or config=ViTConfig(...))")
+    heads = num_heads if num_heads is not None else matches[0].num_heads
+    try:
+        return ViTConfig(**shapes, in_chans=in_chans, num_classes=state["head.weight"].shape[0],
+                         num_heads=heads)
+    except ConfigError as error:
+        raise IntvitError(f"checkpoint {source}: {error}") from None
 
 
-def load_checkpoint(checkpoint, config: ViTConfig | None = None) -> VisionTransformer:
+def load_checkpoint(checkpoint, config: ViTConfig | None = None,
+                    num_heads: int | None = None) -> VisionTransformer:
     """A float :class:`VisionTransformer` in eval mode with the checkpoint's weights.
 
     ``checkpoint`` is a path or a (possibly wrapped) state dict; ``config`` is inferred from the
-    shapes when omitted, else checked against them. Anything unsupported is a one-line
-    :class:`IntvitError` naming the first few offending keys.
+    shapes (with ``num_heads``, else a preset's) when omitted, else checked against them.
+    Anything unsupported is a one-line :class:`IntvitError` naming the first few offending keys.
     """
     if isinstance(checkpoint, (str, Path)):
         source = str(checkpoint)
@@ -134,7 +138,7 @@ def load_checkpoint(checkpoint, config: ViTConfig | None = None) -> VisionTransf
         source = "(in memory)"
     state = _unwrap(checkpoint, source)
     if config is None:
-        config = infer_config(state, source)
+        config = infer_config(state, source, num_heads)
     model = VisionTransformer(config)
     expected = model.state_dict()
     missing = expected.keys() - state.keys()

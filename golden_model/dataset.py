@@ -48,14 +48,14 @@ ALIASES = {"bundled": "digits"}
 
 @dataclass(frozen=True)
 class Split:
-    """One split: ``images`` float32 ``(n, 1, side, side)`` normalized, ``labels`` int64
-    ``(n,)``."""
+    """One split: ``images`` float32 ``(n, channels, side, side)`` normalized, ``labels`` int64
+    ``(n,)``, or ``None`` for a user's images without labels."""
 
     images: torch.Tensor
-    labels: torch.Tensor
+    labels: torch.Tensor | None
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.images)
 
 
 def normalize(pixels: np.ndarray) -> torch.Tensor:

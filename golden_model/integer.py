@@ -30,9 +30,10 @@ def unsigned_range(bits: int) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
-def clamp(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Saturate to ``[lo, hi]``."""
-    return np.minimum(np.maximum(x, lo), hi)
+def clamp(x: np.ndarray, lo: int, hi: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Saturate to ``[lo, hi]``: ``min(max(x, lo), hi)`` (``np.clip``, one pass); ``out`` (which
+    may be ``x``) receives the result instead of a new array."""
+    return np.clip(x, lo, hi, out=out)
 
 
 def round_half_up_shift(x: np.ndarray, shift: int) -> np.ndarray:

@@ -41,15 +41,24 @@ from .errors import IntvitError
 TINY = 1e-12
 
 
-def asqnr(x, q) -> float:
-    """ASQNR in dB of ``q`` against ``x`` (first axis = samples)."""
+def signal_to_noise(x, q) -> np.ndarray:
+    """``||x_i|| / ||x_i - q_i||`` per sample ``i`` (first axis): the terms ASQNR averages, so
+    that it can be gathered batch by batch."""
     x = np.asarray(x, np.float64)
     q = np.asarray(q, np.float64)
     x = x.reshape(len(x), -1)
     q = q.reshape(len(q), -1)
-    signal = np.linalg.norm(x, axis=1)
-    noise = np.linalg.norm(x - q, axis=1)
-    return float(20 * np.log10(np.mean(signal / np.maximum(noise, TINY)) + TINY))
+    return np.linalg.norm(x, axis=1) / np.maximum(np.linalg.norm(x - q, axis=1), TINY)
+
+
+def asqnr_of(ratios) -> float:
+    """ASQNR in dB from the per-sample ratios of :func:`signal_to_noise`."""
+    return float(20 * np.log10(np.mean(ratios) + TINY))
+
+
+def asqnr(x, q) -> float:
+    """ASQNR in dB of ``q`` against ``x`` (first axis = samples)."""
+    return asqnr_of(signal_to_noise(x, q))
 
 
 def sqnr_diff(x_in, q_in, x_out, q_out) -> float:
@@ -79,7 +88,12 @@ def mean_kl(z_float, z) -> float:
 def kl_mean_and_se(z_float, z) -> tuple[float, float]:
     """The mean KL and its standard error over the images, ``std(ddof=1) / sqrt(n)`` (0 for a
     single image)."""
-    kl = kl_per_image(z_float, z)
+    return mean_and_se(kl_per_image(z_float, z))
+
+
+def mean_and_se(kl) -> tuple[float, float]:
+    """Mean of per-image values and its standard error ``std(ddof=1) / sqrt(n)``."""
+    kl = np.asarray(kl, np.float64)
     se = float(np.std(kl, ddof=1) / math.sqrt(len(kl))) if len(kl) > 1 else 0.0
     return float(np.mean(kl)), se
 

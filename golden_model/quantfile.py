@@ -1,11 +1,15 @@
 """``quant.json``: the per-layer assignment and quantization settings that ``intvit quantize``
-chose, read back by the later stages (vectors, verilog, sim, report). The integer model itself
-is rebuilt from it deterministically (under a second on the bundled model)."""
+chose, read back by the later stages (vectors, verilog, sim, report), with the integer model and
+the evaluation images' codes beside it (:func:`save_run`); a bundled model's ``quant.json``
+alone rebuilds its integer model deterministically (under a second on the digits model)."""
 import json
+import pickle
 from pathlib import Path
 
+import numpy as np
+
 from .errors import IntvitError
-from .files import write_text_atomic
+from .files import atomic_output, write_text_atomic
 from .qvit import QuantSpec
 
 
@@ -41,3 +45,88 @@ def load_quant(path) -> dict:
         raise IntvitError(f"{path} is not a quant.json file ({error}); {hint}") from None
     return {"model": model, "spec": spec, "rule": rule, "assignment": assignment,
             "accuracy": data.get("accuracy", {}), "scores": data.get("scores", {})}
+
+
+MODEL_FILE = "integer_model.pkl"
+"""Beside ``quant.json``: the integer model itself (a user's checkpoint takes minutes to
+calibrate again; the later stages load it instead)."""
+EVAL_FILE = "eval_images.npy"
+"""Beside ``quant.json``: the evaluation images as the int8 codes the integer model takes."""
+MODEL_FORMAT = "intvit integer model 1"
+
+
+def save_run(directory, result, model: str, eval_codes) -> Path:
+    """``quant.json``, the stage-3 integer model and the evaluation images' int8 codes, each
+    written atomically; returns the path of ``quant.json`` (written last)."""
+    directory = Path(directory)
+    with atomic_output(directory / MODEL_FILE, "wb") as stream:
+        pickle.dump({"format": MODEL_FORMAT, "model": result.model}, stream)
+    with atomic_output(directory / EVAL_FILE, "wb") as stream:
+        np.save(stream, np.asarray(eval_codes, np.int8))
+    return save_quant(directory / "quant.json", result, model=model)
+
+
+def load_run(path) -> tuple[dict, object, np.ndarray]:
+    """``(quant, integer model, evaluation int8 codes)`` of the run whose ``quant.json`` is
+    ``path``: the files :func:`save_run` wrote, or, for a bundled model's ``quant.json`` without
+    them, the model rebuilt from it (deterministic) and its test split."""
+    path = Path(path)
+    quant = load_quant(path)
+    stored = path.parent / MODEL_FILE
+    if stored.is_file():
+        return quant, _load_model(stored, quant), _load_codes(path.parent / EVAL_FILE)
+    from .checkpoint import BUNDLED_NAMES, load_bundled
+
+    if quant["model"] not in BUNDLED_NAMES:
+        raise IntvitError(f"{path.parent} lacks {MODEL_FILE}, the integer model of "
+                          f"{quant['model']}; rerun `intvit quantize` into that directory")
+    from .dataset import load_splits
+    from .qvit import quantize_images
+    from .select import calibrate_mix
+
+    model, _, meta = load_bundled(quant["model"])
+    splits = load_splits(meta["split_seed"], quant["model"])
+    qmodel = calibrate_mix(model, splits["calibration"].images, quant["assignment"],
+                           quant["spec"])
+    return quant, qmodel, quantize_images(splits["test"].images.numpy(), quant["spec"].image_scale)
+
+
+def evaluation_count(path) -> int:
+    """How many evaluation images the run of ``quant.json`` at ``path`` has (read without
+    building its model)."""
+    path = Path(path)
+    quant = load_quant(path)
+    codes = path.parent / EVAL_FILE
+    if (path.parent / MODEL_FILE).is_file():
+        return len(_load_codes(codes, mmap=True))
+    from .dataset import dataset
+
+    return dataset(quant["model"]).split_sizes["test"]
+
+
+def _load_model(path: Path, quant: dict):
+    hint = "rerun `intvit quantize` into that directory"
+    try:
+        with path.open("rb") as stream:
+            record = pickle.load(stream)
+        valid = isinstance(record, dict) and record.get("format") == MODEL_FORMAT
+    except Exception:  # a damaged pickle raises many types
+        valid = False
+    if not valid:
+        raise IntvitError(f"{path} is not an integer model written by this intvit; {hint}")
+    qmodel = record["model"]
+    if qmodel.assignment != quant["assignment"]:
+        raise IntvitError(f"{path} does not belong to the quant.json beside it; {hint}")
+    return qmodel
+
+
+def _load_codes(path: Path, mmap: bool = False) -> np.ndarray:
+    try:
+        codes = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except (OSError, ValueError, EOFError):
+        raise IntvitError(f"{path} is missing or not a .npy array; rerun `intvit quantize` into "
+                          "that directory") from None
+    if codes.ndim != 4 or codes.dtype != np.int8:
+        raise IntvitError(f"{path} does not hold int8 images (N, C, H, W); rerun `intvit "
+                          "quantize` into that directory")
+    return codes if mmap else codes.astype(np.int64)

@@ -38,10 +38,12 @@ from . import registry
 from .calibration import (CALIBRATORS, activation_scale, input_scale, qmax, quantize,
                           weight_scales)
 from .errors import IntvitError
+from .exact import exact_matmul, is_plain
 from .integer import as_int_array, check_int, check_scale, clamp, signed_range
 from .ops.gelu import asymmetric_output
 from .ops.requant import ACC_BITS, ChannelRequant
-from .ops.softmax import SCALE_SNAPS
+from .ops.softmax import LINEAR_PROBABILITIES, SCALE_SNAPS
+from .tapstats import TapStatistics, batches, float_statistics
 from .vit import VisionTransformer, nonlinear_layers
 
 IMAGE_BITS = 8
@@ -74,6 +76,10 @@ class QuantSpec:
     """Real value of one int8 input code (images are quantized before the model sees them)."""
     gelu_output: str = "symmetric"
     score_snap: str = "grid"
+    softmax_bits: int = 8
+    """Width of the linear-probability softmax outputs (:data:`~intvit.golden_model.ops.softmax.
+    LINEAR_PROBABILITIES`), 8..16, which feed ``probs @ v`` (issue 15: long rows leave an 8-bit
+    probability about one code; FQ-ViT's log2 codes keep their width)."""
     """Defaults: the options that measurably help (``bench/calibration.py``, docs/results.md):
     ``grid`` lowers the logit KL of a model on ``softmax/ivit`` by 25-60 % (beyond two standard
     errors on mnist at W4A8) and changes nothing measurable on ``softmax/iptq``; ``log2e`` adds
@@ -86,6 +92,7 @@ class QuantSpec:
         check_int("QuantSpec", "weight_bits", self.weight_bits, 2, 8)
         check_int("QuantSpec", "act_bits", self.act_bits, 4, 8)
         check_int("QuantSpec", "residual_bits", self.residual_bits, 8, 16)
+        check_int("QuantSpec", "softmax_bits", self.softmax_bits, 8, 16)
         for field_name, allowed in (("calibrator", tuple(CALIBRATORS)),
                                     ("gelu_output", GELU_OUTPUTS), ("score_snap", SCORE_SNAPS)):
             value = getattr(self, field_name)
@@ -115,7 +122,13 @@ class IntLinear:
     requant: ChannelRequant | None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        acc = x @ self.weight.T + self.bias
+        """The GEMM is :func:`~.exact.exact_matmul` (a float BLAS product where a bound proves
+        it exact, equal to the int64 product bit for bit); an ndarray subclass (the integer-only
+        trap of the tests) keeps numpy's int64 product."""
+        if is_plain(x, self.weight):
+            acc = exact_matmul(x, self.weight.T) + self.bias
+        else:
+            acc = x @ self.weight.T + self.bias
         return acc if self.requant is None else self.requant(acc)
 
 
@@ -191,7 +204,7 @@ class IntegerViT:
         record(f"{prefix}.attn.q", q)
         record(f"{prefix}.attn.k", k)
         record(f"{prefix}.attn.v", v)
-        scores = block["scores"](q @ k.transpose(0, 1, 3, 2))
+        scores = block["scores"](exact_matmul(q, k.transpose(0, 1, 3, 2)))
         record(f"{prefix}.attn.softmax", scores)
         probs = self._nonlinear(f"{prefix}.attn.softmax", scores, record)
         record(f"{prefix}.attn.probs", probs)
@@ -249,11 +262,15 @@ class _ProbsTimesV:
         self.top = getattr(config, "top_code", None)
 
     def __call__(self, probs, v):
+        """Both GEMMs by :func:`~.exact.exact_matmul` with measured bounds: unsigned
+        probability codes (up to 16 bits) times int8 ``v`` take float32 while ``197 * max(p) *
+        max|v| < 2**24``, else float64; the log2 weights are powers of two up to
+        ``2**(top - 1)``, bounded the same way."""
         if self.top is None:
-            return probs @ v
+            return exact_matmul(probs, v)
         shift = np.where(probs == self.top, 0, self.top - 1 - probs)
         weights = np.where(probs == self.top, 0, np.int64(1) << shift)
-        return weights @ v
+        return exact_matmul(weights, v)
 
     def scale(self, config) -> float:
         if self.top is None:
@@ -305,16 +322,27 @@ def check_assignment(model_config, assignment: dict) -> dict:
     return dict(assignment)
 
 
+def calibration_tap_names(model_config) -> set:
+    """The taps :func:`build_integer_vit` calibrates on: every non-linear layer's input, q, k, v,
+    the attention context (``attn.proj``) and the logits."""
+    attention = [f"blocks.{i}.attn.{t}" for i in range(model_config.depth)
+                 for t in ("q", "k", "v", "proj")]
+    return {*nonlinear_layers(model_config), *attention, "logits"}
+
+
 def build_integer_vit(model: VisionTransformer, calibration_images, assignment: dict,
                       spec: QuantSpec = QuantSpec(), taps: dict | None = None) -> IntegerViT:
     """Quantize ``model`` with every non-linear layer on its assigned candidate.
 
     ``taps`` are the (float) activations the activation scales and the non-linear configs are
-    calibrated on: by default the float model's on ``calibration_images``; the third IPTQ stage
-    passes the dequantized taps of the mixed integer model instead."""
+    calibrated on, as :class:`~intvit.golden_model.tapstats.TapStatistics` or a dict of arrays:
+    by default the float model's on ``calibration_images``, gathered batch by batch; the third
+    IPTQ stage passes the dequantized taps of the mixed integer model instead."""
     assignment = check_assignment(model.config, assignment)
     if taps is None:
-        taps = float_taps(model, calibration_images)
+        taps = float_statistics(model, calibration_images)
+    elif not isinstance(taps, TapStatistics):
+        taps = TapStatistics.from_arrays(taps)
     return _Builder(model, assignment, spec, taps).build()
 
 
@@ -347,11 +375,14 @@ class _Builder:
     def _residual_scale(self) -> float:
         """The residual stream's one scale: max-abs over every LayerNorm input, plus headroom."""
         names = [f"blocks.{i}.norm{j}" for i in range(self.config.depth) for j in (1, 2)]
-        largest = max(float(np.max(np.abs(self.taps[name]))) for name in names + ["norm"])
+        largest = max(self.taps.max_abs(name) for name in names + ["norm"])
         return largest * HEADROOM / qmax(self.spec.residual_bits)
 
     def act_scale(self, name: str) -> float:
-        return activation_scale(f"calibration of {name}", self.taps[name], self.spec.act_bits,
+        samples = self.taps.sample(name)
+        if self.spec.calibrator == "minmax":  # the exact max-abs, not the sample's
+            samples = np.array([self.taps.max_abs(name)])
+        return activation_scale(f"calibration of {name}", samples, self.spec.act_bits,
                                 self.spec.calibrator)
 
     def linear(self, prefix: str, s_in, out_scale, out_bits: int) -> IntLinear:
@@ -373,8 +404,11 @@ class _Builder:
         operator = registry.get(self.assignment[layer])
         if operator.kind in ("gelu", "layernorm"):
             params["out_bits"] = self.spec.act_bits
+        if operator.name in LINEAR_PROBABILITIES:
+            params["out_bits"] = self.spec.softmax_bits
         scale = self.act_scale(layer) if in_scale is None else in_scale
-        cfg = operator.calibrate(scale, self.taps[layer], in_bits=self.spec.act_bits, **params)
+        cfg = operator.calibrate(scale, self.taps.sample(layer), in_bits=self.spec.act_bits,
+                                 **params)
         self.plans[layer] = LayerPlan(self.assignment[layer], cfg)
         return cfg
 
@@ -453,7 +487,7 @@ class _Builder:
         """The final LayerNorm, and the classifier on the class token to int16 logits."""
         norm, norm_in = self.layernorm("norm")
         self.scales["head"] = norm.out_scale
-        s_logit = float(np.max(np.abs(self.taps["logits"]))) * HEADROOM / qmax(LOGIT_BITS)
+        s_logit = self.taps.max_abs("logits") * HEADROOM / qmax(LOGIT_BITS)
         head = self.linear("head", norm.out_scale, s_logit, LOGIT_BITS)
         self.scales["logits"] = s_logit
         return norm_in, head
@@ -501,3 +535,15 @@ def integer_taps(qmodel: IntegerViT, images_q) -> dict:
         out[name] = qmodel.dequantize(name, q)
     out["logits"] = np.asarray(logits, np.float64) * qmodel.scales["logits"]
     return out
+
+
+def integer_statistics(qmodel, images_q, names=None, batch: int = 16,
+                       progress=None) -> TapStatistics:
+    """Statistics of the integer model's taps, dequantized as
+    :func:`intvit.golden_model.qvit.integer_taps` gives them, over int8 ``images_q``."""
+    stats = TapStatistics(names)
+    for start, stop in batches(len(images_q), batch):
+        stats.add(integer_taps(qmodel, images_q[start:stop]))
+        if progress:
+            progress(stop, len(images_q))
+    return stats

@@ -33,9 +33,11 @@ from . import registry
 from .costs import CostTable, LayerShape, MixCost, mix_cost
 from .errors import IntvitError
 from .calibration import input_scale, quantize_input
-from .metrics import OmegaWeights, Terms, asqnr, choose, kl_mean_and_se, omega
-from .qvit import (QuantSpec, build_integer_vit, default_assignment, float_taps, integer_taps,
-                   quantize_images)
+from .metrics import (OmegaWeights, Terms, asqnr, asqnr_of, choose, kl_per_image, mean_and_se,
+                      omega, signal_to_noise)
+from .qvit import (QuantSpec, build_integer_vit, calibration_tap_names, default_assignment,
+                   float_taps, integer_statistics, integer_taps, quantize_images)
+from .tapstats import batch_size, batches, float_statistics
 from .vit import nonlinear_layers
 
 METHODS = ("iptq", "ivit", "ibert", "fqvit")
@@ -97,52 +99,109 @@ def assignment_cost(cost_table: CostTable, assignment: dict, model_config) -> Mi
 
 
 def score_layers(model, calibration_images, spec: QuantSpec, cost_table: CostTable,
-                 weights: OmegaWeights = OmegaWeights(), progress=None) -> dict:
+                 weights: OmegaWeights = OmegaWeights(), progress=None, stats=None,
+                 score_images=None, batch: int | None = None) -> dict:
     """Stage 1: ``{layer: {op: CandidateScore}}`` for every non-linear layer and candidate.
-    The cost table must have every candidate (checked first: a one-line error)."""
+
+    The candidates are calibrated on ``stats`` (the float model's
+    :class:`~intvit.golden_model.tapstats.TapStatistics` on ``calibration_images``, gathered
+    when omitted); the terms are measured on ``score_images`` (default: the calibration images)
+    batch by batch, each batch's float and base-model activations held only while it is scored.
+    ``progress(done, total, layer)`` after each layer of each batch. The cost table must have
+    every candidate (checked first: a one-line error)."""
     config = model.config
     layers = nonlinear_layers(config)
     cost_table.require(op for kind in set(layers.values()) for op in candidates_of(kind))
-    ftaps = float_taps(model, calibration_images)
-    builds = {m: build_integer_vit(model, None, default_assignment(config, m), spec, ftaps)
+    if stats is None:
+        stats = float_statistics(model, calibration_images, calibration_tap_names(config), batch)
+    builds = {m: build_integer_vit(model, None, default_assignment(config, m), spec, stats)
               for m in METHODS}
-    base = builds[BASE_METHOD]
-    btaps = integer_taps(base, quantize_images(calibration_images.numpy(), spec.image_scale))
-    scores = {}
-    for index, (layer, kind) in enumerate(layers.items()):
-        x_float = ftaps[layer]
-        x_base = btaps[layer]
-        shape = LayerShape.of(x_float.shape[1:])
-        block = int(layer.split(".")[1]) if layer.startswith("blocks.") else config.depth
-        entry = torch.from_numpy(ftaps[f"blocks.{block}.norm1" if block < config.depth
-                                       else "norm"]).float()
-        terms, rows = {}, {}
-        for op_name in candidates_of(kind):
-            method = op_name.split("/")[1]
-            cfg = builds[method].plans[layer].config if method in builds else None
-            if cfg is None or builds[method].plans[layer].op != op_name:
-                continue
-            operator = registry.get(op_name)
-            q_in = quantize_input(cfg, x_base)
-            y_out = cfg.dequantize_output(operator.run(cfg, q_in))
-            sqnr_in = asqnr(x_float, q_in * input_scale(cfg))
-            sqnr_out = asqnr(operator.reference(cfg, x_float), y_out)
-            with torch.no_grad():  # from the layer's block input onward (cached)
-                z = model.forward_from(block, entry, replace={layer: candidate_function(op_name,
-                                                                                          cfg)})
-            p, p_se = kl_mean_and_se(ftaps["logits"], z.double().numpy())
-            c = cost_table.layer_cost(op_name, shape)
-            terms[op_name] = Terms(sqnr_out, p, c, p_se)
-            rows[op_name] = CandidateScore(op_name, sqnr_in, sqnr_out, sqnr_out - sqnr_in, p, c,
-                                           perturbation_se=p_se,
-                                           cycles=cost_table.cycles(op_name, shape),
-                                           area=cost_table.entry(op_name)["lut_equivalent"])
-        omegas = omega(terms, weights)
-        scores[layer] = {name: CandidateScore(**{**asdict(row), "omega": omegas[name]})
-                         for name, row in rows.items()}
-        if progress:
-            progress(index + 1, len(layers), layer)
-    return scores
+    images = calibration_images if score_images is None else score_images
+    terms = _TermSums()
+    size = max(1, batch_size(config, batch) // 2)  # float and integer taps of a batch
+    steps = -(-len(images) // size) * len(layers)
+    for number, (start, stop) in enumerate(batches(len(images), size)):
+        part = images[start:stop]
+        ftaps = float_taps(model, part)
+        btaps = integer_taps(builds[BASE_METHOD], quantize_images(part.numpy(), spec.image_scale))
+        for index, layer in enumerate(layers):
+            for op_name, plan in _candidate_plans(builds, layer, layers[layer]):
+                terms.add(layer, op_name, _batch_terms(model, op_name, plan.config, layer,
+                                                       ftaps, btaps))
+            if progress:
+                progress(number * len(layers) + index + 1, steps, layer)
+    return {layer: _layer_scores(terms, layer, layers[layer], cost_table, weights,
+                                 LayerShape.of(shape))
+            for layer, shape in _layer_row_shapes(config).items()}
+
+
+def _candidate_plans(builds: dict, layer: str, kind: str):
+    """``(op, LayerPlan)`` of each candidate of ``kind`` that a single-method build assigns to
+    ``layer`` (FQ-ViT has no GELU of its own: its build takes I-BERT's)."""
+    for op_name in candidates_of(kind):
+        build = builds.get(op_name.split("/")[1])
+        if build is not None and build.plans[layer].op == op_name:
+            yield op_name, build.plans[layer]
+
+
+def _layer_row_shapes(config) -> dict:
+    """``{layer: shape of one image's input to it}`` (the float taps' shapes without the batch
+    axis)."""
+    n, h, m = config.num_tokens, config.num_heads, config.mlp_hidden
+    shapes = {"layernorm": (n, config.embed_dim), "softmax": (h, n, n), "gelu": (n, m)}
+    return {layer: shapes[kind] for layer, kind in nonlinear_layers(config).items()}
+
+
+def _batch_terms(model, op_name: str, cfg, layer: str, ftaps: dict, btaps: dict) -> dict:
+    """One batch's per-image terms of one candidate at one layer: input and output
+    signal-to-noise ratios (for ASQNR) and the KL of the logits with only this layer replaced,
+    re-run from the cached input of the layer's block onward."""
+    config = model.config
+    operator = registry.get(op_name)
+    x_float = ftaps[layer]
+    q_in = quantize_input(cfg, btaps[layer])
+    y_out = cfg.dequantize_output(operator.run(cfg, q_in))
+    block = int(layer.split(".")[1]) if layer.startswith("blocks.") else config.depth
+    entry = torch.from_numpy(ftaps[f"blocks.{block}.norm1" if block < config.depth
+                                   else "norm"]).float()
+    with torch.no_grad():
+        z = model.forward_from(block, entry, replace={layer: candidate_function(op_name, cfg)})
+    return {"in": signal_to_noise(x_float, q_in * input_scale(cfg)),
+            "out": signal_to_noise(operator.reference(cfg, x_float), y_out),
+            "kl": kl_per_image(ftaps["logits"], z.double().numpy())}
+
+
+class _TermSums:
+    """Per-image terms of every (layer, candidate), gathered over the batches."""
+
+    def __init__(self):
+        self.parts: dict = {}
+
+    def add(self, layer: str, op_name: str, terms: dict) -> None:
+        entry = self.parts.setdefault((layer, op_name), {key: [] for key in terms})
+        for key, values in terms.items():
+            entry[key].append(values)
+
+    def candidates(self, layer: str) -> dict:
+        return {op: {key: np.concatenate(values) for key, values in entry.items()}
+                for (name, op), entry in self.parts.items() if name == layer}
+
+
+def _layer_scores(terms: _TermSums, layer: str, kind: str, cost_table: CostTable,
+                  weights: OmegaWeights, shape: LayerShape) -> dict:
+    """The :class:`CandidateScore` of each candidate at ``layer``, Omega included."""
+    rows = {}
+    for op_name, values in terms.candidates(layer).items():
+        sqnr_in, sqnr_out = asqnr_of(values["in"]), asqnr_of(values["out"])
+        p, p_se = mean_and_se(values["kl"])
+        rows[op_name] = CandidateScore(op_name, sqnr_in, sqnr_out, sqnr_out - sqnr_in, p,
+                                       cost_table.layer_cost(op_name, shape),
+                                       perturbation_se=p_se,
+                                       cycles=cost_table.cycles(op_name, shape),
+                                       area=cost_table.entry(op_name)["lut_equivalent"])
+    omegas = omega({name: row.terms for name, row in rows.items()}, weights)
+    return {name: CandidateScore(**{**asdict(row), "omega": omegas[name]})
+            for name, row in rows.items()}
 
 
 def assign(scores: dict, rule: str, model_config,
@@ -167,23 +226,68 @@ def assign(scores: dict, rule: str, model_config,
     return chosen
 
 
-def calibrate_mix(model, calibration_images, assignment: dict, spec: QuantSpec):
-    """Stage 3: build the mix on float activations, then rebuild it calibrated on its own
-    integer activations (dequantized)."""
-    first = build_integer_vit(model, calibration_images, assignment, spec)
-    own = integer_taps(first, quantize_images(calibration_images.numpy(), spec.image_scale))
-    return build_integer_vit(model, calibration_images, assignment, spec, taps=own)
+def calibrate_mix(model, calibration_images, assignment: dict, spec: QuantSpec, stats=None,
+                  batch: int | None = None, progress=None):
+    """Stage 3: build the mix on float activations (``stats``, gathered when omitted), then
+    rebuild it calibrated on its own integer activations (dequantized), gathered batch by
+    batch."""
+    names = calibration_tap_names(model.config)
+    if stats is None:
+        stats = float_statistics(model, calibration_images, names, batch)
+    first = build_integer_vit(model, None, assignment, spec, stats)
+    codes = quantize_images(calibration_images.numpy(), spec.image_scale)
+    own = integer_statistics(first, codes, names, INTEGER_BATCH, progress)
+    return build_integer_vit(model, None, assignment, spec, taps=own)
+
+
+INTEGER_BATCH = 8
+"""Images per batch through the integer model when its activations are gathered or scored."""
+
+
+def integer_logits(qmodel, images) -> np.ndarray:
+    """The integer model's int logits on float ``images`` (quantized at its input scale),
+    :data:`INTEGER_BATCH` images at a time."""
+    codes = quantize_images(np.asarray(images), qmodel.spec.image_scale)
+    return np.concatenate([qmodel.forward(codes[start:stop])
+                           for start, stop in batches(len(codes), INTEGER_BATCH)])
 
 
 def accuracy(qmodel, images, labels) -> float:
-    """Top-1 accuracy of the integer model on float images of the bundled dataset."""
-    predictions = qmodel.predict(quantize_images(images.numpy(), qmodel.spec.image_scale))
-    return float(np.mean(predictions == labels.numpy()))
+    """Top-1 accuracy of the integer model on float images."""
+    predictions = integer_logits(qmodel, images.numpy()).argmax(-1)
+    return float(np.mean(predictions == np.asarray(labels)))
+
+
+def fidelity(float_logits, logits, labels=None) -> dict:
+    """How close an integer model's dequantized ``logits`` are to the float model's: logit
+    ASQNR (dB), mean KL of the output distributions with its standard error, top-1 agreement
+    and, with ``labels``, top-1 accuracy of both."""
+    z_float, z_int = np.asarray(float_logits, np.float64), np.asarray(logits, np.float64)
+    kl, kl_se = mean_and_se(kl_per_image(z_float, z_int))
+    result = {"images": len(z_float), "logit_sqnr_db": asqnr(z_float, z_int), "kl": kl,
+              "kl_se": kl_se,
+              "agreement": float(np.mean(z_float.argmax(-1) == z_int.argmax(-1)))}
+    if labels is not None:
+        labels = np.asarray(labels)
+        result["float_accuracy"] = float(np.mean(z_float.argmax(-1) == labels))
+        result["accuracy"] = float(np.mean(z_int.argmax(-1) == labels))
+    return result
+
+
+def float_logits(model, images, batch: int | None = None) -> np.ndarray:
+    """The float model's logits, batch by batch."""
+    size = batch_size(model.config, batch)
+    with torch.no_grad():
+        return np.concatenate([model(images[start:stop]).double().numpy()
+                               for start, stop in batches(len(images), size)])
 
 
 @dataclass
 class QuantizationResult:
-    """What ``intvit quantize`` computes and writes to ``quant.json``."""
+    """What ``intvit quantize`` computes and writes to ``quant.json``: ``accuracy`` holds top-1
+    of the float model, the stage-2 and the stage-3 mix on the evaluation images (against their
+    labels; for a user's checkpoint without labels, against the float model's predictions),
+    ``fidelity`` the stage-3 mix's logits against float (:func:`fidelity`)."""
     spec: QuantSpec
     rule: str
     assignment: dict
@@ -191,36 +295,55 @@ class QuantizationResult:
     accuracy: dict
     model: object = None
     cost: MixCost | None = None
+    fidelity: dict | None = None
+    images: dict | None = None
 
     def to_json(self) -> dict:
         cost = None if self.cost is None else {**asdict(self.cost), "units": list(self.cost.units)}
         return {"spec": asdict(self.spec), "rule": self.rule, "assignment": self.assignment,
-                "accuracy": self.accuracy, "cost": cost,
+                "accuracy": self.accuracy, "fidelity": self.fidelity, "images": self.images,
+                "cost": cost,
                 "scores": {layer: {op: asdict(s) for op, s in c.items()}
                            for layer, c in self.scores.items()}}
 
 
 def quantize_model(model, splits: dict, spec: QuantSpec, rule: str = "unified",
                    weights: OmegaWeights = OmegaWeights(), cost_table: CostTable | None = None,
-                   scores: dict | None = None, progress=None) -> QuantizationResult:
-    """The three stages on ``splits["calibration"]``, evaluated on ``splits["test"]``:
-    accuracy of the float model, of the stage-2 mix and of the stage-3 (recalibrated) mix, and
-    the cost of the mix (:func:`assignment_cost`, from ``cost_table``, default the measured
-    one); the stage-3 model is kept."""
+                   scores: dict | None = None, progress=None, batch: int | None = None,
+                   stage_progress=None) -> QuantizationResult:
+    """The three stages, calibrated on ``splits["calibration"]``, scored on ``splits["score"]``
+    (default: the calibration images) and evaluated on ``splits["test"]`` (its ``labels`` may
+    be ``None``: then top-1 is agreement with float): accuracy of the float model, of the
+    stage-2 and of the stage-3 mix, the stage-3 mix's fidelity to float, and the cost of the
+    mix (:func:`assignment_cost`, from ``cost_table``, default the measured one); the stage-3
+    model is kept. Activations are gathered batch by batch (memory does not grow with the
+    number of images); ``stage_progress(stage, done, total)`` reports the long passes."""
     from .costs import load_cost_table
 
     calibration, test = splits["calibration"], splits["test"]
+    score = splits.get("score", calibration)
+    report = stage_progress or (lambda stage, done, total: None)
     cost_table = cost_table or load_cost_table()
+    names = calibration_tap_names(model.config)
+    stats = float_statistics(model, calibration.images, names, batch,
+                             lambda done, total: report("float calibration", done, total))
     if scores is None:
-        scores = score_layers(model, calibration.images, spec, cost_table, weights, progress)
+        scores = score_layers(model, calibration.images, spec, cost_table, weights, progress,
+                              stats=stats, score_images=score.images, batch=batch)
     assignment = assign(scores, rule, model.config, weights)
     cost = assignment_cost(cost_table, assignment, model.config)
-    stage2 = build_integer_vit(model, calibration.images, assignment, spec)
-    stage3 = calibrate_mix(model, calibration.images, assignment, spec)
-    with torch.no_grad():
-        float_acc = float((model(test.images).argmax(-1) == test.labels).float().mean())
-    return QuantizationResult(spec, rule, assignment, scores,
-                              {"float": float_acc,
-                               "stage2": accuracy(stage2, test.images, test.labels),
-                               "stage3": accuracy(stage3, test.images, test.labels)},
-                              stage3, cost)
+    stage2 = build_integer_vit(model, None, assignment, spec, stats)
+    stage3 = calibrate_mix(model, calibration.images, assignment, spec, stats, batch,
+                           lambda done, total: report("stage 3 calibration", done, total))
+    logits = float_logits(model, test.images, batch)
+    given = None if test.labels is None else test.labels.numpy()
+    labels = logits.argmax(-1) if given is None else given
+    z3 = integer_logits(stage3, test.images.numpy())
+    accuracies = {"float": float(np.mean(logits.argmax(-1) == labels)),
+                  "stage2": accuracy(stage2, test.images, labels),
+                  "stage3": float(np.mean(z3.argmax(-1) == labels))}
+    stage3_fidelity = fidelity(logits, z3 * stage3.scales["logits"], given)
+    counts = {"calibration": len(calibration.images), "score": len(score.images),
+              "test": len(test.images)}
+    return QuantizationResult(spec, rule, assignment, scores, accuracies, stage3, cost,
+                              stage3_fidelity, counts)

@@ -285,27 +285,40 @@ def real_activation_rows(kind: str, config, count: int = 200) -> list[np.ndarray
     return list(rows[:count])
 
 
-def layer_vectors(qmodel, images_q, layers=None, row_limit: int = 600) -> dict:
+VECTOR_BATCH = 2
+"""Images per integer forward pass while layer vectors are gathered."""
+
+
+def layer_vectors(qmodel, images_q, layers=None, row_limit: int = 600, progress=None) -> dict:
     """Test vectors of the integer model's non-linear ``layers`` (default: all) from real
     images: each layer's integer inputs on ``images_q`` and its golden outputs (checked equal to
-    the model's own outputs). Row layers keep at most ``row_limit`` rows."""
+    the model's own outputs). Row layers keep their first ``row_limit`` rows. The images go
+    through the model :data:`VECTOR_BATCH` at a time; ``progress(done, total)`` after each."""
     from . import registry
 
-    taps: dict = {}
-    qmodel.forward(images_q, taps)
+    layers = layers or list(qmodel.plans)
+    inputs: dict = {layer: [] for layer in layers}
+    outputs: dict = {layer: [] for layer in layers}
+    for start in range(0, len(images_q), VECTOR_BATCH):
+        taps: dict = {}
+        qmodel.forward(images_q[start:start + VECTOR_BATCH], taps)
+        for layer in layers:
+            x, out = taps[f"{layer}:in"], taps[f"{layer}:out"]
+            inputs[layer].append(x.reshape(-1, x.shape[-1]))
+            outputs[layer].append(out.reshape(-1, x.shape[-1]))
+        if progress:
+            progress(min(start + VECTOR_BATCH, len(images_q)), len(images_q))
     found = {}
-    for layer in layers or list(qmodel.plans):
+    for layer in layers:
         plan = qmodel.plans[layer]
         operator = registry.get(plan.op)
-        x, out = taps[f"{layer}:in"], taps[f"{layer}:out"]
+        x, expected = np.concatenate(inputs.pop(layer)), np.concatenate(outputs.pop(layer))
         if operator.row_wise:
-            rows = x.reshape(-1, x.shape[-1])[:row_limit]
-            vectors = make_row_vectors(plan.op, plan.config, list(rows), operator.run)
-            expected = out.reshape(-1, x.shape[-1])[:row_limit]
+            x, expected = x[:row_limit], expected[:row_limit]
+            vectors = make_row_vectors(plan.op, plan.config, list(x), operator.run)
         else:
             vectors = make_vectors(plan.op, plan.config, x.reshape(-1),
                                    operator.run(plan.config, x.reshape(-1)))
-            expected = out.reshape(-1)
         if not np.array_equal(vectors.y.reshape(expected.shape), expected):
             raise IntvitError(f"{layer}: golden outputs differ from the model's own outputs")
         found[layer] = vectors

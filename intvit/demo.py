@@ -1,5 +1,5 @@
-"""``intvit demo``: the main job on a bundled model (``digits`` or ``mnist``), stage by stage,
-resumable.
+"""``intvit demo``: the main job on a bundled model (``digits`` or ``mnist``) or a user's timm
+ViT/DeiT checkpoint with its images, stage by stage, resumable.
 
 Stages (each writes its files under the output directory, then a ``<stage>.done`` record; a
 rerun skips finished stages, so an interrupted demo resumes):
@@ -85,51 +85,72 @@ def _finish(out: Path, stage: str, record: dict) -> dict:
     return record
 
 
-def stage_quantize(out: Path, name: str) -> dict:
-    from intvit.golden_model.checkpoint import load_bundled
+def stage_quantize(out: Path, source) -> dict:
+    """IPTQ-ViT at W8A8 on ``source`` (a :class:`ModelSource`): the unified rule's run
+    (``quant.json``, the integer model, the evaluation codes) and, on a bundled model, every
+    other rule for comparison (``rules.json``; a user's checkpoint runs the unified rule only,
+    each rule's calibration and evaluation taking minutes at ImageNet scale)."""
     from intvit.golden_model.costs import load_cost_table
-    from intvit.golden_model.dataset import dataset, load_splits
-    from intvit.golden_model.qvit import QuantSpec
-    from intvit.golden_model.quantfile import save_quant
+    from intvit.golden_model.files import write_text_atomic
+    from intvit.golden_model.qvit import quantize_images
+    from intvit.golden_model.quantfile import save_run
     from intvit.golden_model.select import RULES, quantize_model, score_layers
+    from intvit.progress import Eta
 
-    model, _, meta = load_bundled(name)
-    splits = load_splits(meta["split_seed"], name)
-    spec = QuantSpec(image_scale=dataset(name).image_scale)
+    model, splits, spec = source.load()
     table = load_cost_table()
     print(f"      cost table {Path(table.source).name}"
           f"{'' if table.measured else ' (stand-in: operation counts)'}", flush=True)
+    eta = Eta()
     scores = score_layers(model, splits["calibration"].images, spec, table,
-                          progress=lambda i, n, l: print(f"      scored {i}/{n} {l}",
-                                                         flush=True))
+                          progress=lambda i, n, layer: eta("      scored", i, n, layer),
+                          score_images=splits["score"].images, batch=source.batch)
     rules = {}
-    for rule in RULES:
-        result = quantize_model(model, splits, spec, rule, scores=scores)
+    for rule in RULES if source.bundled else ("unified",):
+        result = quantize_model(model, splits, spec, rule, scores=scores, batch=source.batch,
+                                stage_progress=eta)
         rules[rule] = {"accuracy": result.accuracy, "assignment": result.assignment,
-                       "cost": result.to_json()["cost"]}
-        print(f"      {rule:10s} integer accuracy {result.accuracy['stage3']:.4f}", flush=True)
+                       "cost": result.to_json()["cost"], "fidelity": result.fidelity}
+        print(f"      {rule:10s} integer top-1 {result.accuracy['stage3']:.4f}", flush=True)
         if rule == "unified":
-            save_quant(out / "quant.json", result, model=name)
-    from intvit.golden_model.files import write_text_atomic
+            save_run(out, result, source.name,
+                     quantize_images(splits["test"].images.numpy(), spec.image_scale))
     write_text_atomic(out / "rules.json", json.dumps(rules, indent=1) + "\n")
-    return _finish(out, "quantize", {"model": name, "cost_table": table.source,
+    return _finish(out, "quantize", {"model": source.name, "cost_table": table.source,
                                      "measured": table.measured,
                                      "accuracy": rules["unified"]["accuracy"]})
 
 
-def chosen_model(out: Path):
-    """The unified rule's integer model of the bundled model quant.json names, rebuilt from
-    quant.json (deterministic), and that model's splits."""
-    from intvit.golden_model.checkpoint import load_bundled
-    from intvit.golden_model.dataset import load_splits
-    from intvit.golden_model.quantfile import load_quant
-    from intvit.golden_model.select import calibrate_mix
+class ModelSource:
+    """What the demo quantizes: a bundled model by ``name``, or a user's checkpoint whose
+    ``load`` (the ``intvit quantize`` options' reading of the checkpoint and its images) gives
+    ``(model, splits, spec)``; ``batch`` images per batch (None: by the memory budget)."""
 
-    quant = load_quant(out / "quant.json")
-    model, _, meta = load_bundled(quant["model"])
-    splits = load_splits(meta["split_seed"], quant["model"])
-    return calibrate_mix(model, splits["calibration"].images, quant["assignment"],
-                         quant["spec"]), splits
+    def __init__(self, name: str, bundled: bool, load, batch: int | None = None):
+        self.name, self.bundled, self.load, self.batch = name, bundled, load, batch
+
+
+def bundled_source(name: str) -> ModelSource:
+    """The bundled model ``name`` with its splits, all 100 calibration images scored."""
+    def load():
+        from intvit.golden_model.checkpoint import load_bundled
+        from intvit.golden_model.dataset import Split, dataset, load_splits
+        from intvit.golden_model.qvit import QuantSpec
+
+        model, _, meta = load_bundled(name)
+        splits = load_splits(meta["split_seed"], name)
+        splits["score"] = Split(splits["calibration"].images, None)
+        return model, splits, QuantSpec(image_scale=dataset(name).image_scale)
+    return ModelSource(name, True, load)
+
+
+def chosen_model(out: Path):
+    """The unified rule's integer model and the evaluation images' int8 codes of the run in
+    ``out`` (:func:`intvit.golden_model.quantfile.load_run`)."""
+    from intvit.golden_model.quantfile import load_run
+
+    _, qmodel, codes = load_run(out / "quant.json")
+    return qmodel, codes
 
 
 def representative_layers(qmodel) -> dict:
@@ -143,14 +164,11 @@ def representative_layers(qmodel) -> dict:
 def stage_vectors(out: Path) -> dict:
     import numpy as np
 
-    from intvit.golden_model.qvit import quantize_images
     from intvit.golden_model.vectors import layer_vectors, save_vectors
 
-    qmodel, splits = chosen_model(out)
+    qmodel, codes = chosen_model(out)
     chosen = representative_layers(qmodel)
-    images = quantize_images(splits["test"].images[:VECTOR_IMAGES].numpy(),
-                             qmodel.spec.image_scale)
-    found = layer_vectors(qmodel, images, list(chosen.values()), ROW_LIMIT)
+    found = layer_vectors(qmodel, codes[:VECTOR_IMAGES], list(chosen.values()), ROW_LIMIT)
     units = {}
     for op, layer in chosen.items():
         path = save_vectors(out / "vectors" / f"{op.replace('/', '_')}.npz", found[layer])
@@ -190,7 +208,7 @@ def stage_verilog(out: Path, units: dict) -> dict:
 def stage_sim(out: Path, units: dict) -> dict:
     from intvit.sim.verify import verify
 
-    qmodel, splits = chosen_model(out)
+    qmodel, codes = chosen_model(out)
     verdicts = {}
     for op, info in units.items():
         config = qmodel.plans[info["layer"]].config
@@ -202,7 +220,7 @@ def stage_sim(out: Path, units: dict) -> dict:
                         "passed": r.passed, "first_mismatch": r.first_mismatch,
                         "waveform": str(r.waveform) if r.waveform else None}
         print(f"      {outcome.summary()}", flush=True)
-    runs = [real_qkv_gemm(out, qmodel, splits)]
+    runs = [real_qkv_gemm(out, qmodel, codes[:1])]
     checked = sum(run.result.checked for run in runs)
     mismatches = sum(run.result.mismatches for run in runs)
     verdicts["gemm"] = {"checked": checked, "mismatches": mismatches,
@@ -214,8 +232,8 @@ def stage_sim(out: Path, units: dict) -> dict:
     return _finish(out, "sim", {"verdicts": verdicts})
 
 
-def real_qkv_gemm(out: Path, qmodel, splits):
-    """Block 0's QKV layer on the per-channel GEMM array: real int8 activations of a test image,
+def real_qkv_gemm(out: Path, qmodel, codes):
+    """Block 0's QKV layer on the per-channel GEMM array: real int8 activations of an image,
     the model's int8 weights, int32 bias and per-channel requantizer; the array's output beats
     are compared with the golden beats, and put back together they must equal the integer
     model's own QKV output (else the run fails)."""
@@ -225,12 +243,10 @@ def real_qkv_gemm(out: Path, qmodel, splits):
 
     from intvit.golden_model.errors import IntvitError
     from intvit.golden_model.gemm import example_config
-    from intvit.golden_model.qvit import quantize_images
     from intvit.sim.gemm_bench import simulate_gemm
 
     taps: dict = {}
-    qmodel.forward(quantize_images(splits["test"].images[:1].numpy(), qmodel.spec.image_scale),
-                   taps)
+    qmodel.forward(codes, taps)
     linear = qmodel.blocks[0]["qkv"]
     x = taps["blocks.0.attn.qkv"][0]
     config = dataclasses.replace(example_config(GEMM_SIZE, GEMM_SIZE, per_channel=True),
@@ -271,7 +287,8 @@ def print_cost(op: str, entry: dict) -> None:
 
 
 def demo_model(out: Path) -> str | None:
-    """The bundled model whose demo ``out`` holds (by its quantize marker), None if none."""
+    """The model (a bundled name or a checkpoint path) whose demo ``out`` holds (by its
+    quantize marker), None if none."""
     record = _load(out, "quantize")
     return None if record is None else record.get("model", "digits")
 
@@ -287,12 +304,12 @@ def check_same_model(out: Path, model: str) -> None:
 
 
 def run_stage(out: Path, stage: str, records: dict) -> dict:
-    """Run ``stage``; ``records`` holds the bundled ``model`` to quantize and the records of the
-    stages before this one."""
+    """Run ``stage``; ``records`` holds the ``source`` to quantize (:class:`ModelSource`) and
+    the records of the stages before this one."""
     from .report import write_report
 
     if stage == "quantize":
-        return stage_quantize(out, records["model"])
+        return stage_quantize(out, records["source"])
     if stage == "vectors":
         return stage_vectors(out)
     units = records["vectors"]["units"]
@@ -306,17 +323,19 @@ def run_stage(out: Path, stage: str, records: dict) -> dict:
 
 
 def run_demo(out: Path, force: bool = False, only: str | None = None,
-             model: str = "digits") -> int:
-    """All stages on the bundled ``model`` (reusing finished ones unless ``force``), or ``only``
-    one stage, which reads the files of the stages before it. A stage that runs first clears its
-    own marker and the later ones (:func:`clear_markers`)."""
+             source: ModelSource | None = None) -> int:
+    """All stages on ``source`` (default: the bundled digits model), reusing finished ones
+    unless ``force``, or ``only`` one stage, which reads the files of the stages before it. A
+    stage that runs first clears its own marker and the later ones (:func:`clear_markers`)."""
     from intvit.golden_model.errors import IntvitError
 
     out = Path(out)
+    source = source or bundled_source("digits")
+    model = source.name
     if only is not None:
         if only not in STAGES:
             raise IntvitError(f"unknown stage {only!r}; stages: {', '.join(STAGES)}")
-        records = {"model": model}
+        records = {"source": source}
         for stage in STAGES[:STAGES.index(only)]:
             records[stage] = _load(out, stage)
             if records[stage] is None:
@@ -332,7 +351,7 @@ def run_demo(out: Path, force: bool = False, only: str | None = None,
         clear_markers(out, STAGES[0])
     check_same_model(out, model)
     progress = Progress(len(STAGES))
-    records = {"model": model}
+    records = {"source": source}
     for stage in STAGES:
         record = _load(out, stage)
         with progress.stage(stage if record is None else f"{stage} (finished earlier, reused)"):
@@ -354,8 +373,11 @@ def summary(records: dict) -> int:
     lut = sum(e["resources"].get("LUT", 0) for op, e in entries.items() if op != "gemm")
     dsp = sum(e["resources"].get("DSP", 0) for op, e in entries.items() if op != "gemm")
     print("\n" + "=" * 72)
-    print(f"bundled {records['quantize'].get('model', 'digits')} ViT, W8A8, unified rule: float "
-          f"accuracy {acc['float']:.2%}, integer {acc['stage3']:.2%}")
+    source = records["source"]
+    what = f"bundled {source.name} ViT" if source.bundled else source.name
+    measure = "accuracy" if source.bundled else "top-1 (agreement with float without labels)"
+    print(f"{what}, W8A8, unified rule: float {measure} {acc['float']:.2%}, integer "
+          f"{acc['stage3']:.2%}")
     print(f"units verified: {passed}/{len(verdicts)} with {mismatches} mismatches in "
           f"{checked:,} real-activation outputs (Verilator, bit-exact)")
     print(f"chosen non-linear units: {lut} LUT, {dsp} DSP in all (ECP5, one lane each, measured "

@@ -10,6 +10,7 @@ import math
 import re
 from pathlib import Path
 
+from intvit.golden_model.checkpoint import BUNDLED_NAMES
 from intvit.golden_model.dataset import dataset
 from intvit.golden_model.files import write_text_atomic
 from intvit.plots import accuracy_per_rule, gelu_curves, omega_per_layer, softmax_curves
@@ -82,7 +83,7 @@ def _accuracy_section(rules: dict, layers: int, quantize: dict, img: Path, image
               for rule, a in accuracies.items()}
     plot = accuracy_per_rule(accuracies, errors, images, img / "accuracy.png")
     return ("## Accuracy\n\n"
-            f"Test split ({images:,} images) at W8A8. *Stage 2*: the rule's mix calibrated "
+            f"Evaluation split ({images:,} images) at W8A8. *Stage 2*: the rule's mix calibrated "
             "on float activations; *stage 3*: recalibrated on its own integer activations. "
             f"{noise_note(images)} Cost of the mix: the area of its distinct non-linear units, each "
             f"counted once, and their cycles per image over the {layers} non-linear layers "
@@ -135,6 +136,16 @@ def _verdict_section(verdicts: dict) -> str:
             + _table(["unit", "outputs checked", "mismatches", "cycles", "verdict"], rows))
 
 
+def _fidelity_sentence(fidelity: dict | None) -> str:
+    """The unified mix's logits against the float model's (absent from older runs)."""
+    if not fidelity:
+        return ""
+    return (f" Against the float model on the {fidelity['images']:,} evaluation images: logit "
+            f"ASQNR {decibels(fidelity['logit_sqnr_db'])} dB, KL {fidelity['kl']:.2e} ± "
+            f"{fidelity['kl_se']:.1e} (one standard error), top-1 agreement "
+            f"{percent(fidelity['agreement'])}.")
+
+
 def build_markdown(out: Path) -> str:
     rules = _read(out, "rules.json")
     quant = _read(out, "quant.json")
@@ -142,11 +153,17 @@ def build_markdown(out: Path) -> str:
     acc = quant["accuracy"]
     img = out / "img"
     model = quant.get("model", "digits")
-    images = dataset(model).split_sizes["test"]
-    parts = [f"# intvit demo report: the bundled {model} ViT, integer-only\n\nFloat test "
-             f"accuracy **{accuracy(acc['float'], images)}**; integer-only (W8A8, unified rule) "
-             f"**{accuracy(acc['stage3'], images)}**. Units verified bit-exactly under Verilator: "
-             f"**{sum(v['passed'] for v in verdicts.values())}/{len(verdicts)}**.",
+    counts = quant.get("images") or {"test": dataset(model).split_sizes["test"]}
+    images = counts["test"]
+    bundled = model in BUNDLED_NAMES
+    what = f"the bundled {model} ViT" if bundled else f"`{model}`"
+    measure = "accuracy" if bundled or (quant.get("fidelity") or {}).get("accuracy") is not \
+        None else "top-1 agreement with the float model"
+    parts = [f"# intvit demo report: {what}, integer-only\n\nFloat test "
+             f"{measure} **{accuracy(acc['float'], images)}**; integer-only (W8A8, unified "
+             f"rule) **{accuracy(acc['stage3'], images)}**. Units verified bit-exactly under "
+             f"Verilator: **{sum(v['passed'] for v in verdicts.values())}/{len(verdicts)}**."
+             + _fidelity_sentence(quant.get("fidelity")),
              _accuracy_section(rules, len(quant["assignment"]), _read(out, "quantize.done"),
                                img, images),
              _choices_section(quant)]

@@ -118,10 +118,13 @@ def test_unknown_model_name_is_refused(argv, tmp_path, monkeypatch, capsys):
                    capsys)
 
 
-def test_demo_refuses_a_checkpoint_path(tmp_path, monkeypatch, capsys):
+def test_demo_on_a_checkpoint_needs_its_images(tmp_path, monkeypatch, capsys):
+    """A checkpoint's demo needs --calibration; a bundled model's refuses a user's images."""
     monkeypatch.chdir(tmp_path)
-    expect_refusal(["demo", "--model", "vit.pth", "--out", "run"], "bundled model only", tmp_path,
-                   capsys)
+    expect_refusal(["demo", "--model", "vit.pth", "--out", "run"], "needs --calibration",
+                   tmp_path, capsys)
+    expect_refusal(["demo", "--model", "digits", "--calibration", "x.npy", "--out", "run"],
+                   "--calibration goes with --model PATH", tmp_path, capsys)
 
 
 def test_demo_keeps_one_model_per_directory(tmp_path, monkeypatch, capsys):
@@ -151,7 +154,7 @@ def test_vectors_follow_the_model_quant_json_names(tmp_path, capsys):
     too_many = ["vectors", "--quant", str(tmp_path / "quant.json"), "--images", "1001",
                 "-o", str(tmp_path / "more")]
     assert main(too_many) == 2
-    assert "the mnist test split has 1000 images" in capsys.readouterr().err
+    assert "number 1000; give 1..1000" in capsys.readouterr().err
 
 
 def test_quantize_records_the_bundled_model(tmp_path, monkeypatch, capsys):

@@ -26,7 +26,7 @@ def test_user_checkpoint_with_its_own_calibration_images(tmp_path, capsys):
 @pytest.mark.parametrize("make, words", [
     (lambda p: np.save(p, np.full((2, 1, 8, 8), np.nan, np.float32)), "finite"),
     (lambda p: np.save(p, np.zeros((2, 1, 16, 16), np.float32)), "shape"),
-    (lambda p: np.save(p, np.zeros((0, 1, 8, 8), np.float32)), "empty"),
+    (lambda p: np.save(p, np.zeros((0, 1, 8, 8), np.float32)), "no image"),
     (lambda p: p.write_bytes(b"junk"), "not a .npy"),
 ])
 def test_bad_calibration_images(make, words, tmp_path, capsys):

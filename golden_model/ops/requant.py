@@ -124,8 +124,11 @@ def requantize(cfg: RequantConfig, acc) -> np.ndarray:
     lo32, hi32 = signed_range(ACC_BITS)
     if acc.size and (acc.min() < lo32 or acc.max() > hi32):
         raise IntvitError("requantize: accumulators must fit int32; clip or widen the GEMM")
-    rounded = (acc * cfg.multiplier + cfg.rounding) >> cfg.shift
-    return clamp(rounded + cfg.zero_point, *cfg.out_range)
+    rounded = acc * cfg.multiplier  # |acc * m| < 2**62; a new array (acc is left alone)
+    rounded += cfg.rounding
+    rounded >>= cfg.shift
+    rounded += cfg.zero_point
+    return clamp(rounded, *cfg.out_range, out=rounded if np.ndim(rounded) else None)
 
 
 def requantize_reference(cfg: RequantConfig, x) -> np.ndarray:
@@ -175,7 +178,7 @@ class ChannelRequant:
         m = np.array(self.multipliers, dtype=np.int64)
         e = np.array(self.shifts, dtype=np.int64)
         rounded = (acc * m + ((np.int64(1) << e) >> 1)) >> e
-        return clamp(rounded, *signed_range(self.out_bits))
+        return clamp(rounded, *signed_range(self.out_bits), out=rounded)
 
 
 EXAMPLE_RATIO = 0.0042

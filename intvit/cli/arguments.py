@@ -32,6 +32,22 @@ def int_at_least(minimum: int, what: str):
     return parse
 
 
+def int_in_range(lowest: int, highest: int):
+    """argparse type: an integer ``lowest..highest``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = lowest - 1
+        if not lowest <= value <= highest:
+            raise argparse.ArgumentTypeError(f"must be an integer {lowest}..{highest} (got "
+                                             f"{text!r})")
+        return value
+
+    parse.__name__ = f"integer {lowest}..{highest}"
+    return parse
+
+
 positive_int = int_at_least(1, "positive integer")
 non_negative_int = int_at_least(0, "seed")
 

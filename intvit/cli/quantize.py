@@ -4,7 +4,7 @@ from pathlib import Path
 
 from intvit.golden_model.errors import IntvitError
 
-from .arguments import positive_int, refuse
+from .arguments import int_in_range, positive_int, refuse
 
 
 IPTQ_BITS = ("w8a8", "w4a8")
@@ -24,7 +24,8 @@ ADFQ_ONLY = ("components", "iterations", "outliers", "log_base")
 
 
 IPTQ_ONLY = ("rule", "calibrator", "gelu_output", "score_snap", "weights", "cost_table",
-             "calibration", "arch")
+             "calibration", "arch", "heads", "eval", "eval_labels", "eval_count", "score_images",
+             "batch", "softmax_bits")
 
 
 def check_method_options(args, foreign: tuple[str, ...]) -> None:
@@ -40,8 +41,10 @@ def quantize_iptq_command(args) -> int:
     from intvit.golden_model.costs import load_cost_table
     from intvit.golden_model.metrics import OmegaWeights
     from intvit.golden_model.qvit import GELU_OUTPUTS, SCORE_SNAPS
-    from intvit.golden_model.quantfile import save_quant
+    from intvit.golden_model.qvit import quantize_images
+    from intvit.golden_model.quantfile import save_run
     from intvit.golden_model.select import RULES, quantize_model
+    from intvit.progress import Eta
 
     check_method_options(args, ADFQ_ONLY)
     bits = (args.bits or "w8a8").lower()
@@ -63,22 +66,35 @@ def quantize_iptq_command(args) -> int:
                f"{value!r}: use one of {', '.join(allowed)}")
         if value is not None:
             options[flag] = value
+    if args.softmax_bits is not None:
+        options["softmax_bits"] = args.softmax_bits
     model, splits, spec, what = model_and_data(args, name, bits, options)
     print(f"quantizing {what} at {bits.upper()}, rule {rule}, cost table "
-          f"{table.source}{'' if table.measured else ' (stand-in)'}", flush=True)
-
-    def progress(done, total, layer):
-        print(f"  [{done}/{total}] scored {layer}", flush=True)
-
-    result = quantize_model(model, splits, spec, rule, weights, table, progress=progress)
-    path = save_quant(Path(args.out) / "quant.json", result, model=name or args.model)
+          f"{table.source}{'' if table.measured else ' (stand-in)'}; images: "
+          f"{len(splits['calibration'])} calibration, {len(splits['score'])} scored, "
+          f"{len(splits['test'])} evaluation", flush=True)
+    eta = Eta()
+    result = quantize_model(model, splits, spec, rule, weights, table, batch=args.batch,
+                            progress=lambda done, total, layer: eta("scored", done, total, layer),
+                            stage_progress=eta)
+    codes = quantize_images(splits["test"].images.numpy(), spec.image_scale)
+    path = save_run(args.out, result, name or args.model, codes)
     print(choice_table(result.assignment))
     acc = result.accuracy
-    measure = "accuracy" if name else "top-1 agreement with float"
-    print(f"test {measure}: float {acc['float']:.4f}, integer {acc['stage3']:.4f} "
+    measure = "accuracy" if splits["test"].labels is not None else "top-1 agreement with float"
+    print(f"evaluation {measure}: float {acc['float']:.4f}, integer {acc['stage3']:.4f} "
           f"(before stage 3: {acc['stage2']:.4f})")
-    print(f"wrote {path}")
+    if result.fidelity:
+        print(fidelity_line(result.fidelity))
+    print(f"wrote {path} and the integer model beside it")
     return 0
+
+
+def fidelity_line(fidelity: dict) -> str:
+    """The stage-3 mix against the float model, in one line."""
+    return (f"fidelity to float on {fidelity['images']} images: logit SQNR "
+            f"{fidelity['logit_sqnr_db']:.1f} dB, KL {fidelity['kl']:.2e} ± "
+            f"{fidelity['kl_se']:.1e}, top-1 agreement {fidelity['agreement']:.4f}")
 
 
 def quantize_adfq_command(args) -> int:
@@ -131,44 +147,82 @@ def bundled_choice(model: str) -> str | None:
 
 
 def model_and_data(args, name: str | None, bits: str, options: dict):
-    """The float model, its calibration/test splits, the QuantSpec (``bits`` and the
-    calibration ``options``, e.g. ``calibrator``) and a description for
-    ``--model``: the bundled model ``name`` with its dataset and exact input scale, or (``name``
-    None) a timm checkpoint with ``--calibration`` images (whose "test" is the same images
-    labelled by the float model: integer-vs-float agreement)."""
-    import torch
-
-    from intvit.golden_model.calibration import load_calibration_images
-    from intvit.golden_model.dataset import Split
+    """The float model, its splits (``calibration``, ``score``: the first ``--score-images``
+    calibration images, ``test``: the evaluation images), the QuantSpec (``bits`` and the
+    calibration ``options``) and a description for ``--model``: the bundled model ``name``
+    with its dataset and exact input scale, or (``name`` None) a timm checkpoint with
+    ``--calibration`` images and ``--eval`` images (or the last ``--eval-count`` calibration
+    images), labelled by ``--eval-labels`` or else compared with the float model."""
     from intvit.golden_model.qvit import QuantSpec, image_scale_for
 
     if name is not None:
         from intvit.golden_model.checkpoint import load_bundled
         from intvit.golden_model.dataset import dataset, load_splits
 
-        refuse(args.arch is not None or args.calibration is not None, "--arch and "
-               "--calibration go with --model PATH; the bundled models have their own")
+        for flag in ("arch", "heads", "calibration", "eval", "eval_labels", "eval_count"):
+            refuse(getattr(args, flag) is not None, f"--{flag.replace('_', '-')} goes with "
+                   "--model PATH; the bundled models have their own images")
         model, _, meta = load_bundled(name)
         spec = QuantSpec.parse(bits, image_scale=dataset(name).image_scale, **options)
-        return (model, load_splits(meta["split_seed"], name), spec,
-                f"the bundled {name} model")
+        splits = load_splits(meta["split_seed"], name)
+        what = f"the bundled {name} model"
+    else:
+        model, splits = checkpoint_and_images(args)
+        spec = QuantSpec.parse(bits, image_scale=image_scale_for(
+            splits["calibration"].images.numpy()), **options)
+        what = args.model
+    return model, with_score_split(splits, args.score_images), spec, what
+
+
+def with_score_split(splits: dict, count: int | None) -> dict:
+    """``splits`` with ``score``: the first ``count`` (default :data:`SCORE_IMAGES`)
+    calibration images, the ones stage 1 scores on."""
+    from intvit.golden_model.dataset import Split
+
+    images = splits["calibration"].images
+    return {**splits, "score": Split(images[:min(count or SCORE_IMAGES, len(images))], None)}
+
+
+SCORE_IMAGES = 100
+"""Stage 1 scores the candidates on at most this many calibration images by default (all of
+the bundled models' 100)."""
+EVAL_FRACTION = 5
+"""Without ``--eval``, one image in this many of ``--calibration`` (the last ones) is held out
+for evaluation."""
+
+
+def checkpoint_and_images(args):
+    """A timm checkpoint (``--model PATH``, ``--arch``) and its calibration and evaluation
+    splits from ``--calibration``, ``--eval``/``--eval-count`` and ``--eval-labels``."""
+    import torch
+
     from intvit.golden_model.checkpoint import load_checkpoint
+    from intvit.golden_model.dataset import Split
+    from intvit.golden_model.images import load_images, load_labels, split_images
     from intvit.golden_model.vit import PRESETS
 
     refuse(args.arch is not None and args.arch not in PRESETS, f"--arch {args.arch}: unknown "
            f"architecture; use one of {', '.join(sorted(PRESETS))}")
-    refuse(args.calibration is None, "--model PATH needs --calibration IMAGES.npy (float "
-           "images, N x C x H x W, normalized as the model expects)")
+    refuse(args.arch is not None and args.heads is not None, "--arch sets the heads too; give "
+           "--arch or --heads, not both")
+    refuse(args.calibration is None, "--model PATH needs --calibration IMAGES (a float .npy "
+           "N x C x H x W normalized as the model expects, or a folder of image files)")
+    refuse(args.eval is not None and args.eval_count is not None, "--eval-count holds out "
+           "calibration images; with --eval the evaluation images are given: use one")
     refuse(not Path(args.model).is_file(), f"--model {args.model}: no such checkpoint file; "
            "give a timm ViT/DeiT .pth or .safetensors, or a bundled model: digits, mnist")
-    model = load_checkpoint(args.model, PRESETS[args.arch] if args.arch else None)
-    images = torch.from_numpy(load_calibration_images(args.calibration, model.config.in_chans,
-                                                      model.config.img_size))
-    with torch.no_grad():
-        labels = model(images).argmax(-1)
-    split = Split(images, labels)
-    spec = QuantSpec.parse(bits, image_scale=image_scale_for(images.numpy()), **options)
-    return model, {"calibration": split, "test": split}, spec, args.model
+    model = load_checkpoint(args.model, PRESETS[args.arch] if args.arch else None, args.heads)
+    shape = (model.config.in_chans, model.config.img_size)
+    calibration = load_images(args.calibration, *shape, "calibration images")
+    if args.eval is not None:
+        evaluation = load_images(args.eval, *shape, "evaluation images")
+    else:
+        count = args.eval_count or max(1, len(calibration) // EVAL_FRACTION)
+        calibration, evaluation = split_images(calibration, count)
+    labels = None if args.eval_labels is None else torch.from_numpy(
+        load_labels(args.eval_labels, len(evaluation)))
+    return model, {"calibration": Split(torch.from_numpy(calibration), None),
+                   "test": Split(torch.from_numpy(evaluation), labels)}
 
 
 def choice_table(assignment: dict) -> str:
@@ -228,10 +282,7 @@ def add_quantize(commands) -> None:
 
 
 def add_iptq_options(group) -> None:
-    group.add_argument("--arch", default=None, help="architecture of --model PATH, e.g. "
-                       "deit_tiny_patch16_224 (default: inferred from the weights)")
-    group.add_argument("--calibration", default=None,
-                       help="--model PATH: calibration images, a float .npy (N, C, H, W)")
+    add_checkpoint_options(group)
     group.add_argument("--rule", default=None, help="unified (IPTQ-ViT, default), sqnr-diff, "
                        "sqnr-output, all-iptq, all-ivit, all-ibert, all-fqvit")
     group.add_argument("--calibrator", default=None,
@@ -245,6 +296,9 @@ def add_iptq_options(group) -> None:
                        "grid (default), log2e, off")
     group.add_argument("--weights", default=None,
                        help="Omega weights of sensitivity, perturbation, cost (default 1,1,0.5)")
+    group.add_argument("--softmax-bits", type=int_in_range(8, 16), default=None,
+                       help="width of the softmax probabilities, 8 (default) to 16; FQ-ViT's "
+                       "log2 codes keep their own")
     group.add_argument("--cost-table", default=None,
                        help="cost table JSON (default: fpga/tables/ecp5.json, else stand-in)")
 
@@ -259,3 +313,35 @@ def add_adfq_options(group) -> None:
     group.add_argument("--log-base", default=None, choices=("sqrt2", "2"),
                        help="log quantizer base, sqrt2 (the authors' code, default) or 2 (the "
                        "paper's text)")
+
+
+CHECKPOINT_OPTIONS = ("arch", "heads", "calibration", "eval", "eval_count", "eval_labels",
+                      "score_images", "batch")
+"""Options of a user's checkpoint (the bundled models have their own images and sizes)."""
+
+
+def add_checkpoint_options(group) -> None:
+    """The checkpoint's architecture and images, and how many images a pass takes."""
+    group.add_argument("--arch", default=None, help="architecture of --model PATH, e.g. "
+                       "deit_tiny_patch16_224 (default: inferred from the weights)")
+    group.add_argument("--heads", type=positive_int, default=None,
+                       help="--model PATH: attention heads, which the weights do not record "
+                       "(default: those of the timm preset of the same shapes)")
+    group.add_argument("--calibration", default=None,
+                       help="--model PATH: calibration images, a float .npy (N, C, H, W) "
+                       "normalized as the model expects, or a folder of image files (timm's "
+                       "eval transform: resize, center crop, ImageNet mean/std)")
+    group.add_argument("--eval", default=None, help="--model PATH: evaluation images, in the "
+                       "same forms (default: the last fifth of --calibration, held out)")
+    group.add_argument("--eval-count", type=positive_int, default=None,
+                       help="--model PATH without --eval: hold out this many of the last "
+                       "--calibration images for evaluation")
+    group.add_argument("--eval-labels", default=None, help="--model PATH: class indices of "
+                       "the evaluation images, an integer .npy (N,), for top-1 accuracy "
+                       "(without: agreement with the float model)")
+    group.add_argument("--score-images", type=positive_int, default=None,
+                       help=f"stage 1 scores on the first N calibration images (default "
+                       f"{SCORE_IMAGES})")
+    group.add_argument("--batch", type=positive_int, default=None,
+                       help="images per batch (default: as many as 1 GiB of activations "
+                       "holds)")

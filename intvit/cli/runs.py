@@ -2,20 +2,35 @@
 from pathlib import Path
 
 from .arguments import refuse
-from .quantize import bundled_choice
+from .quantize import (CHECKPOINT_OPTIONS, add_checkpoint_options, bundled_choice,
+                       checkpoint_and_images, with_score_split)
 
 
 
 def cmd_demo(args) -> int:
     from intvit.golden_model.files import check_output_dir
 
-    from intvit.demo import run_demo
+    from intvit.demo import ModelSource, bundled_source, run_demo
 
-    model = bundled_choice(args.model)
-    refuse(model is None, f"--model {args.model}: the demo runs on a bundled model only "
-           "(digits, mnist); quantize a checkpoint with `intvit quantize --model PATH`")
+    name = bundled_choice(args.model)
     check_output_dir(args.out, "--out")
-    return run_demo(Path(args.out), force=args.force, only=args.only, model=model)
+    if name is not None:
+        for flag in CHECKPOINT_OPTIONS:
+            refuse(getattr(args, flag) is not None, f"--{flag.replace('_', '-')} goes with "
+                   "--model PATH; the bundled models have their own images")
+        source = bundled_source(name)
+    else:
+        def load():
+            from intvit.golden_model.qvit import QuantSpec, image_scale_for
+
+            model, splits = checkpoint_and_images(args)
+            spec = QuantSpec(image_scale=image_scale_for(splits["calibration"].images.numpy()))
+            return model, with_score_split(splits, args.score_images), spec
+
+        refuse(args.calibration is None, "--model PATH needs --calibration IMAGES (a float "
+               ".npy N x C x H x W, or a folder of image files)")
+        source = ModelSource(args.model, False, load, args.batch)
+    return run_demo(Path(args.out), force=args.force, only=args.only, source=source)
 
 
 REPORT_INPUTS = ("quant.json", "rules.json", "quantize.done", "sim.done", "cost.done")
@@ -41,9 +56,10 @@ def cmd_report(args) -> int:
 def add_demo(commands) -> None:
     from intvit.demo import STAGES
 
-    demo = commands.add_parser("demo", help="the main job on a bundled model")
+    demo = commands.add_parser("demo", help="the main job on a bundled model or a checkpoint")
     demo.add_argument("--model", default="digits", help="the bundled model: digits (default; "
-                      "alias bundled) or mnist")
+                      "alias bundled) or mnist, or a timm ViT/DeiT checkpoint path (with "
+                      "--calibration)")
     demo.add_argument("-o", "--out", default="runs/demo",
                       help="output directory (default runs/demo)")
     demo.add_argument("--force", action="store_true",
@@ -51,6 +67,7 @@ def add_demo(commands) -> None:
     demo.add_argument("--only", metavar="STAGE", choices=STAGES, help="run one stage "
                       f"({', '.join(STAGES)}) from the files of the stages before it; the "
                       "stages after it are then redone by the next full run")
+    add_checkpoint_options(demo.add_argument_group("--model PATH"))
     demo.set_defaults(run=cmd_demo)
 
 

@@ -86,39 +86,29 @@ VECTOR_IMAGES = 16
 
 
 def model_vectors(args) -> int:
-    """One vector file per non-linear layer of a quantized bundled model (the one quant.json
-    names), from its test images."""
-    from intvit.golden_model.checkpoint import BUNDLED_NAMES
-    from intvit.golden_model.dataset import dataset
+    """One vector file per non-linear layer of a quantized model (the run whose quant.json
+    ``--quant`` names: a bundled model or a user's checkpoint), from its evaluation images."""
     from intvit.golden_model.files import check_output_dir
-    from intvit.golden_model.quantfile import load_quant
+    from intvit.golden_model.quantfile import evaluation_count, load_run
 
     refuse(args.op is not None or bool(args.set), "--quant takes the operators and configs "
            "from quant.json; give no operator and no --set with it")
-    quant = load_quant(args.quant)
-    refuse(quant["model"] not in BUNDLED_NAMES, f"{args.quant} quantized {quant['model']}; "
-           "--quant needs a quant.json of a bundled model (its test images give the vectors)")
     images = VECTOR_IMAGES if args.images is None else args.images
-    tests = dataset(quant["model"]).split_sizes["test"]
-    refuse(images > tests, f"--images {images}: the {quant['model']} test split has {tests} "
-           f"images; give 1..{tests}")
+    available = evaluation_count(args.quant)
+    refuse(images > available, f"--images {images}: the evaluation images of {args.quant} "
+           f"number {available}; give 1..{available}")
     check_output_dir(args.output, "-o")
-    return write_layer_vectors(quant, images, Path(args.output))
+    _, qmodel, codes = load_run(args.quant)
+    return write_layer_vectors(qmodel, codes[:images], Path(args.output))
 
 
-def write_layer_vectors(quant: dict, count: int, directory: Path) -> int:
-    from intvit.golden_model.checkpoint import load_bundled
-    from intvit.golden_model.dataset import load_splits
-    from intvit.golden_model.qvit import quantize_images
-    from intvit.golden_model.select import calibrate_mix
+def write_layer_vectors(qmodel, codes, directory: Path) -> int:
     from intvit.golden_model.vectors import layer_vectors, save_vectors
+    from intvit.progress import Eta
 
-    model, _, meta = load_bundled(quant["model"])
-    splits = load_splits(meta["split_seed"], quant["model"])
-    qmodel = calibrate_mix(model, splits["calibration"].images, quant["assignment"],
-                           quant["spec"])
-    images = quantize_images(splits["test"].images[:count].numpy(), quant["spec"].image_scale)
-    for layer, vectors in layer_vectors(qmodel, images).items():
+    eta = Eta()
+    found = layer_vectors(qmodel, codes, progress=lambda done, total: eta("images", done, total))
+    for layer, vectors in found.items():
         path = save_vectors(directory / f"{layer}.npz", vectors)
         print(f"wrote {path} ({vectors.op})")
     return 0

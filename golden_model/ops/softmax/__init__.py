@@ -11,7 +11,7 @@ from .iptq import BitExpSoftmaxConfig, bit_exp_softmax
 from .ivit import ShiftmaxConfig, shiftmax
 
 __all__ = ["BitExpSoftmaxConfig", "I_EXP_POLYNOMIALS", "IBertSoftmaxConfig",
-           "LogIntSoftmaxConfig", "OPERATORS", "SCALE_SNAPS", "ShiftmaxConfig", "bit_exp_softmax",
+           "LINEAR_PROBABILITIES", "LogIntSoftmaxConfig", "OPERATORS", "SCALE_SNAPS", "ShiftmaxConfig", "bit_exp_softmax",
            "ibert_softmax", "log_int_softmax", "shiftmax", "softmax_reference", "sweep_inputs"]
 
 OPERATORS = [iptq.OPERATOR, ivit.OPERATOR, ibert.OPERATOR, fqvit.OPERATOR]
@@ -19,3 +19,6 @@ OPERATORS = [iptq.OPERATOR, ivit.OPERATOR, ibert.OPERATOR, fqvit.OPERATOR]
 SCALE_SNAPS = {iptq.OPERATOR.name: iptq.snap_scale, ivit.OPERATOR.name: ivit.snap_scale}
 """``snap_scale(scale, fold_log2e) -> ScoreScale`` of the shift-based candidates: the score
 scale that suits their constants (intvit's definition, issue 16)."""
+LINEAR_PROBABILITIES = (iptq.OPERATOR.name, ivit.OPERATOR.name, ibert.OPERATOR.name)
+"""Candidates whose output codes are linear probabilities ``y / 2**out_bits`` (up to 16 bits,
+the integer ViT's ``QuantSpec.softmax_bits``); FQ-ViT's log2 codes keep their own width."""
