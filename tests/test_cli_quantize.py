@@ -28,6 +28,10 @@ def test_user_checkpoint_with_its_own_calibration_images(tmp_path, capsys):
     (lambda p: np.save(p, np.zeros((2, 1, 16, 16), np.float32)), "shape"),
     (lambda p: np.save(p, np.zeros((0, 1, 8, 8), np.float32)), "no image"),
     (lambda p: p.write_bytes(b"junk"), "not a .npy"),
+    (lambda p: np.save(p, np.zeros((2, 1, 8, 8), np.int64)), "dtype int64"),
+    (lambda p: np.save(p, np.zeros((2, 3, 8, 8), np.float32)), "3 channels"),
+    (lambda p: np.save(p, np.where(np.arange(128).reshape(2, 1, 8, 8) == 70, np.inf,
+                                   0).astype(np.float32)), "first at index (1, 0, 0, 6)"),
 ])
 def test_bad_calibration_images(make, words, tmp_path, capsys):
     images = tmp_path / "cal.npy"
@@ -82,4 +86,37 @@ def test_adfq_bad_options(argv, words, tmp_path, capsys):
     assert main(["quantize", "--method", "adfq", *argv, "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err
+    assert not out.exists()
+
+
+def write_images(path, count: int):
+    np.save(path, np.random.default_rng(0).normal(size=(count, 1, 8, 8)).astype(np.float32))
+    return str(path)
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--eval-count", "12"], "too few to hold out 12"),
+    (["--eval", "bad"], "evaluation images"),
+    (["--eval-count", "2", "--eval-labels", "labels"], "expected (2,)"),
+    (["--eval", "good", "--eval-count", "2"], "use one"),
+    (["--arch", "bundled", "--heads", "4"], "not both"),
+    (["--softmax-bits", "17"], "8..16"),
+    (["--calibration", "folder"], "Pillow cannot read"),
+])
+def test_bad_evaluation_split_and_checkpoint_options(extra, words, tmp_path, capsys):
+    """Issue 15's bad input: too few images for the split, bad evaluation images or labels,
+    contradictory options, a folder with an unreadable file: one line, exit 2, nothing written."""
+    files = {"good": write_images(tmp_path / "good.npy", 4),
+             "bad": str(tmp_path / "bad.npy"), "labels": str(tmp_path / "labels.npy"),
+             "folder": str(tmp_path / "folder")}
+    np.save(files["bad"], np.zeros((2, 1, 9, 9), np.float32))
+    np.save(files["labels"], np.zeros(5, np.int64))
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.png").write_bytes(b"junk")
+    argv = ["quantize", "--model", str(BUNDLED_WEIGHTS), "--calibration",
+            write_images(tmp_path / "cal.npy", 12)] + [files.get(a, a) for a in extra]
+    out = tmp_path / "run"
+    assert main(argv + ["-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err, err
     assert not out.exists()
