@@ -36,6 +36,38 @@ def clamp(x: np.ndarray, lo: int, hi: int, out: np.ndarray | None = None) -> np.
     return np.clip(x, lo, hi, out=out)
 
 
+_TABLES: dict = {}
+"""``(function, config, lo, hi)`` -> ``function(config, arange(lo, hi + 1))``
+(:func:`elementwise`)."""
+MAX_TABLES = 4096
+"""The table cache is emptied when it holds this many (one per layer and operator in a model)."""
+
+
+def elementwise(function, config, x, lo: int, hi: int):
+    """``function(config, x)`` for a function that acts on each integer of ``x`` alone, with
+    ``x`` in ``[lo, hi]``: through a table of its values at every integer of ``[lo, hi]``
+    (built once per config), ``table[x - lo]``, when ``x`` is a plain int64 ndarray with more
+    elements than the table. The table holds ``function``'s own outputs, so the result is
+    ``function(config, x)`` exactly, computed once per code instead of once per element.
+
+    Anything else runs ``function(config, x)`` itself: a smaller input, another type or dtype, an
+    ndarray subclass (the tests' integer-only trap, which must see the arithmetic), values
+    outside ``[lo, hi]`` (the function raises its own error), an unhashable config."""
+    if (type(x) is not np.ndarray or x.dtype != np.int64 or x.size <= hi - lo + 1
+            or x.min() < lo or x.max() > hi):
+        return function(config, x)
+    key = (function, config, lo, hi)
+    try:
+        table = _TABLES.get(key)
+    except TypeError:  # an unhashable config
+        return function(config, x)
+    if table is None:
+        if len(_TABLES) >= MAX_TABLES:
+            _TABLES.clear()
+        table = _TABLES[key] = np.asarray(function(config, np.arange(lo, hi + 1, dtype=np.int64)))
+    return table[x - lo]
+
+
 def round_half_up_shift(x: np.ndarray, shift: int) -> np.ndarray:
     """``round(x / 2**shift)`` with ties towards +inf: ``(x + 2**(shift-1)) >> shift``.
 

@@ -126,7 +126,8 @@ class IntLinear:
         it exact, equal to the int64 product bit for bit); an ndarray subclass (the integer-only
         trap of the tests) keeps numpy's int64 product."""
         if is_plain(x, self.weight):
-            acc = exact_matmul(x, self.weight.T) + self.bias
+            acc = exact_matmul(x, self.weight.T)  # a new int64 array: add the bias in place
+            acc += self.bias
         else:
             acc = x @ self.weight.T + self.bias
         return acc if self.requant is None else self.requant(acc)

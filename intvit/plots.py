@@ -1,5 +1,6 @@
 """Pictures for the report and the benchmarks: approximation curves of the candidates, the
-LayerNorm error on real rows, the unified metric per layer, and accuracies with their noise.
+LayerNorm error on real rows, the unified metric per layer, accuracies with their noise, and
+SQNR against output width.
 
 Drawing only: callers pass the values and their standard errors."""
 from pathlib import Path
@@ -133,4 +134,21 @@ def omega_per_layer(omegas: dict, assignment: dict, path) -> Path:
     ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.legend(fontsize=8, ncol=4, loc="upper left")
     ax.set_title("Unified metric per layer and candidate; v = chosen")
+    return _save(fig, path)
+
+
+def sqnr_per_width(panels: dict, path) -> Path:
+    """SQNR (dB) against output width, one panel per data set: ``{panel title: {series label:
+    (widths, sqnr_db)}}``; series of one label share a colour across panels."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), sharey=True)
+    labels = sorted({label for series in panels.values() for label in series})
+    colours = {label: f"C{i}" for i, label in enumerate(labels)}
+    for ax, (title, series) in zip(np.atleast_1d(axes), panels.items()):
+        for label, (widths, sqnr) in series.items():
+            ax.plot(widths, sqnr, "o-", color=colours[label], label=label, lw=1, ms=4)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("output bits")
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("SQNR (dB)")
+    np.atleast_1d(axes)[-1].legend(fontsize=7)
     return _save(fig, path)

@@ -1,7 +1,8 @@
 """Checks shared by the softmax testbenches (``sim/test_softmax_<candidate>.py``): the unit under
 Verilator equals the golden model on every output of a row sweep (corner rows, the operator's
-sweep rows, random rows up to ``MAX_ROW``), full rows back to back keep the stated interval, the
-Verilog passes Verilator's lint, and long rows run bit-exact in Amaranth's simulator."""
+sweep rows, random rows up to ``MAX_ROW``), 16-bit probability codes at the config's longest row
+(issue 15), full rows back to back keep the stated interval, the Verilog passes Verilator's lint,
+and long rows run bit-exact in Amaranth's simulator."""
 import sys
 from pathlib import Path
 
@@ -25,6 +26,12 @@ STALL = 0.25
 UNSTALLED_ROWS = 400
 """Random rows of a case without stalls (a stalled case runs the full ``ROW_COUNT``), to keep
 the suite's simulation time in bounds."""
+WIDE_OUT_BITS = 16
+"""The widest probability codes of the reciprocal candidates (``iptq``, ``ivit``, ``ibert``)."""
+WIDE_RANDOM_ROWS = 12
+"""Random rows of each kind in :func:`wide_output_rows`."""
+WIDE_SIGMAS = (1.0, 3.0)
+"""Spreads, in real units, of the Gaussian score rows of :func:`wide_output_rows`."""
 
 
 def check_rtl_equals_golden(name, cfg, lanes, stall, work_dir):
@@ -72,3 +79,38 @@ def check_rows_in_amaranth(name, unit, cfg, rows):
     got, _ = run_rows(unit, rows, stall=0.0, seed=0)
     run = registry.get(name).run
     assert got == [list(run(cfg, np.array([row]))[0]) for row in rows]
+
+
+def wide_output_rows(cfg, seed):
+    """Rows for a wide-output check, ``n = cfg.max_row`` the longest row the config allows:
+    one element (probability 1, which saturates at the top code), ``n`` equal elements at the
+    top, zero and bottom codes (``1/n`` each), the bottom code with one top-code peak (the most
+    negative offset ``lo - hi`` everywhere else), a two-way tie at the top, and random rows:
+    ``WIDE_RANDOM_ROWS`` of uniform codes of random length ``1..n``, and as many Gaussian score
+    rows of length ``n`` per spread in :data:`WIDE_SIGMAS` (real units, quantized at
+    ``in_scale``)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = signed_range(cfg.in_bits)
+    n = cfg.max_row
+    peak = np.full(n, lo)
+    peak[n // 3] = hi
+    corners = [[hi], [hi] * n, [0] * n, [lo] * n, list(peak), [hi, hi] + [lo] * (n - 2)]
+    uniform = [rng.integers(lo, hi, int(rng.integers(1, n + 1)), endpoint=True)
+               for _ in range(WIDE_RANDOM_ROWS)]
+    gaussian = [np.clip(np.round(rng.normal(0.0, sigma / cfg.in_scale, n)), lo, hi)
+                for sigma in WIDE_SIGMAS for _ in range(WIDE_RANDOM_ROWS)]
+    return corners + [list(r) for r in uniform] + [list(r.astype(np.int64)) for r in gaussian]
+
+
+def check_wide_output(name, cfg, lanes, stall, work_dir):
+    """:func:`wide_output_rows` through the unit under Verilator (a buffer of ``cfg.max_row``)
+    equal the golden outputs; the vectors reach the top code (saturation) and the full row."""
+    rows = wide_output_rows(cfg, seed=cfg.out_bits)
+    vectors = make_row_vectors(name, cfg, rows, registry.get(name).run)
+    assert vectors.y.max() == (1 << cfg.out_bits) - 1
+    assert vectors.lengths.max() == cfg.max_row
+    path = save_vectors(Path(work_dir) / "wide.npz", vectors)
+    outcome = verify(name, cfg, lanes=lanes, max_row=cfg.max_row, work_dir=work_dir,
+                     source_idle=stall, sink_stall=stall, vectors_path=path)
+    assert outcome.result.mismatches == 0, outcome.summary()
+    assert outcome.result.checked == int(vectors.lengths.sum())

@@ -1,23 +1,25 @@
 """``softmax/ibert``: the i-exp softmax row unit (``hw/softmax/ibert.py``) under Verilator equals
 the golden model on every output (example at one lane; a 6-bit-output config at 4 lanes with
-back-pressure), keeps its stated interval on full rows, its Verilog is lint clean, the published
-preset with the released code's polynomial runs bit-exact in Amaranth's simulator, and the
-constant divider of i-exp's range reduction is exact."""
+back-pressure; 16-bit output at 197-element rows), keeps its stated interval on full rows, its
+Verilog is lint clean, the published preset with the released code's polynomial runs bit-exact
+in Amaranth's simulator, and the constant divider of i-exp's range reduction is exact."""
 import numpy as np
 import pytest
 
 from intvit.golden_model.ops.softmax.ibert import IBertSoftmaxConfig
 from intvit.hw.softmax.common import exact_reciprocal
 from intvit.hw.softmax.ibert import UNIT
-from intvit.sim.softmax_checks import (MAX_ROW, STALL, check_full_rows_interval,
-                                       check_lint_clean, check_rows_in_amaranth,
-                                       check_rtl_equals_golden, extreme_rows)
+from intvit.sim.softmax_checks import (MAX_ROW, STALL, WIDE_OUT_BITS,
+                                       check_full_rows_interval, check_lint_clean,
+                                       check_rows_in_amaranth, check_rtl_equals_golden,
+                                       check_wide_output, extreme_rows)
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 NAME = "softmax/ibert"
 EXAMPLE = IBertSoftmaxConfig.from_scale(0.05)
 FINE = IBertSoftmaxConfig.from_scale(0.02, out_bits=6)
+WIDE = IBertSoftmaxConfig.from_scale(0.03, out_bits=WIDE_OUT_BITS, max_row=197)
 
 
 @pytest.mark.parametrize("cfg, lanes, stall", [
@@ -54,3 +56,10 @@ def test_constant_divider_is_exact_over_its_range(divisor, n_max):
     mult, shift = exact_reciprocal(divisor, n_max)
     n = np.arange(n_max + 1, dtype=object)  # Python ints: no overflow in the check itself
     assert all((n * mult) >> shift == n // divisor)
+
+
+def test_16bit_output_equals_golden(tmp_path):
+    """16-bit probability codes (issue 15) at the config's longest row, 197 elements, 2 lanes
+    with back-pressure: saturation, all-equal rows, the most negative offset, ties and random
+    rows."""
+    check_wide_output(NAME, WIDE, 2, STALL, tmp_path)

@@ -1,17 +1,18 @@
 """``softmax/ivit``: the Shiftmax row unit (``hw/softmax/ivit.py``) under Verilator equals the
 golden model on every output (example at one lane with back-pressure; I-ViT's published ``n = 15``
-at 4 lanes), keeps its stated interval on full rows, its Verilog is lint clean, its constant
-divider is exact over its range, and long rows (one with a row sum past I-ViT's ``2**31 - 1``
-clamp) run bit-exact in Amaranth's simulator."""
+at 4 lanes; 16-bit output at 256-element rows), keeps its stated interval on full rows, its
+Verilog is lint clean, its constant divider is exact over its range, and long rows (one with a
+row sum past I-ViT's ``2**31 - 1`` clamp) run bit-exact in Amaranth's simulator."""
 import numpy as np
 import pytest
 
 from intvit.golden_model.ops.softmax.ivit import ShiftmaxConfig, shift_exp
 from intvit.hw.softmax.common import exact_reciprocal
 from intvit.hw.softmax.ivit import UNIT
-from intvit.sim.softmax_checks import (MAX_ROW, STALL, check_full_rows_interval,
-                                       check_lint_clean, check_rows_in_amaranth,
-                                       check_rtl_equals_golden, extreme_rows)
+from intvit.sim.softmax_checks import (MAX_ROW, STALL, WIDE_OUT_BITS,
+                                       check_full_rows_interval, check_lint_clean,
+                                       check_rows_in_amaranth, check_rtl_equals_golden,
+                                       check_wide_output, extreme_rows)
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -19,6 +20,7 @@ NAME = "softmax/ivit"
 EXAMPLE = ShiftmaxConfig.from_scale(0.05)
 PUBLISHED = ShiftmaxConfig.published(0.1, out_bits=6)
 FINE_PUBLISHED = ShiftmaxConfig.published(0.0005, in_bits=12)
+WIDE = ShiftmaxConfig.from_scale(1 / 16, out_bits=WIDE_OUT_BITS, max_row=256)
 
 
 @pytest.mark.parametrize("cfg, lanes, stall", [
@@ -61,3 +63,9 @@ def test_row_sum_follows_max_row(cfg, max_row, clamps):
     assert unit.sum_shape.width == (max_row * top).bit_length()
     assert (max_row * top > 2 ** 31 - 1) == clamps
     check_rows_in_amaranth(NAME, unit, cfg, extreme_rows(cfg, max_row, seed=max_row))
+
+
+def test_16bit_output_equals_golden(tmp_path):
+    """16-bit probability codes (issue 15) at the config's longest row, 256 elements, one lane:
+    saturation, all-equal rows, the most negative offset, ties and random rows."""
+    check_wide_output(NAME, WIDE, 1, 0.0, tmp_path)

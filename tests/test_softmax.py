@@ -2,6 +2,7 @@
 references' float-held style), the true softmax, the papers' constants and the stated widths."""
 import dataclasses
 import functools
+import inspect
 import math
 from fractions import Fraction
 
@@ -520,3 +521,15 @@ def test_registered_with_calibrate_and_sweep(name):
     assert any((r == -128).all() for r in sweep) and any((r == 127).all() for r in sweep)
     with pytest.raises(ConfigError):
         dataclasses.replace(cfg, in_bits=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_example_config_states_the_options_of_from_scale(name):
+    """``intvit --set`` reads ``example_config``'s parameters: they are ``from_scale``'s, so
+    ``intvit cost softmax/iptq --set out_bits=16`` builds the 16-bit config (issue 15)."""
+    operator = get(name)
+    parameters = inspect.signature(operator.example_config).parameters
+    assert list(parameters) == list(inspect.signature(CONFIG_TYPES[name].from_scale).parameters)
+    assert parameters["in_scale"].default == common.EXAMPLE_SCALE
+    assert operator.example_config(out_bits=6) == CONFIG_TYPES[name].from_scale(
+        common.EXAMPLE_SCALE, out_bits=6)

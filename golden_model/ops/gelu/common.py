@@ -17,12 +17,13 @@ the whole input range: ``config.ranges`` (name -> ``(lo, hi)``), ``config.widths
 signed two's-complement bits) and ``config.acc_bits``.
 """
 import dataclasses
+import functools
 import math
 
 import numpy as np
 
 from ...errors import ConfigError, IntvitError
-from ...integer import as_int_array, check_int, check_scale, signed_range
+from ...integer import as_int_array, check_int, check_scale, elementwise, signed_range
 from ..requant import ACC_BITS, RequantConfig
 
 MAX_INT64_BITS = 63
@@ -189,6 +190,17 @@ def scale_only_calibration(config_type, name: str):
                                       out_scale=out_scale)
 
     return calibrate
+
+
+def tabulated(run):
+    """``run(config, q)`` through :func:`~intvit.golden_model.integer.elementwise` over the
+    config's input codes: every GELU is element-wise, so a large input is looked up in a table
+    of ``run``'s own outputs at every code (the same result, one evaluation per code)."""
+    @functools.wraps(run)
+    def lookup(config, q):
+        return elementwise(run, config, q, *config.in_range)
+
+    return lookup
 
 
 def check_input(config, q, name: str) -> np.ndarray:

@@ -14,7 +14,8 @@ from ...operator import Operator
 from ..requant import RequantConfig, requantize
 from .common import (GeluPorts, check_bits, check_input, clipped_distance, distance_ranges,
                      erf_tail, erf_tail_ranges, example_builder, output_scale, reference,
-                     scale_only_calibration, smallest_fitting_shift, sweep_inputs)
+                     scale_only_calibration, smallest_fitting_shift, sweep_inputs,
+                     tabulated)
 
 IBERT_A = -0.2888
 """I-BERT i-GELU erf polynomial ``a`` (Kim et al., ICML 2021, i-GELU section)."""
@@ -122,6 +123,7 @@ def ibert_integer_gelu(config: IBertGeluConfig, q) -> np.ndarray:
     return erf_tail(q, diff * diff + config.c_int, config.shift, config.one)
 
 
+@tabulated
 def run_ibert(config: IBertGeluConfig, q) -> np.ndarray:
     """I-BERT i-GELU then dyadic requantization to ``out_bits`` codes."""
     return requantize(config.requant, ibert_integer_gelu(config, q))

@@ -18,7 +18,7 @@ from ..requant import RequantConfig, requantize
 from .common import (EXAMPLE_IN_SCALE, MAX_INT64_BITS, GeluPorts, check_bits, check_input,
                      check_samples, clipped_distance, distance_ranges, erf, erf_tail,
                      erf_tail_ranges, output_scale, reference, smallest_fitting_shift,
-                     sweep_inputs)
+                     sweep_inputs, tabulated)
 
 POLY_WIDE_A = -0.0191
 """Quartic ``a`` of a plain least-squares erf fit over a wide range (docs/method.md sec. 1)."""
@@ -211,6 +211,7 @@ def poly_integer_gelu(config: PolyGeluConfig, q) -> np.ndarray:
     return erf_tail(q, reduced * reduced + config.c_int, config.poly_shift, config.one)
 
 
+@tabulated
 def run_poly(config: PolyGeluConfig, q) -> np.ndarray:
     """Poly-GELU then dyadic requantization to ``out_bits`` codes."""
     return requantize(config.requant, poly_integer_gelu(config, q))

@@ -16,7 +16,8 @@ from ...integer import check_int, check_scale
 from ...operator import Operator
 from ..requant import ACC_BITS, RequantConfig, requantize
 from .common import (GeluPorts, check_bits, check_input, example_builder, output_scale,
-                     product_range, reference, scale_only_calibration, sweep_inputs)
+                     product_range, reference, scale_only_calibration, sweep_inputs,
+                     tabulated)
 
 IVIT_SLOPE_SHIFTS = (0, 1, 3, 4)
 """1.702 ~= (1.1011)_2 = 1 + 2**-1 + 2**-3 + 2**-4 = 1.6875 (I-ViT, Li & Gu 2023, ShiftGELU)."""
@@ -209,6 +210,7 @@ def shift_integer_gelu(config: ShiftGeluConfig, q) -> np.ndarray:
     return q * sigma
 
 
+@tabulated
 def run_shift(config: ShiftGeluConfig, q) -> np.ndarray:
     """ShiftGELU then dyadic requantization to ``out_bits`` codes."""
     return requantize(config.requant, shift_integer_gelu(config, q))

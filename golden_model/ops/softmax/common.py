@@ -22,6 +22,7 @@ numpy: every config refuses constants whose worst case exceeds ``2**62``.
 Precision constants are derived from ``in_scale`` and the bit widths (``from_scale``); the papers'
 fixed values are the ``published`` presets (docs/method.md sec. 5).
 """
+import inspect
 import math
 from typing import ClassVar, NamedTuple
 
@@ -222,6 +223,16 @@ def sweep_inputs(cfg, rng: np.random.Generator) -> np.ndarray:
                            peaked.astype(np.int64)])
 
 
+def example_signature(config_type) -> inspect.Signature:
+    """``config_type.from_scale``'s parameters with ``in_scale`` defaulting to
+    :data:`EXAMPLE_SCALE`: the options ``example_config`` states, which ``intvit --set`` reads
+    (``intvit cost softmax/iptq --set out_bits=16``)."""
+    signature = inspect.signature(config_type.from_scale)
+    return signature.replace(parameters=[
+        p.replace(default=EXAMPLE_SCALE) if p.name == "in_scale" else p
+        for p in signature.parameters.values()])
+
+
 def softmax_operator(config_type, run, *, description: str, source: str,
                      out_bits: int = 8) -> Operator:
     """The registry record of one candidate: its own config, function and texts; the shared
@@ -233,9 +244,11 @@ def softmax_operator(config_type, run, *, description: str, source: str,
                                       max_row=max_row)
 
     def example_config(in_scale=EXAMPLE_SCALE, **options):
-        """``from_scale(0.05)`` with the given options (``in_bits``, ``out_bits``, ``max_row``)."""
+        """``from_scale(0.05)`` with the given options (``in_bits``, ``out_bits``, ``max_row``,
+        and ``polynomial`` where ``from_scale`` takes one)."""
         return config_type.from_scale(in_scale, **options)
 
+    example_config.__signature__ = example_signature(config_type)
     return Operator(name=config_type.OP_NAME, description=description, source=source,
                     config_type=config_type, run=run, reference=softmax_reference,
                     example_config=example_config, sweep_inputs=sweep_inputs, row_wise=True,

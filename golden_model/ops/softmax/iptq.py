@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from ...errors import ConfigError
-from ...integer import check_int, round_half_up_shift
+from ...integer import check_int, elementwise, round_half_up_shift
 from .common import (GUARD_BITS, INT64_BITS, LOG2E_FOLD, LOG2E_FRAC_BITS,
                      ReciprocalSoftmaxConfig, ScoreScale, ceil_log2, check_common, check_fits,
                      log2e_times16, normalize, row_offsets, softmax_operator)
@@ -173,8 +173,11 @@ def bit_exp(cfg: BitExpSoftmaxConfig, d: np.ndarray) -> np.ndarray:
 
 
 def bit_exp_softmax(cfg: BitExpSoftmaxConfig, q) -> np.ndarray:
-    """``softmax/iptq`` on signed codes ``q`` (rows on the last axis)."""
-    return normalize(cfg, bit_exp(cfg, row_offsets(cfg, q)))
+    """``softmax/iptq`` on signed codes ``q`` (rows on the last axis). Steps 1-4 act on each
+    ``d`` alone, ``d`` in ``[1 - 2**in_bits, 0]``: a large input looks them up in a table of
+    :func:`bit_exp` at every ``d`` (:func:`~intvit.golden_model.integer.elementwise`)."""
+    d = row_offsets(cfg, q)
+    return normalize(cfg, elementwise(bit_exp, cfg, d, 1 - (1 << cfg.in_bits), 0))
 
 
 OPERATOR = softmax_operator(
