@@ -120,6 +120,8 @@ def score_layers(model, calibration_images, spec: QuantSpec, cost_table: CostTab
     terms = _TermSums()
     size = max(1, batch_size(config, batch) // 2)  # float and integer taps of a batch
     steps = -(-len(images) // size) * len(layers)
+    if progress:
+        progress(0, steps, "")
     for number, (start, stop) in enumerate(batches(len(images), size)):
         part = images[start:stop]
         ftaps = float_taps(model, part)

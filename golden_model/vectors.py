@@ -299,6 +299,8 @@ def layer_vectors(qmodel, images_q, layers=None, row_limit: int = 600, progress=
     layers = layers or list(qmodel.plans)
     inputs: dict = {layer: [] for layer in layers}
     outputs: dict = {layer: [] for layer in layers}
+    if progress:
+        progress(0, len(images_q))
     for start in range(0, len(images_q), VECTOR_BATCH):
         taps: dict = {}
         qmodel.forward(images_q[start:start + VECTOR_BATCH], taps)

@@ -7,7 +7,8 @@ MIN_INTERVAL_S = 2.0
 
 class Eta:
     """``eta(stage, done, total, what="")`` prints ``  stage done/total what (elapsed 12 s, about
-    34 s left)``, the time left extrapolated from the average pace of the stage so far."""
+    34 s left)``, the time left extrapolated from the average pace of the stage so far; a call
+    with ``done == 0`` starts the stage's clock."""
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
@@ -17,6 +18,9 @@ class Eta:
     def __call__(self, stage: str, done: int, total: int, what: str = "") -> None:
         now = self.clock()
         start = self.started.setdefault(stage, now)
+        if done == 0:  # the stage begins: its clock starts, nothing to report yet
+            self.started[stage] = now
+            return
         if done < total and now - self.printed.get(stage, -MIN_INTERVAL_S) < MIN_INTERVAL_S:
             return
         self.printed[stage] = now
