@@ -151,3 +151,29 @@ def test_a_quant_file_from_before_the_calibration_options_rebuilds_its_own_model
     spec = load_quant(path)["spec"]
     assert (spec.score_snap, spec.gelu_output) == ("off", "symmetric")
     assert QuantSpec().score_snap == "grid"
+
+
+def test_softmax_bits_widen_the_linear_probabilities_only(bundled):
+    """``QuantSpec(softmax_bits=12)``: the Bit-exp softmax layers put out 12-bit probabilities
+    and their attention context moves closer to the float model's (12 bits leave less rounding
+    in ``probs @ v`` than 8); FQ-ViT's log2 codes keep their 4 bits."""
+    model, config, splits = bundled
+    images = splits["calibration"].images[:32]
+    assignment = default_assignment(config, "iptq")
+    assignment["blocks.1.attn.softmax"] = "softmax/fqvit"
+    wide = build_integer_vit(model, images, assignment, QuantSpec(softmax_bits=12))
+    narrow = build_integer_vit(model, images, assignment, QuantSpec())
+    assert wide.plans["blocks.0.attn.softmax"].config.out_bits == 12
+    assert narrow.plans["blocks.0.attn.softmax"].config.out_bits == 8
+    assert wide.plans["blocks.1.attn.softmax"].config.out_bits == 4
+    codes = quantize_images(splits["test"].images[:16].numpy())
+    reference = float_taps(model, splits["test"].images[:16])["blocks.0.attn.probs"]
+    sqnr = {}
+    for name, qmodel in (("wide", wide), ("narrow", narrow)):
+        taps: dict = {}
+        qmodel.forward(codes, taps)
+        probs = qmodel.dequantize("blocks.0.attn.softmax:out", taps["blocks.0.attn.softmax:out"])
+        sqnr[name] = asqnr(reference, probs)
+    assert sqnr["wide"] > sqnr["narrow"]
+    with pytest.raises(IntvitError, match="softmax_bits"):
+        QuantSpec(softmax_bits=17)

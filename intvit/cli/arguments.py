@@ -17,35 +17,27 @@ METHOD_DOC = "docs/method.md"
 """Where the method, its equations and their sources are described."""
 
 
-def int_at_least(minimum: int, what: str):
-    """argparse type: an integer ``>= minimum`` (``what`` names such values in the help)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum} (got {text!r})")
-        return value
+def int_in_range(lowest: int, highest: int | None = None, what: str | None = None):
+    """argparse type: an integer ``lowest..highest`` (no upper bound when ``highest`` is None;
+    ``what`` names such values in the help)."""
+    wanted = f">= {lowest}" if highest is None else f"{lowest}..{highest}"
 
-    parse.__name__ = what
-    return parse
-
-
-def int_in_range(lowest: int, highest: int):
-    """argparse type: an integer ``lowest..highest``."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = lowest - 1
-        if not lowest <= value <= highest:
-            raise argparse.ArgumentTypeError(f"must be an integer {lowest}..{highest} (got "
-                                             f"{text!r})")
+        if value < lowest or (highest is not None and value > highest):
+            raise argparse.ArgumentTypeError(f"must be an integer {wanted} (got {text!r})")
         return value
 
-    parse.__name__ = f"integer {lowest}..{highest}"
+    parse.__name__ = what or f"integer {wanted}"
     return parse
+
+
+def int_at_least(minimum: int, what: str):
+    """argparse type: an integer ``>= minimum`` (``what`` names such values in the help)."""
+    return int_in_range(minimum, None, what)
 
 
 positive_int = int_at_least(1, "positive integer")
