@@ -2,9 +2,11 @@
 
 For each DeiT preset (random timm-style init, calibrated on a few random images): seconds per
 image of the float torch forward and of the integer forward (:meth:`IntegerViT.forward`, GEMMs
-by the exact float-BLAS matmul of ``golden_model/exact.py``), measured in the same run,
-alternating float and integer batches after a warm-up batch of each; the median over
-``--repeats`` batches. Unless ``--no-reference``, one batch also runs with every GEMM as
+by the exact float-BLAS matmul of ``golden_model/exact.py`` and their requantizers in float64 on
+the GEMM output, ``exact.FloatRequant``), and of the integer forward with the int64 requantizers
+(``exact.int64_requantizers``: float GEMMs, int64 requantization, the forward before the float
+requantizers), measured in the same run, alternating the three after a warm-up batch of each;
+the median over ``--repeats`` batches. Unless ``--no-reference``, one batch also runs with every GEMM as
 numpy's int64 product (``exact.int64_products``, the GEMMs before issue 15) and the logits are
 checked equal bit for bit.
 
@@ -22,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import markdown_table, write_section  # noqa: E402
-from intvit.golden_model.exact import int64_products  # noqa: E402
+from intvit.golden_model.exact import int64_products, int64_requantizers  # noqa: E402
 from intvit.golden_model.qvit import (QuantSpec, build_integer_vit,  # noqa: E402
                                       default_assignment, image_scale_for, quantize_images)
 from intvit.golden_model.vit import PRESETS, VisionTransformer  # noqa: E402
@@ -47,18 +49,24 @@ def measure(name: str, batch: int, repeats: int, calibration: int, reference: bo
     with torch.no_grad():
         model(x)
         logits = qmodel.forward(x_q)
-        float_times, int_times = [], []
+        with int64_requantizers():
+            requant_logits = qmodel.forward(x_q)
+        float_times, int_times, requant_times = [], [], []
         for _ in range(repeats):
             float_times.append(seconds(lambda: model(x)) / batch)
             int_times.append(seconds(lambda: qmodel.forward(x_q)) / batch)
+            with int64_requantizers():
+                requant_times.append(seconds(lambda: qmodel.forward(x_q)) / batch)
     row = {"model": name, "float": statistics.median(float_times),
-           "integer": statistics.median(int_times), "int64": None, "exact": None}
+           "integer": statistics.median(int_times),
+           "int64 requant": statistics.median(requant_times), "int64": None,
+           "exact": bool(np.array_equal(logits, requant_logits))}
     if reference:
         with int64_products():
             start = time.perf_counter()
             reference_logits = qmodel.forward(x_q)
             row["int64"] = (time.perf_counter() - start) / batch
-        row["exact"] = bool(np.array_equal(logits, reference_logits))
+        row["exact"] = row["exact"] and bool(np.array_equal(logits, reference_logits))
     return row
 
 
@@ -80,9 +88,12 @@ def main():
         print(row, flush=True)
         rows.append([row["model"], f"{row['float'] * 1e3:.0f}", f"{row['integer'] * 1e3:.0f}",
                      f"{row['integer'] / row['float']:.2f}",
+                     f"{row['int64 requant'] * 1e3:.0f}",
+                     f"{row['int64 requant'] / row['float']:.2f}",
                      "-" if row["int64"] is None else f"{row['int64'] * 1e3:.0f}",
-                     "-" if row["exact"] is None else ("yes" if row["exact"] else "NO")])
+                     "yes" if row["exact"] else "NO"])
     table = markdown_table(["model", "float ms/image", "integer ms/image", "integer / float",
+                            "int64-requant integer ms/image", "int64-requant / float",
                             "int64-GEMM integer ms/image", "logits bit-exact"], rows)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     body = (table + f"\n\nBatch {args.batch}, median of {args.repeats} batches after a warm-up "
@@ -90,12 +101,14 @@ def main():
             f"{torch.__version__} with {torch.get_num_threads()} threads, load average {load} "
             "when written. On a shared machine both times depend on the load, the multithreaded "
             "float forward's most: unloaded, DeiT-Tiny's float forward took 15-27 ms/image and "
-            "the integer one 130-155 ms/image (6-9x). Random timm-style "
+            "the integer one with int64 requantizers 130-155 ms/image (6-9x). Random timm-style "
             "weights, calibrated on random normal images, every non-linear layer on its IPTQ "
-            "candidate (W8A8). *int64-GEMM*: the same integer forward with every GEMM as "
-            "numpy's int64 product (the GEMMs before issue 15; the other operators already the "
-            "faster ones), one batch; *bit-exact*: its "
-            "logits equal the fast forward's.")
+            "candidate (W8A8). *integer*: float GEMMs and float64 requantizers on their output "
+            "and on the residual codes that feed each LayerNorm (`exact.FloatRequant`, torch "
+            "in-place ops, exact under per-layer bounds, else int64); *int64-requant*: float "
+            "GEMMs, int64 requantizers; *int64-GEMM*: every GEMM as numpy's int64 "
+            "product and int64 requantizers (the GEMMs before issue 15; the other operators "
+            "already the faster ones), one batch; *bit-exact*: the logits of all three agree.")
     print(table)
     if args.write:
         command = "python bench/forward_speed.py"

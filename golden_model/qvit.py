@@ -38,7 +38,7 @@ from . import registry
 from .calibration import (CALIBRATORS, activation_scale, input_scale, qmax, quantize,
                           weight_scales)
 from .errors import IntvitError
-from .exact import exact_matmul, is_plain
+from .exact import exact_matmul, exact_requant, exact_requant_product, is_plain, max_abs
 from .integer import as_int_array, check_int, check_scale, clamp, signed_range
 from .ops.gelu import asymmetric_output
 from .ops.requant import ACC_BITS, ChannelRequant
@@ -122,15 +122,31 @@ class IntLinear:
     requant: ChannelRequant | None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """The GEMM is :func:`~.exact.exact_matmul` (a float BLAS product where a bound proves
-        it exact, equal to the int64 product bit for bit); an ndarray subclass (the integer-only
-        trap of the tests) keeps numpy's int64 product."""
+        """With a requantizer, GEMM and requantizer by :func:`~.exact.exact_requant_product`
+        (a float BLAS product and a float64 requantizer on it where bounds prove both exact,
+        equal to the int64 path bit for bit); otherwise, or where it declines, the GEMM is
+        :func:`~.exact.exact_matmul` and the requantizer the int64 one. An ndarray subclass (the
+        integer-only trap of the tests) keeps numpy's int64 product and int64 requantizer."""
         if is_plain(x, self.weight):
+            if self.requant is not None:
+                y = exact_requant_product(self.requant, x, self.weight.T, self.bias,
+                                          b_max=self._bounds[0], bias_max=self._bounds[1])
+                if y is not None:  # GEMM and requantizer in float, proven exact (exact.py)
+                    return y
             acc = exact_matmul(x, self.weight.T)  # a new int64 array: add the bias in place
             acc += self.bias
         else:
             acc = x @ self.weight.T + self.bias
         return acc if self.requant is None else self.requant(acc)
+
+    @property
+    def _bounds(self) -> tuple:
+        """``(max|weight|, max|bias|)``, measured on first use and kept (the arrays are the
+        layer's constants; a frozen dataclass, so the cache goes into ``__dict__``)."""
+        bounds = self.__dict__.get("_max_abs")
+        if bounds is None:
+            bounds = self.__dict__["_max_abs"] = (max_abs(self.weight), max_abs(self.bias))
+        return bounds
 
 
 @dataclass
@@ -179,12 +195,19 @@ class IntegerViT:
         for index, block in enumerate(self.blocks):
             r = self._block(index, block, r, record)
         record("norm", r)
-        h = self._nonlinear("norm", self.norm["in"](r), record)
+        h = self._nonlinear("norm", self._requant_residual(self.norm["in"], r), record)
         record("head", h[:, 0])
         return self.head(h[:, 0])
 
     def _saturate(self, x):
         return clamp(x, *self.residual_range)
+
+    def _requant_residual(self, requant, r):
+        """``requant(r)`` of saturated residual codes: in float64 by
+        :func:`~.exact.exact_requant` (bound: the residual range) where it proves that exact,
+        else the int64 requantizer."""
+        y = exact_requant(requant, r, max(-self.residual_range[0], self.residual_range[1]))
+        return requant(r) if y is None else y
 
     def _nonlinear(self, name, q, record):
         plan = self.plans[name]
@@ -198,23 +221,26 @@ class IntegerViT:
         batch, tokens, dim = r.shape
         heads = self.num_heads
         record(f"{prefix}.norm1", r)
-        h = self._nonlinear(f"{prefix}.norm1", block["norm1_in"](r), record)
+        h = self._nonlinear(f"{prefix}.norm1", self._requant_residual(block["norm1_in"], r),
+                            record)
         record(f"{prefix}.attn.qkv", h)
         qkv = block["qkv"](h).reshape(batch, tokens, 3, heads, dim // heads)
         q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
         record(f"{prefix}.attn.q", q)
         record(f"{prefix}.attn.k", k)
         record(f"{prefix}.attn.v", v)
-        scores = block["scores"](exact_matmul(q, k.transpose(0, 1, 3, 2)))
+        code = 1 << (block["qkv"].requant.out_bits - 1)  # q, k, v are its saturated codes
+        scores = _requant_product(block["scores"], q, k.transpose(0, 1, 3, 2), code, code)
         record(f"{prefix}.attn.softmax", scores)
         probs = self._nonlinear(f"{prefix}.attn.softmax", scores, record)
         record(f"{prefix}.attn.probs", probs)
-        context = block["context"](block["probs_v"](probs, v))
+        context = block["probs_v"].requantized(block["context"], probs, v, code)
         context = context.transpose(0, 2, 1, 3).reshape(batch, tokens, dim)
         record(f"{prefix}.attn.proj", context)
         r = self._saturate(r + block["proj"](context))
         record(f"{prefix}.norm2", r)
-        h = self._nonlinear(f"{prefix}.norm2", block["norm2_in"](r), record)
+        h = self._nonlinear(f"{prefix}.norm2", self._requant_residual(block["norm2_in"], r),
+                            record)
         record(f"{prefix}.mlp.fc1", h)
         g = block["fc1"](h)
         record(f"{prefix}.mlp.gelu", g)
@@ -254,6 +280,14 @@ def _patchify(x: np.ndarray, patch: int) -> np.ndarray:
     return x.reshape(b, grid_h * grid_w, c * patch * patch)
 
 
+def _requant_product(requant, a, b, a_max=None, b_max=None):
+    """``requant(a @ b)``: :func:`~.exact.exact_requant_product` where it proves the float path
+    exact (``a_max``, ``b_max``: proven max-abs bounds, measured when ``None``), else the int64
+    requantizer on :func:`~.exact.exact_matmul`."""
+    y = exact_requant_product(requant, a, b, a_max=a_max, b_max=b_max) if is_plain(a, b) else None
+    return requant(exact_matmul(a, b)) if y is None else y
+
+
 class _ProbsTimesV:
     """``probs @ v`` on integers. Linear probabilities (codes ``y / 2**b``): an int32 GEMM.
     Log2 probabilities (FQ-ViT, codes ``k`` meaning ``2**-k``, the top code meaning 0):
@@ -267,11 +301,24 @@ class _ProbsTimesV:
         probability codes (up to 16 bits) times int8 ``v`` take float32 while ``197 * max(p) *
         max|v| < 2**24``, else float64; the log2 weights are powers of two up to
         ``2**(top - 1)``, bounded the same way."""
+        return exact_matmul(self._weights(probs), v)
+
+    def _weights(self, probs):
+        """The GEMM's left operand: the linear codes, or the log2 codes' powers of two."""
         if self.top is None:
-            return exact_matmul(probs, v)
+            return probs
         shift = np.where(probs == self.top, 0, self.top - 1 - probs)
-        weights = np.where(probs == self.top, 0, np.int64(1) << shift)
-        return exact_matmul(weights, v)
+        return np.where(probs == self.top, 0, np.int64(1) << shift)
+
+    def requantized(self, requant, probs, v, v_max=None):
+        """``requant(self(probs, v))``: GEMM and requantizer in float through
+        :func:`~.exact.exact_requant_product` where it proves them exact, else (also for the
+        integer-only trap) the int64 requantizer on :meth:`__call__`."""
+        if is_plain(probs, v):
+            y = exact_requant_product(requant, self._weights(probs), v, b_max=v_max)
+            if y is not None:
+                return y
+        return requant(self(probs, v))
 
     def scale(self, config) -> float:
         if self.top is None:
@@ -543,6 +590,8 @@ def integer_statistics(qmodel, images_q, names=None, batch: int = 16,
     """Statistics of the integer model's taps, dequantized as
     :func:`intvit.golden_model.qvit.integer_taps` gives them, over int8 ``images_q``."""
     stats = TapStatistics(names)
+    if progress:
+        progress(0, len(images_q))
     for start, stop in batches(len(images_q), batch):
         stats.add(integer_taps(qmodel, images_q[start:stop]))
         if progress:
