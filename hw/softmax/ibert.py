@@ -31,7 +31,7 @@ def i_exp_stages(cfg, exp_shape) -> list:
     n_max = min((1 << cfg.in_bits) - 1, cfg.k_max * divisor)
     mult, shift = exact_reciprocal(divisor, n_max)
     n_shape = unsigned(n_max.bit_length())
-    k_shape = unsigned((n_max // divisor).bit_length())
+    k_shape = unsigned(max(1, (n_max // divisor).bit_length()))  # k = 0 only: one bit
     n_k = Fields(n=n_shape, k=k_shape)
     k_p = Fields(k=k_shape, first=Shape.cast(range(cfg.b_int - divisor + 1, cfg.b_int + 1)),
                  second=Shape.cast(range(cfg.b2_int - divisor + 1, cfg.b2_int + 1)))
