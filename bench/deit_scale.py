@@ -13,7 +13,9 @@ transform: resize, center crop, ImageNet mean and std). Then, each in its own pr
    from the checkpoint's real activations, Verilog, every chosen unit simulated under Verilator
    against them, cost and report.
 
-Writes the ``deit_scale`` section of docs/results.md.
+Each architecture's figures are kept in ``OUT/ARCH/result.json``; the ``deit_scale`` section of
+docs/results.md is written from every architecture measured so far (a rerun of one replaces its
+row). The demo resumes: a rerun redoes only the stages that did not finish.
 
 Usage: python bench/deit_scale.py [--arch NAME ...] [--calibration 256] [--eval 64]
                                   [--score-images 64] [--chain NAME ...] [--out runs/deit_scale]
@@ -154,7 +156,11 @@ def main() -> int:
     parser.add_argument("--chain", nargs="*", default=[ARCHS[0]], choices=ARCHS)
     parser.add_argument("--out", type=Path, default=Path("runs/deit_scale"))
     args = parser.parse_args()
-    results = [bench_arch(arch, args, args.out) for arch in args.arch]
+    for arch in args.arch:
+        result = bench_arch(arch, args, args.out)
+        (args.out / arch / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    results = [json.loads((args.out / arch / "result.json").read_text()) for arch in ARCHS
+               if (args.out / arch / "result.json").is_file()]
     command = "python bench/deit_scale.py " + " ".join(sys.argv[1:])
     path = write_section("deit_scale", "A user's DeiT at 224 x 224: memory, time, fidelity, "
                          "the whole chain", command.strip(), section(results, args))

@@ -63,8 +63,10 @@ from bench.results import IMAGES, markdown_table, write_section  # noqa: E402
 from intvit.golden_model import qvit, registry  # noqa: E402
 from intvit.golden_model.checkpoint import load_bundled  # noqa: E402
 from intvit.golden_model.costs import load_cost_table  # noqa: E402
+from intvit.golden_model.exact import as_codes, float_codes  # noqa: E402
 from intvit.golden_model.dataset import dataset, load_splits  # noqa: E402
 from intvit.golden_model.metrics import asqnr, kl_per_image  # noqa: E402
+from intvit.golden_model.tapstats import TapStatistics  # noqa: E402
 from intvit.golden_model.qvit import (QuantSpec, build_integer_vit,  # noqa: E402
                                       default_assignment, float_taps, integer_taps,
                                       quantize_images)
@@ -139,14 +141,19 @@ class ExactLinear:
         self.transposed = {t: np.ascontiguousarray(linear.weight.T, dtype=t)
                            for t in (np.float32, np.float64)}
 
-    def __call__(self, x):
-        x = np.asarray(x)
+    def __call__(self, x, a_max=None, codes=None):
+        """``IntLinear``'s call: float codes (the integer ViT's fast forward) are read as the
+        integers they hold and, as ``codes`` asks, returned (``exact.as_codes``)."""
+        codes = float_codes(x) if codes is None else codes
+        x = np.asarray(x).astype(np.int64) if float_codes(x) else np.asarray(x)
+        acc = self._product(x)
+        return acc if self.requant is None else as_codes(self.requant(acc), codes)
+
+    def _product(self, x):
         dtype = exact_dtype(float(np.abs(x).max()) * self.row_sum) if x.size else None
         if dtype is None:
-            acc = x @ self.weight.T + self.bias
-        else:
-            acc = np.rint(x.astype(dtype) @ self.transposed[dtype]).astype(np.int64) + self.bias
-        return acc if self.requant is None else self.requant(acc)
+            return x @ self.weight.T + self.bias
+        return np.rint(x.astype(dtype) @ self.transposed[dtype]).astype(np.int64) + self.bias
 
 
 class ExactProbsV:
@@ -166,6 +173,14 @@ class ExactProbsV:
         if dtype is None:
             return self.original(probs, v)
         return np.rint(probs.astype(dtype) @ v.astype(dtype)).astype(np.int64)
+
+    def requantized(self, requant, probs, v, v_max=None, p_max=None):
+        """``requant(self(probs, v))`` (``_ProbsTimesV.requantized``'s call); float codes in,
+        float32 float codes out."""
+        codes = float_codes(probs) or float_codes(v)
+        if codes:
+            probs, v = probs.astype(np.int64), v.astype(np.int64)
+        return as_codes(requant(self(probs, v)), codes)
 
     def scale(self, config):
         return self.original.scale(config)
@@ -219,9 +234,9 @@ class CalibrationCache:
     activations) are computed as usual. Both functions are pure, so a build is unchanged
     (``tests/test_pareto.py``)."""
 
-    def __init__(self, taps: dict):
+    def __init__(self, taps: TapStatistics):
         self.taps = taps
-        self.allowed = {id(v) for v in taps.values() if isinstance(v, np.ndarray)}
+        self.allowed = {id(taps.sample(name)) for name in taps.taps}
         self.memo: dict = {}
         self.hits = self.misses = 0
 
@@ -263,7 +278,7 @@ class Context:
     config: object
     spec: QuantSpec
     calibration: object
-    taps: dict
+    taps: TapStatistics
     images_q: np.ndarray
     labels: np.ndarray
     float_logits: np.ndarray
@@ -283,7 +298,7 @@ def prepare(name: str, bits: str, images: int) -> Context:
     x, labels = test.images[:images], test.labels[:images].numpy()
     with torch.no_grad():
         float_logits = model(x).double().numpy()
-    taps = float_taps(model, splits["calibration"].images)
+    taps = TapStatistics.from_arrays(float_taps(model, splits["calibration"].images))
     return Context(name, bits, model, config, spec, splits["calibration"], taps,
                    quantize_images(x.numpy(), spec.image_scale), labels, float_logits,
                    load_cost_table(), CalibrationCache(taps))

@@ -38,7 +38,8 @@ from . import registry
 from .calibration import (CALIBRATORS, activation_scale, input_scale, qmax, quantize,
                           weight_scales)
 from .errors import IntvitError
-from .exact import exact_matmul, exact_requant, exact_requant_product, is_plain, max_abs
+from .exact import (as_codes, exact_matmul, exact_requant, exact_requant_product, fast_codes,
+                    float_codes, is_plain, max_abs)
 from .integer import as_int_array, check_int, check_scale, clamp, signed_range
 from .ops.gelu import asymmetric_output
 from .ops.requant import ACC_BITS, ChannelRequant
@@ -121,23 +122,34 @@ class IntLinear:
     bias: np.ndarray
     requant: ChannelRequant | None
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, a_max: int | None = None, codes=None) -> np.ndarray:
         """With a requantizer, GEMM and requantizer by :func:`~.exact.exact_requant_product`
         (a float BLAS product and a float64 requantizer on it where bounds prove both exact,
         equal to the int64 path bit for bit); otherwise, or where it declines, the GEMM is
         :func:`~.exact.exact_matmul` and the requantizer the int64 one. An ndarray subclass (the
-        integer-only trap of the tests) keeps numpy's int64 product and int64 requantizer."""
+        integer-only trap of the tests) keeps numpy's int64 product and int64 requantizer.
+
+        ``x`` may be float codes (:func:`~.exact.float_codes`, the integer ViT's fast forward);
+        ``codes`` returns the requantized codes as float codes, float32 (``True``; the default
+        when ``x`` is float codes) or float64 (``np.float64``). ``a_max``: a proven bound on
+        ``max |x|`` (measured when ``None``)."""
+        codes = float_codes(x) if codes is None else codes
         if is_plain(x, self.weight):
             if self.requant is not None:
-                y = exact_requant_product(self.requant, x, self.weight.T, self.bias,
-                                          b_max=self._bounds[0], bias_max=self._bounds[1])
+                y = exact_requant_product(self.requant, x, self._weight_codes, self.bias,
+                                          a_max=a_max, b_max=self._bounds[0],
+                                          bias_max=self._bounds[1], codes=codes)
                 if y is not None:  # GEMM and requantizer in float, proven exact (exact.py)
                     return y
+            if float_codes(x):
+                x = x.astype(np.int64)
             acc = exact_matmul(x, self.weight.T)  # a new int64 array: add the bias in place
             acc += self.bias
         else:
             acc = x @ self.weight.T + self.bias
-        return acc if self.requant is None else self.requant(acc)
+        if self.requant is None:
+            return acc
+        return as_codes(self.requant(acc), codes)  # at most 16-bit codes: exact
 
     @property
     def _bounds(self) -> tuple:
@@ -147,6 +159,19 @@ class IntLinear:
         if bounds is None:
             bounds = self.__dict__["_max_abs"] = (max_abs(self.weight), max_abs(self.bias))
         return bounds
+
+    @property
+    def _weight_codes(self) -> np.ndarray:
+        """``weight.T`` as float codes (float32; weights of at most 16 bits are exact), made on
+        first use and kept: the float GEMM's right operand without a conversion per call."""
+        weight = self.__dict__.get("_float_weight")
+        if weight is None:
+            if max_abs(self.weight) >= 1 << 24:
+                weight = self.weight.T
+            else:
+                weight = np.ascontiguousarray(self.weight.astype(np.float32)).T
+            self.__dict__["_float_weight"] = weight
+        return weight
 
 
 @dataclass
@@ -182,39 +207,100 @@ class IntegerViT:
     def forward(self, images, taps: dict | None = None) -> np.ndarray:
         """int8 images ``(B, C, H, W)`` -> int16 logits ``(B, classes)``; ``taps`` (a dict) gets
         the integer input codes of every layer under the float model's tap names, and
-        ``"<layer>:out"`` for each non-linear layer's output codes."""
+        ``"<layer>:out"`` for each non-linear layer's output codes (int64 arrays).
+
+        Two evaluations of the same integer function, equal bit for bit
+        (tests/test_exact_requant.py compares every tap and the logits):
+
+        - the int64 path, for an ndarray subclass (the integer-only trap of
+          tests/test_integer_only.py, which proves the arithmetic integer) and inside
+          :func:`~.exact.int64_products` or :func:`~.exact.int64_requantizers`: int64 codes
+          between the steps, every non-linear layer through its operator's validating ``run``;
+        - the fast path (issue 15) for a plain ndarray: codes travel as *float codes*
+          (:func:`~.exact.float_codes`, float32 or float64 arrays holding the integer codes) from
+          each requantizer (:class:`~.exact.FloatRequant`) to the next GEMM, which reads them
+          without a conversion, or to the next non-linear layer's ``Operator.fast_run``, which
+          skips ``run``'s input range check because its input is a saturating requantizer's
+          output, in range by construction. Each step is exact under bounds stated where it is
+          defined; where one fails it falls back to the int64 step. Taps and logits are
+          converted to int64."""
         x = as_int_array(images, "images")
         lo, hi = signed_range(IMAGE_BITS)
         if x.ndim != 4 or x.size == 0 or x.min() < lo or x.max() > hi:
             raise IntvitError("images must be int8 codes shaped (batch, channels, height, width)")
         record = _recorder(taps)
         record("patch_embed.proj", x)
-        r = self.patch_embed(_patchify(x, self.patch_size))
-        cls = np.broadcast_to(self.cls_pos[:1], (r.shape[0], 1, r.shape[2]))
-        r = self._saturate(np.concatenate([cls, r + self.cls_pos[1:]], axis=1))
+        # Fast forward (issue 15): activations travel as float codes (exact.float_codes) from
+        # each requantizer to the next GEMM or operator (Operator.fast_run), every step exact
+        # under its stated bounds; taps and logits are int64. The integer-only trap and the
+        # int64 switches take the int64 path.
+        fast = np.float64 if fast_codes(x) else False  # the residual stream in float64
+        r = self.patch_embed(_patchify(x, self.patch_size), codes=fast)
+        cls_pos = self.cls_pos.astype(r.dtype, copy=False)  # 16-bit codes: exact
+        cls = np.broadcast_to(cls_pos[:1], (r.shape[0], 1, r.shape[2]))
+        r = self._saturate(np.concatenate([cls, r + cls_pos[1:]], axis=1))
         for index, block in enumerate(self.blocks):
             r = self._block(index, block, r, record)
         record("norm", r)
-        h = self._nonlinear("norm", self._requant_residual(self.norm["in"], r), record)
+        h = self._nonlinear("norm", self._requant_residual(self.norm["in"], r), record,
+                            self.norm["in"])
         record("head", h[:, 0])
-        return self.head(h[:, 0])
+        logits = self.head(h[:, 0], a_max=self._out_bound("norm"))
+        return logits.astype(np.int64) if float_codes(logits) else logits
 
     def _saturate(self, x):
+        if float_codes(x):  # the fast forward: in place, on torch's threads
+            torch.from_numpy(x).clamp_(*self.residual_range)
+            return x
         return clamp(x, *self.residual_range)
+
+    def _residual_add(self, r, branch):
+        """``saturate(r + branch)``; float codes (``|r + branch| < 2**17``, exact) added into
+        ``branch``, a new array of the branch's requantizer."""
+        if float_codes(branch) and float_codes(r):
+            torch.from_numpy(branch).add_(torch.from_numpy(r))
+            return self._saturate(branch)
+        return self._saturate(r + branch)
 
     def _requant_residual(self, requant, r):
         """``requant(r)`` of saturated residual codes: in float64 by
         :func:`~.exact.exact_requant` (bound: the residual range) where it proves that exact,
-        else the int64 requantizer."""
-        y = exact_requant(requant, r, max(-self.residual_range[0], self.residual_range[1]))
-        return requant(r) if y is None else y
+        else the int64 requantizer; float codes in, float64 float codes out (for the
+        LayerNorm)."""
+        codes = np.float64 if float_codes(r) else False
+        y = exact_requant(requant, r, max(-self.residual_range[0], self.residual_range[1]),
+                          codes=codes)
+        if y is not None:
+            return y
+        return as_codes(requant(r.astype(np.int64)) if codes else requant(r), codes)
 
-    def _nonlinear(self, name, q, record):
+    def _nonlinear(self, name, q, record, source):
+        """The layer's operator on its input codes ``q``, the output of the requantizer
+        ``source``. Float codes (the fast forward) go to the operator's ``fast_run``, which
+        skips ``run``'s input range check: ``source`` saturates to signed ``out_bits``, checked
+        here to be the operator's signed ``in_bits``, so ``q`` is in range by construction
+        (else, or where ``fast_run`` declines, ``run`` on int64 codes); anything else goes to
+        ``run``."""
         plan = self.plans[name]
         record(f"{name}:in", q)
-        y = registry.get(plan.op).run(plan.config, q)
+        operator = registry.get(plan.op)
+        if float_codes(q):
+            in_range = source.out_bits == plan.config.in_bits and plan.config.in_signed
+            y = operator.fast_run(plan.config, q) \
+                if in_range and operator.fast_run is not None else None
+            if y is None:
+                y = operator.run(plan.config, q.astype(np.int64)).astype(np.float32)
+        else:
+            y = operator.run(plan.config, q)
         record(f"{name}:out", y)
         return y
+
+    def _out_bound(self, name) -> int:
+        """A bound on ``max |y|`` of layer ``name``'s output codes: its operator saturates to
+        signed or unsigned ``out_bits``."""
+        config = self.plans[name].config
+        bits = config.out_bits
+        return 1 << (bits - 1) if config.out_signed else (1 << bits) - 1
 
     def _block(self, index, block, r, record):
         prefix = f"blocks.{index}"
@@ -222,31 +308,37 @@ class IntegerViT:
         heads = self.num_heads
         record(f"{prefix}.norm1", r)
         h = self._nonlinear(f"{prefix}.norm1", self._requant_residual(block["norm1_in"], r),
-                            record)
+                            record, block["norm1_in"])
         record(f"{prefix}.attn.qkv", h)
-        qkv = block["qkv"](h).reshape(batch, tokens, 3, heads, dim // heads)
+        qkv = block["qkv"](h, a_max=self._out_bound(f"{prefix}.norm1"))
+        qkv = qkv.reshape(batch, tokens, 3, heads, dim // heads)
         q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
         record(f"{prefix}.attn.q", q)
         record(f"{prefix}.attn.k", k)
         record(f"{prefix}.attn.v", v)
         code = 1 << (block["qkv"].requant.out_bits - 1)  # q, k, v are its saturated codes
-        scores = _requant_product(block["scores"], q, k.transpose(0, 1, 3, 2), code, code)
+        wide = np.float64 if float_codes(r) else None  # float codes for an operator's input
+        scores = _requant_product(block["scores"], q, k.transpose(0, 1, 3, 2), code, code,
+                                  codes=wide)
         record(f"{prefix}.attn.softmax", scores)
-        probs = self._nonlinear(f"{prefix}.attn.softmax", scores, record)
+        probs = self._nonlinear(f"{prefix}.attn.softmax", scores, record, block["scores"])
         record(f"{prefix}.attn.probs", probs)
-        context = block["probs_v"].requantized(block["context"], probs, v, code)
+        context = block["probs_v"].requantized(block["context"], probs, v, code,
+                                               self._out_bound(f"{prefix}.attn.softmax"))
         context = context.transpose(0, 2, 1, 3).reshape(batch, tokens, dim)
         record(f"{prefix}.attn.proj", context)
-        r = self._saturate(r + block["proj"](context))
+        r = self._residual_add(r, block["proj"](context, codes=wide,
+                                                a_max=1 << (block["context"].out_bits - 1)))
         record(f"{prefix}.norm2", r)
         h = self._nonlinear(f"{prefix}.norm2", self._requant_residual(block["norm2_in"], r),
-                            record)
+                            record, block["norm2_in"])
         record(f"{prefix}.mlp.fc1", h)
-        g = block["fc1"](h)
+        g = block["fc1"](h, a_max=self._out_bound(f"{prefix}.norm2"), codes=wide)
         record(f"{prefix}.mlp.gelu", g)
-        g = self._nonlinear(f"{prefix}.mlp.gelu", g, record)
+        g = self._nonlinear(f"{prefix}.mlp.gelu", g, record, block["fc1"].requant)
         record(f"{prefix}.mlp.fc2", g)
-        return self._saturate(r + block["fc2"](g))
+        return self._residual_add(r, block["fc2"](g, a_max=self._out_bound(f"{prefix}.mlp.gelu"),
+                                                  codes=wide))
 
     def dequantize(self, name: str, q) -> np.ndarray:
         """Real values of a tap's codes (build-time records; for metrics and reports)."""
@@ -268,7 +360,7 @@ def _recorder(taps):
         return lambda name, value: None
 
     def record(name, value):
-        taps[name] = value
+        taps[name] = value.astype(np.int64) if float_codes(value) else value  # fast forward
     return record
 
 
@@ -280,12 +372,20 @@ def _patchify(x: np.ndarray, patch: int) -> np.ndarray:
     return x.reshape(b, grid_h * grid_w, c * patch * patch)
 
 
-def _requant_product(requant, a, b, a_max=None, b_max=None):
+def _requant_product(requant, a, b, a_max=None, b_max=None, codes=None):
     """``requant(a @ b)``: :func:`~.exact.exact_requant_product` where it proves the float path
     exact (``a_max``, ``b_max``: proven max-abs bounds, measured when ``None``), else the int64
-    requantizer on :func:`~.exact.exact_matmul`."""
-    y = exact_requant_product(requant, a, b, a_max=a_max, b_max=b_max) if is_plain(a, b) else None
-    return requant(exact_matmul(a, b)) if y is None else y
+    requantizer on :func:`~.exact.exact_matmul`. Float codes in (either operand), float codes
+    out (float32, or as ``codes`` asks)."""
+    if codes is None:
+        codes = float_codes(a) or float_codes(b)
+    y = exact_requant_product(requant, a, b, a_max=a_max, b_max=b_max, codes=codes) \
+        if is_plain(a, b) else None
+    if y is not None:
+        return y
+    if codes:
+        return as_codes(requant(exact_matmul(a.astype(np.int64), b.astype(np.int64))), codes)
+    return requant(exact_matmul(a, b))
 
 
 class _ProbsTimesV:
@@ -310,14 +410,23 @@ class _ProbsTimesV:
         shift = np.where(probs == self.top, 0, self.top - 1 - probs)
         return np.where(probs == self.top, 0, np.int64(1) << shift)
 
-    def requantized(self, requant, probs, v, v_max=None):
+    def requantized(self, requant, probs, v, v_max=None, p_max=None):
         """``requant(self(probs, v))``: GEMM and requantizer in float through
         :func:`~.exact.exact_requant_product` where it proves them exact, else (also for the
-        integer-only trap) the int64 requantizer on :meth:`__call__`."""
+        integer-only trap) the int64 requantizer on :meth:`__call__`. Float codes in (the fast
+        forward), float codes out; ``p_max`` bounds the linear probability codes (log2 codes
+        get their weights' bound measured)."""
+        codes = float_codes(probs) or float_codes(v)
+        if codes and self.top is not None:
+            probs = probs.astype(np.int64)  # the log2 weights are shifts of integer codes
         if is_plain(probs, v):
-            y = exact_requant_product(requant, self._weights(probs), v, b_max=v_max)
+            y = exact_requant_product(requant, self._weights(probs), v,
+                                      a_max=p_max if self.top is None else None, b_max=v_max,
+                                      codes=codes)
             if y is not None:
                 return y
+        if codes:
+            return requant(self(probs.astype(np.int64), v.astype(np.int64))).astype(np.float32)
         return requant(self(probs, v))
 
     def scale(self, config) -> float:
@@ -571,16 +680,18 @@ def image_scale_for(images) -> float:
     return max(float(np.max(np.abs(x))), 1e-8) / qmax(IMAGE_BITS)
 
 
-def integer_taps(qmodel: IntegerViT, images_q) -> dict:
-    """The integer model's taps on ``images_q``, dequantized to floats (for metrics and for the
-    third IPTQ stage), with ``"logits"`` the dequantized logits."""
+def integer_taps(qmodel: IntegerViT, images_q, names=None) -> dict:
+    """The integer model's taps on ``images_q`` (only ``names``, if given), dequantized to
+    floats (for metrics and for the third IPTQ stage), with ``"logits"`` the dequantized
+    logits."""
     taps: dict = {}
     logits = qmodel.forward(images_q, taps)
     out = {}
     for name, q in taps.items():
         if name.endswith(":in") or name in ("patch_embed.proj",) or name.endswith(".probs"):
             continue
-        out[name] = qmodel.dequantize(name, q)
+        if names is None or name in names:
+            out[name] = qmodel.dequantize(name, q)
     out["logits"] = np.asarray(logits, np.float64) * qmodel.scales["logits"]
     return out
 
@@ -593,7 +704,7 @@ def integer_statistics(qmodel, images_q, names=None, batch: int = 16,
     if progress:
         progress(0, len(images_q))
     for start, stop in batches(len(images_q), batch):
-        stats.add(integer_taps(qmodel, images_q[start:stop]))
+        stats.add(integer_taps(qmodel, images_q[start:stop], names))
         if progress:
             progress(stop, len(images_q))
     return stats

@@ -238,12 +238,18 @@ def calibrate_mix(model, calibration_images, assignment: dict, spec: QuantSpec, 
         stats = float_statistics(model, calibration_images, names, batch)
     first = build_integer_vit(model, None, assignment, spec, stats)
     codes = quantize_images(calibration_images.numpy(), spec.image_scale)
-    own = integer_statistics(first, codes, names, INTEGER_BATCH, progress)
+    own = integer_statistics(first, codes, names, integer_batch(model.config, batch), progress)
     return build_integer_vit(model, None, assignment, spec, taps=own)
 
 
 INTEGER_BATCH = 8
-"""Images per batch through the integer model when its activations are gathered or scored."""
+"""Images per batch through the integer model for its logits alone."""
+
+
+def integer_batch(config, batch: int | None = None) -> int:
+    """Images per batch through the integer model when its activations are gathered: half the
+    float model's batch (the int64 codes and their float64 values of every tap)."""
+    return max(1, batch_size(config, batch) // 2)
 
 
 def integer_logits(qmodel, images) -> np.ndarray:

@@ -42,9 +42,11 @@ class TapSample:
         self._keys = np.empty(0)
         self._order = np.empty(0, np.int64)
         self._rows = None
+        self._sample = None
 
     def add(self, values) -> None:
         """Take one batch of the tap's values (any shape; rows are the last axis)."""
+        self._sample = None
         x = np.asarray(values)
         x = x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
         if not np.all(np.isfinite(x)):
@@ -69,11 +71,14 @@ class TapSample:
         self._rows, self._keys, self._order = kept, keys, order
 
     def sample(self) -> np.ndarray:
-        """The kept rows in arrival order, float64 ``(rows, row length)``."""
+        """The kept rows in arrival order, float64 ``(rows, row length)``: one array until the
+        next :meth:`add` (so that callers may hold it by identity)."""
         if self._rows is None or not len(self._rows):
             raise IntvitError(f"calibration of {self.name}: no activations recorded; give at "
                               "least one image")
-        return self._rows[np.argsort(self._order, kind="stable")].astype(np.float64)
+        if self._sample is None:
+            self._sample = self._rows[np.argsort(self._order, kind="stable")].astype(np.float64)
+        return self._sample
 
 
 class TapStatistics:
