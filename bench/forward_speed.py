@@ -1,11 +1,13 @@
 """Forward speed of the integer model against the float model (issue 15).
 
 For each DeiT preset (random timm-style init, calibrated on a few random images): seconds per
-image of the float torch forward and of the integer forward (:meth:`IntegerViT.forward`, GEMMs
-by the exact float-BLAS matmul of ``golden_model/exact.py`` and their requantizers in float64 on
-the GEMM output, ``exact.FloatRequant``), and of the integer forward with the int64 requantizers
-(``exact.int64_requantizers``: float GEMMs, int64 requantization, the forward before the float
-requantizers), measured in the same run, alternating the three after a warm-up batch of each;
+image of the float torch forward and of the integer forward (:meth:`IntegerViT.forward`'s fast
+path: GEMMs by the exact float-BLAS matmul of ``golden_model/exact.py``, their requantizers in
+float64 on the GEMM output, ``exact.FloatRequant``, and the codes kept as float codes into the
+next GEMM or the non-linear operators' exact ``fast_run``), and of the integer forward with the
+int64 requantizers (``exact.int64_requantizers``: float GEMMs, int64 requantization, int64
+codes and the operators' validating ``run``, the forward before the float requantizers),
+measured in the same run, alternating the three after a warm-up batch of each;
 the median over ``--repeats`` batches. Unless ``--no-reference``, one batch also runs with every GEMM as
 numpy's int64 product (``exact.int64_products``, the GEMMs before issue 15) and the logits are
 checked equal bit for bit.
@@ -103,10 +105,14 @@ def main():
             "float forward's most: unloaded, DeiT-Tiny's float forward took 15-27 ms/image and "
             "the integer one with int64 requantizers 130-155 ms/image (6-9x). Random timm-style "
             "weights, calibrated on random normal images, every non-linear layer on its IPTQ "
-            "candidate (W8A8). *integer*: float GEMMs and float64 requantizers on their output "
-            "and on the residual codes that feed each LayerNorm (`exact.FloatRequant`, torch "
-            "in-place ops, exact under per-layer bounds, else int64); *int64-requant*: float "
-            "GEMMs, int64 requantizers; *int64-GEMM*: every GEMM as numpy's int64 "
+            "candidate (W8A8). *integer*: the fast forward: float GEMMs and float64 requantizers "
+            "on their output and on the residual codes that feed each LayerNorm "
+            "(`exact.FloatRequant`, torch in-place ops), the codes kept as float32/float64 "
+            "arrays from a requantizer into the next GEMM or the next operator's `fast_run` "
+            "(LayerNorm, softmax and GELU in float64 torch and table look-ups, no input range "
+            "check since a saturating requantizer feeds them), each step exact under stated "
+            "bounds, else int64; *int64-requant*: float GEMMs, int64 requantizers, int64 codes "
+            "and the operators' validating `run`; *int64-GEMM*: every GEMM as numpy's int64 "
             "product and int64 requantizers (the GEMMs before issue 15; the other operators "
             "already the faster ones), one batch; *bit-exact*: the logits of all three agree.")
     print(table)

@@ -36,6 +36,14 @@ per-channel dyadic requantizer that follows a GEMM runs in float64 on the float 
 (:class:`FloatRequant`, whose docstring states its bounds), with no int64 round trip in between;
 where a bound fails it declines and the caller runs the int64 requantizer on the int64 product.
 :func:`int64_requantizers` turns only this step off, :func:`int64_products` both.
+
+**Float codes.** The integer ViT's fast forward (:func:`fast_codes`) carries its activation
+codes as *float codes* (:func:`float_codes`): float32 or float64 arrays holding the integer
+codes, which are at most 16 bits wide and hence exact in either format. :class:`FloatRequant`
+returns them (``codes``), :func:`float_gemm`, :func:`exact_requant_product` and
+:func:`exact_requant` accept them as the integers they hold (the bounds above are unchanged), so
+a code goes from one requantizer to the next GEMM without an int64 round trip; the operators'
+``fast_run`` (:class:`~.operator.Operator`) read and return them likewise.
 """
 from contextlib import contextmanager
 
@@ -73,7 +81,7 @@ def max_abs(x: np.ndarray) -> int:
     """``max |x|`` as a Python int (no overflow at the most negative int64); 0 when empty."""
     if x.size == 0:
         return 0
-    if type(x) is np.ndarray and x.dtype.type in _TORCH_INTS and x.size >= 1 << 16:
+    if type(x) is np.ndarray and x.dtype.type in _TORCH_TYPES and x.size >= 1 << 16:
         low, high = torch.aminmax(torch.from_numpy(x))  # one multithreaded pass
         return max(-int(low), int(high))
     return max(-int(x.min()), int(x.max()))
@@ -179,8 +187,8 @@ def float_gemm(a: np.ndarray, b: np.ndarray, a_max: int | None = None,
     Same bounds as :func:`exact_matmul`: float32 when ``K A B < 2**24``; two float32 chunks
     (each ``c A B < 2**24``, so each chunk's result is exact) added in float64, whose sum is an
     integer of magnitude ``<= K A B < 2**53`` and hence exact; float64 when ``K A B < 2**53``."""
-    if not (_FLOAT_PATH[0] and is_plain(a, b)) or a.dtype.kind not in "iu" \
-            or b.dtype.kind not in "iu" or a.ndim == 0 or b.ndim == 0:
+    if not (_FLOAT_PATH[0] and is_plain(a, b)) or not _code_operands(a, b) \
+            or a.ndim == 0 or b.ndim == 0:
         return None
     bound_a = max_abs(a) if a_max is None else int(a_max)
     bound_b = max_abs(b) if b_max is None else int(b_max)
@@ -200,24 +208,49 @@ def float_gemm(a: np.ndarray, b: np.ndarray, a_max: int | None = None,
     return _float_array_product(a, b, np.float64), bound
 
 
+def float_codes(x) -> bool:
+    """Whether ``x`` is an array of *float codes*: a plain float32 or float64 ndarray that holds
+    integer codes (of magnitude below ``2**24`` for float32), the form in which the integer ViT's
+    fast forward passes activation codes from a requantizer to the next GEMM (issue 15). Every
+    producer of float codes (:class:`FloatRequant` with ``codes=True``, the operators'
+    ``fast_run``) makes integers by construction; the functions here that accept them take the
+    values as the integers they are."""
+    return type(x) is np.ndarray and x.dtype.type in (np.float32, np.float64)
+
+
+def as_codes(y: np.ndarray, codes) -> np.ndarray:
+    """Integer codes ``y`` (at most 24 bits) as the float codes ``codes`` asks for: float32
+    (``True``) or float64 (``np.float64``); ``y`` itself when ``codes`` is false."""
+    if not codes:
+        return y
+    return y.astype(np.float64 if codes is np.float64 else np.float32)
+
+
+def _code_operands(*arrays) -> bool:
+    """Every operand an integer array or float codes (:func:`float_codes`)."""
+    return all(x.dtype.kind in "iu" or float_codes(x) for x in arrays)
+
+
 def _float_array_product(a: np.ndarray, b: np.ndarray, dtype) -> torch.Tensor:
     """``a @ b`` computed in ``dtype`` (exact under the caller's bound), as a float torch
     tensor; the GEMM as in :func:`_float_product`."""
     if dtype == np.float32 and torch.get_float32_matmul_precision() != "highest":
-        return torch.from_numpy(np.matmul(a.astype(dtype), b.astype(dtype)))
+        return torch.from_numpy(np.matmul(a.astype(dtype, copy=False),
+                                          b.astype(dtype, copy=False)))
     kind = torch.float32 if dtype == np.float32 else torch.float64
     return torch.matmul(_as_float_tensor(a, kind), _as_float_tensor(b, kind))
 
 
 _TORCH_INTS = (np.int8, np.int16, np.int32, np.int64, np.uint8)
 """Integer dtypes that ``torch.from_numpy`` takes."""
+_TORCH_TYPES = _TORCH_INTS + (np.float32, np.float64)
 
 
 def _as_float_tensor(x: np.ndarray, kind) -> torch.Tensor:
     """``x`` (integers of magnitude below the format's exact bound, which the caller proved)
     converted to a float tensor: torch converts several times faster than numpy's ``astype``
     here (multithreaded); other dtypes go through numpy."""
-    if x.dtype.type in _TORCH_INTS:
+    if x.dtype.type in _TORCH_TYPES:  # float codes: integers, exact in either format
         return torch.from_numpy(x).to(kind)
     return torch.from_numpy(x.astype(np.float32 if kind == torch.float32 else np.float64))
 
@@ -292,13 +325,15 @@ class FloatRequant:
         return bound < 1 << 31 and (self.limit is None or bound <= self.limit)
 
     def __call__(self, acc, bound: int, bias: np.ndarray | None = None,
-                 bias_max: int | None = None):
+                 bias_max: int | None = None, codes=False):
         """int64 output codes (an ndarray) of ``acc (+ bias)``, ``acc`` an exact float32 or
         float64 integer torch tensor or ndarray with ``max |acc| <= bound`` (a float64 ``acc``
         is overwritten; element-wise work in torch, in place); ``None`` (the caller takes the
         int64 path) when
         ``B = bound + max|bias|`` exceeds :attr:`limit` or may leave int32 (the int64
-        requantizer then checks the accumulator and raises)."""
+        requantizer then checks the accumulator and raises). ``codes``: the same codes as
+        float codes (:func:`float_codes`; ``|y| <= 2**15``, exact) instead of int64, float32
+        (``True``) or float64 (``np.float64``)."""
         acc = torch.as_tensor(acc)
         if not acc.is_floating_point():
             acc = acc.double()  # integers below 2**31: exact
@@ -324,7 +359,9 @@ class FloatRequant:
             y.add_(self._half)
         y.floor_()
         y.clamp_(self.lo, self.hi)
-        return y.to(torch.int64).numpy()
+        if codes is np.float64:
+            return y.numpy()
+        return y.to(torch.float32 if codes else torch.int64).numpy()
 
 
 _REQUANT_PLANS: dict = {}
@@ -342,16 +379,17 @@ def float_requant(requant) -> FloatRequant:
 
 def exact_requant_product(requant, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None,
                           a_max: int | None = None, b_max: int | None = None,
-                          bias_max: int | None = None):
+                          bias_max: int | None = None, codes=False):
     """``requant(a @ b + bias)`` as int64 codes, equal bit for bit to the int64 requantizer on
     numpy's int64 product: the GEMM by :func:`float_gemm`, the requantizer by
     :class:`FloatRequant` on its float result. ``None`` where either declines (a bound fails,
     a subclass operand such as the integer-only trap, inside :func:`int64_products` or
     :func:`int64_requantizers`): the caller then runs the int64 requantizer itself. ``a_max``,
     ``b_max`` and ``bias_max`` are bounds on the max-abs of ``a``, ``b`` and ``bias`` (measured
-    when ``None``; a given bound must hold, else the result is not exact)."""
+    when ``None``; a given bound must hold, else the result is not exact). Operands may be float
+    codes (:func:`float_codes`); ``codes`` returns float codes (:meth:`FloatRequant.__call__`)."""
     if not (_FLOAT_REQUANT[0] and _FLOAT_PATH[0] and is_plain(a, b)) or a.ndim == 0 \
-            or b.ndim == 0 or a.dtype.kind not in "iu" or b.dtype.kind not in "iu":
+            or b.ndim == 0 or not _code_operands(a, b):
         return None
     plan = float_requant(requant)
     a_max = max_abs(a) if a_max is None else int(a_max)
@@ -365,20 +403,31 @@ def exact_requant_product(requant, a: np.ndarray, b: np.ndarray, bias: np.ndarra
     product = float_gemm(a, b, a_max, b_max)
     if product is None:
         return None
-    return plan(product[0], product[1], bias, bias_max)
+    return plan(product[0], product[1], bias, bias_max, codes)
 
 
-def exact_requant(requant, acc: np.ndarray, bound: int | None = None):
+def exact_requant(requant, acc: np.ndarray, bound: int | None = None, codes=False):
     """``requant(acc)`` of an integer array as int64 codes by :class:`FloatRequant` (``acc``
     converted to float64, exact since ``|acc| <= bound < 2**31``), equal bit for bit to the
     int64 requantizer; ``bound`` (``>= max |acc|``) is measured when ``None``. ``None`` where it
     declines (a bound fails, a subclass operand such as the integer-only trap, inside
-    :func:`int64_products` or :func:`int64_requantizers`)."""
+    :func:`int64_products` or :func:`int64_requantizers`). ``acc`` may be float codes
+    (:func:`float_codes`); ``codes`` returns float codes (:meth:`FloatRequant.__call__`)."""
     if not (_FLOAT_REQUANT[0] and _FLOAT_PATH[0] and is_plain(acc)) \
-            or acc.dtype.kind not in "iu":
+            or not _code_operands(acc):
         return None
     plan = float_requant(requant)
     bound = max_abs(acc) if bound is None else int(bound)
     if not plan.usable(bound):
         return None
-    return plan(torch.from_numpy(acc), bound)
+    tensor = torch.from_numpy(acc)
+    if tensor.dtype == torch.float64:  # the plan overwrites a float64 accumulator
+        tensor = tensor.clone()
+    return plan(tensor, bound, codes=codes)
+
+
+def fast_codes(x) -> bool:
+    """Whether the integer ViT's forward on ``x`` may carry its activations as float codes
+    (:func:`float_codes`): a plain ndarray (not the integer-only trap) outside
+    :func:`int64_products` and :func:`int64_requantizers`."""
+    return _FLOAT_REQUANT[0] and _FLOAT_PATH[0] and is_plain(x)

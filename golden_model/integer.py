@@ -56,16 +56,46 @@ def elementwise(function, config, x, lo: int, hi: int):
     if (type(x) is not np.ndarray or x.dtype != np.int64 or x.size <= hi - lo + 1
             or x.min() < lo or x.max() > hi):
         return function(config, x)
+    table = code_table(function, config, lo, hi)
+    if table is None:  # an unhashable config
+        return function(config, x)
+    return table[x - lo]
+
+
+def code_table(function, config, lo: int, hi: int):
+    """``function(config, arange(lo, hi + 1))`` as an int64 array, built once per
+    ``(function, config, lo, hi)`` and kept (the table :func:`elementwise` looks up); ``None``
+    for an unhashable config."""
     key = (function, config, lo, hi)
     try:
         table = _TABLES.get(key)
     except TypeError:  # an unhashable config
-        return function(config, x)
+        return None
     if table is None:
         if len(_TABLES) >= MAX_TABLES:
             _TABLES.clear()
         table = _TABLES[key] = np.asarray(function(config, np.arange(lo, hi + 1, dtype=np.int64)))
-    return table[x - lo]
+    return table
+
+
+def float_table(function, config, lo: int, hi: int, dtype):
+    """The table of :func:`code_table` as ``dtype`` (``table[v - lo]`` is ``function(config,
+    v)``), made once and kept; ``None`` for an unhashable config. For the float-code paths
+    (issue 15): raises if ``dtype`` does not hold every value exactly."""
+    key = ("float", function, config, lo, hi, np.dtype(dtype).str)
+    try:
+        table = _TABLES.get(key)
+    except TypeError:
+        return None
+    if table is None:
+        values = code_table(function, config, lo, hi)
+        table = values.astype(dtype)
+        if not np.array_equal(table.astype(values.dtype), values):
+            raise ValueError(f"float_table: {np.dtype(dtype)} does not hold the table exactly")
+        if len(_TABLES) >= MAX_TABLES:
+            _TABLES.clear()
+        _TABLES[key] = table
+    return table
 
 
 def round_half_up_shift(x: np.ndarray, shift: int) -> np.ndarray:

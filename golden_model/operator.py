@@ -43,6 +43,15 @@ class Operator:
         For the selectable kinds: ``calibrate(in_scale, samples, *, in_bits=8, out_bits=8,
         **layer_params) -> config``, the config for one model layer from its input scale and a
         sample of its real (float) inputs; LayerNorm also takes ``gamma`` and ``beta``.
+    fast_run : callable or None
+        The integer ViT's internal entry point (issue 15): ``fast_run(config, codes) -> codes or
+        None``, ``run``'s function on *float codes* (``exact.float_codes``: a float32 or float64
+        ndarray of integer codes) that the **caller guarantees** lie in the config's input range
+        (the integer ViT feeds it a saturating requantizer's output, which is in that range by
+        construction), so it skips ``run``'s input checks. It computes in float arithmetic that
+        the config's bounds prove exact and returns float32 codes equal to ``run``'s output bit
+        for bit, or ``None`` where a bound fails (the caller then runs ``run``). ``None``: no
+        such path. ``run`` itself always validates its input.
     """
 
     name: str
@@ -55,6 +64,7 @@ class Operator:
     sweep_inputs: Callable[[Any, np.random.Generator], np.ndarray]
     row_wise: bool = False
     calibrate: Callable[..., Any] | None = None
+    fast_run: Callable[[Any, np.ndarray], np.ndarray | None] | None = None
 
     @property
     def kind(self) -> str:

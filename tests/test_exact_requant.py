@@ -1,11 +1,13 @@
 """The float64 requantizer on float GEMM outputs (issue 15, ``exact.FloatRequant``): equal to the
 int64 :class:`ChannelRequant` bit for bit on random and extreme accumulators, declining where its
 bound fails; and a DeiT-shaped model's forward with it equals the int64 forward on every tap."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from intvit.golden_model import exact
+from intvit.golden_model import exact, registry
 from intvit.golden_model.exact import (FloatRequant, exact_requant_product, int64_products,
                                        int64_requantizers)
 from intvit.golden_model.ops.requant import ChannelRequant
@@ -105,8 +107,8 @@ def test_deit_shaped_forward_equals_the_int64_forward(method, monkeypatch):
     calls = []
     original = FloatRequant.__call__
 
-    def spy(self, acc, bound, bias=None, bias_max=None):
-        result = original(self, acc, bound, bias, bias_max)
+    def spy(self, acc, bound, bias=None, bias_max=None, codes=False):
+        result = original(self, acc, bound, bias, bias_max, codes)
         calls.append(result is not None)
         return result
 
@@ -135,3 +137,74 @@ def test_deit_shaped_forward_equals_the_int64_forward(method, monkeypatch):
         for tap, value in reference.items():
             assert taps[tap].dtype == value.dtype, tap
             np.testing.assert_array_equal(taps[tap], value, err_msg=f"{name}: {tap}")
+
+
+@pytest.mark.parametrize("method,options", [
+    ("iptq", {}), ("ivit", {}), ("ibert", {}), ("fqvit", {}),
+    ("iptq", {"gelu_output": "asymmetric", "softmax_bits": 16})],
+    ids=["iptq", "ivit", "ibert", "fqvit", "iptq-asymmetric-16"])
+def test_fast_forward_takes_the_operators_fast_runs(method, options, monkeypatch):
+    """The fast forward (float codes between the steps, ``Operator.fast_run``) equals the int64
+    forward on every tap and the logits, and every layer whose operator has a fast path took it
+    (FQ-ViT's LayerNorm and softmax have none: their layers run ``run`` on int64 codes)."""
+    torch.manual_seed(2)
+    model = VisionTransformer(DEIT_SHAPED).eval()
+    images = torch.randn(5, 3, 32, 32)
+    spec = QuantSpec(image_scale=image_scale_for(images), **options)
+    assignment = default_assignment(DEIT_SHAPED, method)
+    qmodel = build_integer_vit(model, images[:3], assignment, spec)
+    images_q = quantize_images(images.numpy(), spec.image_scale)
+    taken = []
+    for name in set(assignment.values()):
+        operator = registry.get(name)
+        if operator.fast_run is None:
+            continue
+
+        def spy(config, q, fast=operator.fast_run, name=name):
+            result = fast(config, q)
+            taken.append((name, result is not None))
+            return result
+
+        monkeypatch.setitem(registry.REGISTRY, name, dataclasses.replace(operator, fast_run=spy))
+    taps: dict = {}
+    logits = qmodel.forward(images_q, taps)
+    expected_calls = sum(registry.get(name).fast_run is not None for name in assignment.values())
+    assert len(taken) == expected_calls and all(ok for _, ok in taken), taken
+    with int64_products():
+        reference_taps: dict = {}
+        reference = qmodel.forward(images_q, reference_taps)
+    assert logits.dtype == reference.dtype == np.int64
+    np.testing.assert_array_equal(logits, reference)
+    assert taps.keys() == reference_taps.keys()
+    for tap, value in reference_taps.items():
+        assert taps[tap].dtype == value.dtype, tap
+        np.testing.assert_array_equal(taps[tap], value, err_msg=tap)
+
+
+@pytest.mark.parametrize("decline", ["requantizers", "operators", "both"])
+def test_fast_forward_fallbacks_equal_the_int64_forward(decline, monkeypatch):
+    """Where the float requantizers or the operators' fast paths decline, the fast forward's
+    int64 fallbacks (float codes converted to int64 and back) give the same taps and logits."""
+    torch.manual_seed(3)
+    model = VisionTransformer(DEIT_SHAPED).eval()
+    images = torch.randn(4, 3, 32, 32)
+    spec = QuantSpec(image_scale=image_scale_for(images))
+    assignment = default_assignment(DEIT_SHAPED, "iptq")
+    qmodel = build_integer_vit(model, images[:3], assignment, spec)
+    images_q = quantize_images(images.numpy(), spec.image_scale)
+    with int64_products():
+        reference_taps: dict = {}
+        reference = qmodel.forward(images_q, reference_taps)
+    if decline in ("requantizers", "both"):
+        monkeypatch.setattr(FloatRequant, "usable", lambda self, bound: False)
+    if decline in ("operators", "both"):
+        for name in set(assignment.values()):
+            monkeypatch.setitem(registry.REGISTRY, name, dataclasses.replace(
+                registry.get(name), fast_run=lambda config, q: None))
+    taps: dict = {}
+    logits = qmodel.forward(images_q, taps)
+    np.testing.assert_array_equal(logits, reference)
+    assert logits.dtype == np.int64
+    for tap, value in reference_taps.items():
+        assert taps[tap].dtype == value.dtype, tap
+        np.testing.assert_array_equal(taps[tap], value, err_msg=tap)

@@ -15,7 +15,7 @@ from ..requant import RequantConfig, requantize
 from .common import (GeluPorts, check_bits, check_input, clipped_distance, distance_ranges,
                      erf_tail, erf_tail_ranges, example_builder, output_scale, reference,
                      scale_only_calibration, smallest_fitting_shift, sweep_inputs,
-                     tabulated)
+                     fast_tabulated, tabulated)
 
 IBERT_A = -0.2888
 """I-BERT i-GELU erf polynomial ``a`` (Kim et al., ICML 2021, i-GELU section)."""
@@ -137,4 +137,5 @@ OPERATOR = Operator(
     name="gelu/ibert", description="i-GELU: second-order erf polynomial",
     source="I-BERT (Kim et al., ICML 2021) i-GELU (reference IntGELU)",
     config_type=IBertGeluConfig, run=run_ibert, reference=reference,
-    example_config=example_ibert, sweep_inputs=sweep_inputs, calibrate=calibrate_ibert)
+    example_config=example_ibert, sweep_inputs=sweep_inputs, calibrate=calibrate_ibert,
+    fast_run=fast_tabulated(run_ibert))

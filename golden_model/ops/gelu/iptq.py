@@ -18,7 +18,7 @@ from ..requant import RequantConfig, requantize
 from .common import (EXAMPLE_IN_SCALE, MAX_INT64_BITS, GeluPorts, check_bits, check_input,
                      check_samples, clipped_distance, distance_ranges, erf, erf_tail,
                      erf_tail_ranges, output_scale, reference, smallest_fitting_shift,
-                     sweep_inputs, tabulated)
+                     fast_tabulated, sweep_inputs, tabulated)
 
 POLY_WIDE_A = -0.0191
 """Quartic ``a`` of a plain least-squares erf fit over a wide range (docs/method.md sec. 1)."""
@@ -230,4 +230,5 @@ OPERATOR = Operator(
     name="gelu/iptq", description="data-aware quartic erf Poly-GELU (intvit's integer recipe)",
     source="IPTQ-ViT (arXiv 2511.15369) Poly-GELU; integer form per docs/method.md sec. 1",
     config_type=PolyGeluConfig, run=run_poly, reference=reference,
-    example_config=example_poly, sweep_inputs=sweep_inputs, calibrate=calibrate_poly)
+    example_config=example_poly, sweep_inputs=sweep_inputs, calibrate=calibrate_poly,
+    fast_run=fast_tabulated(run_poly))

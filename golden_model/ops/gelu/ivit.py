@@ -17,7 +17,7 @@ from ...operator import Operator
 from ..requant import ACC_BITS, RequantConfig, requantize
 from .common import (GeluPorts, check_bits, check_input, example_builder, output_scale,
                      product_range, reference, scale_only_calibration, sweep_inputs,
-                     tabulated)
+                     fast_tabulated, tabulated)
 
 IVIT_SLOPE_SHIFTS = (0, 1, 3, 4)
 """1.702 ~= (1.1011)_2 = 1 + 2**-1 + 2**-3 + 2**-4 = 1.6875 (I-ViT, Li & Gu 2023, ShiftGELU)."""
@@ -224,4 +224,5 @@ OPERATOR = Operator(
     name="gelu/ivit", description="ShiftGELU x*sigmoid(1.702x) by shifts, element-wise",
     source="I-ViT (Li & Gu, ICCV 2023) ShiftGELU (reference IntGELU)",
     config_type=ShiftGeluConfig, run=run_shift, reference=reference,
-    example_config=example_shift, sweep_inputs=sweep_inputs, calibrate=calibrate_shift)
+    example_config=example_shift, sweep_inputs=sweep_inputs, calibrate=calibrate_shift,
+    fast_run=fast_tabulated(run_shift))

@@ -30,6 +30,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import torch
 
 from ...errors import ConfigError, IntvitError
 from ...integer import as_int_array, check_int, check_scale, clamp, signed_range
@@ -377,6 +378,71 @@ def fold_output(cfg: CentredConfig, z):
     mult = np.array(cfg.mult, dtype=np.int64)
     bias = np.array(cfg.bias, dtype=np.int64)
     return clamp((z * mult + bias) >> cfg.out_shift, *signed_range(cfg.out_bits))
+
+
+FLOAT64_EXACT = 1 << 53
+"""Integers of magnitude below this are exact float64 values, sums and products."""
+
+
+def fast_centred(root):
+    """The ``fast_run`` (:class:`~intvit.golden_model.operator.Operator`) of a
+    :class:`CentredConfig` candidate whose integer square root is ``root(cfg, v)`` (the golden
+    row function): the steps of :func:`centre`, :func:`shifted_sumsq`, :func:`normalize` and
+    :func:`fold_output` on float codes ``q`` that the caller guarantees lie in the signed
+    ``in_bits`` range (the integer ViT's requantizer saturates to it), without the input checks;
+    element-wise in float64 torch, per row in int64 with the golden code, equal to ``run`` bit
+    for bit:
+
+    - ``sum q``: integers, ``|.| <= C 2**(in_bits-1) <= 2**31``, exact in any order; the
+      rounded mean ``mu`` is the golden int64 step on the row sums;
+    - ``y = q - mu``: ``|y| < 2**in_bits``; ``y >> var_shift`` as ``floor(y * 2**-var_shift)``
+      (exact: a power of two), of magnitude at most ``Y = (2**in_bits >> var_shift) + 1``;
+      with ``C Y**2 < 2**53`` (checked) every square and partial sum of the row sum of squares
+      is an exact integer; root, ``sigma`` and ``f = recip_numerator // sigma`` are the golden
+      int64 steps on the rows;
+    - ``z = (y f) >> norm_shift`` as ``floor(y * (f * 2**-norm_shift))``: ``(y >>
+      var_shift)**2`` is one term of ``v``, so ``|y >> var_shift| <= isqrt(v)`` and
+      ``|y| < (isqrt(v) + 1) << var_shift <= 2 sigma``; with ``f <= recip_numerator / sigma``,
+      ``|y f| < 2 recip_numerator`` (checked ``<= 2**53``), so the product is an integer below
+      ``2**53`` times a power of two, exact; ``|z| <= Z = (2 recip_numerator >> norm_shift) +
+      1``;
+    - ``(z mult_c + bias_c) >> out_shift`` as ``floor(z * (mult_c 2**-p) + bias_c 2**-p)``:
+      with ``Z max|mult| + max|bias| < 2**53`` (checked) both terms and their sum are integers
+      below ``2**53`` times ``2**-p``, exact; then the clamp.
+
+    ``None`` (the caller runs ``run``) for rows of another length or where a bound fails.
+    Returns float32 codes (at most 16 bits: exact)."""
+
+    def fast_run(cfg, q):
+        shifted_max = ((1 << cfg.in_bits) >> cfg.var_shift) + 1
+        if q.ndim == 0 or q.shape[-1] != cfg.channels \
+                or cfg.channels * shifted_max * shifted_max >= FLOAT64_EXACT:
+            return None
+        codes = torch.from_numpy(q).to(torch.float64)
+        total = codes.sum(dim=-1, keepdim=True).to(torch.int64).numpy()
+        mu = cfg.mean_numerator(total) // cfg.mean_divisor
+        y = codes - torch.from_numpy(mu.astype(np.float64))
+        shifted = y if not cfg.var_shift else torch.floor(y * 2.0 ** -cfg.var_shift)
+        v = (shifted.unsqueeze(-2) @ shifted.unsqueeze(-1)).squeeze(-1)  # row dot products
+        v = v.to(torch.int64).numpy()
+        sigma = np.maximum(root(cfg, v), cfg.root_floor) << cfg.var_shift
+        factor = cfg.recip_numerator // sigma
+        reach = 2 * cfg.recip_numerator  # |y f| < reach (docstring)
+        z_max = (reach >> cfg.norm_shift) + 1
+        mult = np.array(cfg.mult, dtype=np.int64)
+        bias = np.array(cfg.bias, dtype=np.int64)
+        if reach > FLOAT64_EXACT or \
+                z_max * int(np.abs(mult).max()) + int(np.abs(bias).max()) >= FLOAT64_EXACT:
+            return None
+        z = y.mul_(torch.from_numpy(np.ldexp(factor.astype(np.float64), -cfg.norm_shift)))
+        z.floor_()
+        out = z.mul_(torch.from_numpy(np.ldexp(mult.astype(np.float64), -cfg.out_shift)))
+        out.add_(torch.from_numpy(np.ldexp(bias.astype(np.float64), -cfg.out_shift)))
+        out.floor_()
+        out.clamp_(*signed_range(cfg.out_bits))
+        return out.to(torch.float32).numpy()
+
+    return fast_run
 
 
 # --- reference, examples, sweep ---------------------------------------------------------------

@@ -10,8 +10,9 @@ import numpy as np
 from ...integer import check_int
 from ...operator import Operator
 from .common import (EPS, RECIP_BITS, CentredConfig, centre, checked_scales, example_config,
-                     fold_affine, fold_output, newton_isqrt, newton_iterations, normalize,
-                     reference, row_input, shifted_sumsq, shifted_sumsq_bound, sweep_inputs)
+                     fast_centred, fold_affine, fold_output, newton_isqrt, newton_iterations,
+                     normalize, reference, row_input, shifted_sumsq, shifted_sumsq_bound,
+                     sweep_inputs)
 
 NAME = "layernorm/ibert"
 MAX_VAR_BITS = 32
@@ -113,4 +114,5 @@ OPERATOR = Operator(
     source="I-BERT (Kim et al., ICML 2021) Sec. 3.5, Algorithm 4 (i-sqrt)",
     config_type=IBertLayerNormConfig, run=run_ibert, reference=reference,
     example_config=example_ibert, sweep_inputs=sweep_inputs, row_wise=True,
-    calibrate=IBertLayerNormConfig.calibrate)
+    calibrate=IBertLayerNormConfig.calibrate,
+    fast_run=fast_centred(lambda cfg, v: newton_isqrt(v, cfg.sqrt_iterations)))

@@ -10,8 +10,9 @@ import numpy as np
 from ...integer import check_int
 from ...operator import Operator
 from .common import (EPS, RECIP_BITS, CentredConfig, bitserial_isqrt, bitserial_steps, centre,
-                     centred_sumsq_bound, checked_scales, example_config, fold_affine,
-                     fold_output, normalize, reference, row_input, shifted_sumsq, sweep_inputs)
+                     centred_sumsq_bound, checked_scales, example_config, fast_centred,
+                     fold_affine, fold_output, normalize, reference, row_input, shifted_sumsq,
+                     sweep_inputs)
 
 NAME = "layernorm/ivit"
 
@@ -99,4 +100,5 @@ OPERATOR = Operator(
     source="I-ViT (Li & Gu, ICCV 2023) Sec. 3.4 I-LayerNorm",
     config_type=ShiftLayerNormConfig, run=run_ivit, reference=reference,
     example_config=example_ivit, sweep_inputs=sweep_inputs, row_wise=True,
-    calibrate=ShiftLayerNormConfig.calibrate)
+    calibrate=ShiftLayerNormConfig.calibrate,
+    fast_run=fast_centred(lambda cfg, v: bitserial_isqrt(v, cfg.sqrt_steps)))

@@ -27,10 +27,11 @@ import math
 from typing import ClassVar, NamedTuple
 
 import numpy as np
+import torch
 
 from ...errors import ConfigError, IntvitError
 from ...integer import (as_int_array, check_int, check_scale, clamp, round_half_up_shift,
-                        signed_range)
+                        float_table, signed_range)
 from ...operator import Operator
 
 MAX_ROW_LIMIT = 1 << 16
@@ -152,6 +153,71 @@ def shift_product(cfg, product):
     return product >> cfg.output_shift
 
 
+FLOAT64_EXACT = 1 << 53
+"""Integers of magnitude below this are exact float64 values, sums and products."""
+
+
+def fast_rows(exp):
+    """The ``fast_run`` (:class:`~intvit.golden_model.operator.Operator`) of a candidate that is
+    ``normalize(cfg, exp(cfg, row_offsets(cfg, q)))`` with ``exp`` acting on each ``d`` alone:
+    the same steps on float codes ``q`` that the caller guarantees lie in the signed ``in_bits``
+    range (the integer ViT's score requantizer saturates to it), without the input checks,
+    element-wise in float64 torch and per row in int64, equal to ``run`` bit for bit. With
+    ``E = max |exp|`` over the table, ``n`` the row length and ``F`` the quotient of
+    largest magnitude in the call:
+
+    - ``d = q - max_row(q)``: integers of magnitude below ``2**17``, exact in float32;
+      ``e = exp(cfg, d)`` from a float64 table of ``exp``'s own outputs at every ``d`` in
+      ``[1 - 2**in_bits, 0]`` (:func:`~intvit.golden_model.integer.float_table` checks that
+      float64 holds them exactly);
+    - the row sum of the integers ``e``: if ``n * E < 2**53`` every partial sum is
+      an integer below ``2**53``, exact in any order; the clamp to ``sum_limit`` and the
+      quotient ``f = recip_numerator // sum`` are the golden code's int64 steps;
+    - ``y = (e * f + 2**(s-1)) >> s`` (``s = output_shift``; no rounding term when
+      ``round_output`` is off or ``s = 0``) as ``floor(e * (f * 2**-s) + 1/2)``: if
+      ``E * |F| + 2**(s-1) < 2**53``, ``f * 2**-s``, the product (an integer below ``2**53`` times
+      ``2**-s``) and its sum with ``1/2`` (likewise) are float64 values, exact under any
+      evaluation order or fused multiply-add, and ``floor`` is the shift; then the clamp to
+      ``[0, 2**out_bits - 1]``.
+
+    ``None`` (the caller runs ``run``) for another row length than ``1 .. max_row``, a bound
+    above failing, a zero row sum or an unhashable config. Returns float32 codes (at most 16
+    bits: exact)."""
+
+    def fast_run(cfg, q):
+        if q.ndim == 0 or not 1 <= q.shape[-1] <= cfg.max_row:
+            return None
+        lo = 1 - (1 << cfg.in_bits)
+        table = float_table(exp, cfg, lo, 0, np.float64)
+        if table is None:
+            return None
+        largest = int(np.abs(table).max())
+        if q.shape[-1] * largest >= FLOAT64_EXACT:
+            return None
+        codes = torch.from_numpy(q)
+        index = (codes - (codes.amax(dim=-1, keepdim=True) + lo)).to(torch.int32)  # d - lo
+        e = torch.index_select(torch.from_numpy(table), 0, index.reshape(-1))
+        e = e.reshape(q.shape)
+        total = e.sum(dim=-1, keepdim=True).to(torch.int64).numpy()
+        if cfg.sum_limit is not None:
+            total = np.minimum(total, cfg.sum_limit)
+        if not total.all():
+            return None
+        quotient = cfg.recip_numerator // total
+        half = (1 << cfg.output_shift) >> 1 if cfg.round_output else 0
+        if largest * int(np.abs(quotient).max()) + half >= FLOAT64_EXACT:
+            return None
+        step = torch.from_numpy(np.ldexp(quotient.astype(np.float64), -cfg.output_shift))
+        y = e.mul_(step)
+        if half:
+            y.add_(0.5)
+        y.floor_()
+        y.clamp_(0, (1 << cfg.out_bits) - 1)
+        return y.to(torch.float32).numpy()
+
+    return fast_run
+
+
 def softmax_reference(cfg, x) -> np.ndarray:
     """The real function every candidate approximates: softmax over the last axis of ``x``."""
     x = np.asarray(x, dtype=np.float64)
@@ -234,9 +300,11 @@ def example_signature(config_type) -> inspect.Signature:
 
 
 def softmax_operator(config_type, run, *, description: str, source: str,
-                     out_bits: int = 8) -> Operator:
+                     out_bits: int = 8, exp=None) -> Operator:
     """The registry record of one candidate: its own config, function and texts; the shared
-    reference, sweep and calibration (every constant follows from the scale and the widths)."""
+    reference, sweep and calibration (every constant follows from the scale and the widths);
+    ``exp``, the element-wise exponential of a ``normalize(cfg, exp(cfg, row_offsets(cfg,
+    q)))`` candidate, gives it a :func:`fast_rows` ``fast_run``."""
 
     def calibrate(in_scale, samples, *, in_bits=8, out_bits=out_bits, max_row=1024):
         """The layer's config from its input scale; ``samples`` are not needed."""
@@ -252,4 +320,4 @@ def softmax_operator(config_type, run, *, description: str, source: str,
     return Operator(name=config_type.OP_NAME, description=description, source=source,
                     config_type=config_type, run=run, reference=softmax_reference,
                     example_config=example_config, sweep_inputs=sweep_inputs, row_wise=True,
-                    calibrate=calibrate)
+                    calibrate=calibrate, fast_run=None if exp is None else fast_rows(exp))

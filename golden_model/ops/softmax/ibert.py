@@ -241,4 +241,4 @@ def ibert_softmax(cfg: IBertSoftmaxConfig, q) -> np.ndarray:
 OPERATOR = softmax_operator(
     IBertSoftmaxConfig, ibert_softmax,
     description="I-BERT softmax: i-exp (ln2 range reduction, 0.3585(p+1.353)^2+0.344), 2**M/sum",
-    source="I-BERT (Kim et al., ICML 2021) Sec. 3.5, Algorithm 2")
+    source="I-BERT (Kim et al., ICML 2021) Sec. 3.5, Algorithm 2", exp=i_exp)

@@ -185,4 +185,5 @@ OPERATOR = softmax_operator(
     description="Bit-exp softmax: shift-add log2(e), 3-term 2**-f polynomial, one reciprocal "
                 "per row (intvit's definition)",
     source="IPTQ-ViT (arXiv 2511.15369) Efficient Bit-exp; algorithm defined by intvit "
-           "(docs/method.md sec. 1)")
+           "(docs/method.md sec. 1)",
+    exp=bit_exp)

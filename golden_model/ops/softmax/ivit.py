@@ -150,4 +150,4 @@ def shiftmax(cfg: ShiftmaxConfig, q) -> np.ndarray:
 OPERATOR = softmax_operator(
     ShiftmaxConfig, shiftmax,
     description="I-ViT Shiftmax: log2(e) = 1.0111b by shifts, 2**-f ~ 1 - f/2, (2**31-1)/sum",
-    source="I-ViT (Li & Gu, ICCV 2023) Sec. 3.3, reference IntSoftmax")
+    source="I-ViT (Li & Gu, ICCV 2023) Sec. 3.3, reference IntSoftmax", exp=shift_exp)
