@@ -118,6 +118,8 @@ def main():
     print(table)
     if args.write:
         command = "python bench/forward_speed.py"
+        if os.environ.get("OMP_NUM_THREADS"):  # the thread count is part of the measurement
+            command = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} {command}"
         if args.batch != 16:
             command += f" --batch {args.batch}"
         if args.repeats != 3:

@@ -166,7 +166,7 @@ def fast_rows(exp):
     ``E = max |exp|`` over the table, ``n`` the row length and ``F`` the quotient of
     largest magnitude in the call:
 
-    - ``d = q - max_row(q)``: integers of magnitude below ``2**17``, exact in float32;
+    - ``d = q - max_row(q)``: integers of magnitude below ``2**17``, exact in int32;
       ``e = exp(cfg, d)`` from a float64 table of ``exp``'s own outputs at every ``d`` in
       ``[1 - 2**in_bits, 0]`` (:func:`~intvit.golden_model.integer.float_table` checks that
       float64 holds them exactly);
@@ -194,8 +194,8 @@ def fast_rows(exp):
         largest = int(np.abs(table).max())
         if q.shape[-1] * largest >= FLOAT64_EXACT:
             return None
-        codes = torch.from_numpy(q)
-        index = (codes - (codes.amax(dim=-1, keepdim=True) + lo)).to(torch.int32)  # d - lo
+        index = torch.from_numpy(q).to(torch.int32)  # integer codes of at most 16 bits: exact
+        index.sub_(index.amax(dim=-1, keepdim=True) + lo)  # d - lo, in [0, 2**in_bits - 1]
         e = torch.index_select(torch.from_numpy(table), 0, index.reshape(-1))
         e = e.reshape(q.shape)
         total = e.sum(dim=-1, keepdim=True).to(torch.int64).numpy()
