@@ -7,8 +7,11 @@ biases to ``S_in * S_w[c]`` in int32, activations per tensor by a calibrator
 (:class:`~golden_model.ops.requant.ChannelRequant`); every non-linear layer becomes the config of
 its assigned candidate (``layer name -> operator name``), calibrated on that layer's inputs.
 
-Run time (:meth:`IntegerViT.forward`): int8 images in, int16 logits out, int64 numpy arithmetic
-only. Data path of one block (``R`` = the residual stream, ``residual_bits`` wide, one scale for
+Run time (:meth:`IntegerViT.forward`): int8 images in, int16 logits out, integer arithmetic
+only: int64 numpy, or, where a stated bound proves every value an exactly representable
+integer, the same integers carried in float32/float64 through a BLAS product and the
+requantizers (:mod:`intvit.golden_model.exact`; equal bit for bit, tests/test_exact_requant.py).
+Data path of one block (``R`` = the residual stream, ``residual_bits`` wide, one scale for
 the whole model so that residual additions are plain saturating integer additions):
 
     R -> requant (per channel, to the LayerNorm's input codes) -> LayerNorm -> int8
