@@ -62,40 +62,39 @@ def elementwise(function, config, x, lo: int, hi: int):
     return table[x - lo]
 
 
-def code_table(function, config, lo: int, hi: int):
-    """``function(config, arange(lo, hi + 1))`` as an int64 array, built once per
-    ``(function, config, lo, hi)`` and kept (the table :func:`elementwise` looks up); ``None``
-    for an unhashable config."""
-    key = (function, config, lo, hi)
+def _cached(key, make):
+    """``_TABLES[key]``, made by ``make()`` the first time; ``None`` for an unhashable key (an
+    unhashable config)."""
     try:
         table = _TABLES.get(key)
-    except TypeError:  # an unhashable config
+    except TypeError:
         return None
     if table is None:
         if len(_TABLES) >= MAX_TABLES:
             _TABLES.clear()
-        table = _TABLES[key] = np.asarray(function(config, np.arange(lo, hi + 1, dtype=np.int64)))
+        table = _TABLES[key] = make()
     return table
+
+
+def code_table(function, config, lo: int, hi: int):
+    """``function(config, arange(lo, hi + 1))`` as an int64 array, built once per
+    ``(function, config, lo, hi)`` and kept (the table :func:`elementwise` looks up); ``None``
+    for an unhashable config."""
+    return _cached((function, config, lo, hi), lambda: np.asarray(
+        function(config, np.arange(lo, hi + 1, dtype=np.int64))))
 
 
 def float_table(function, config, lo: int, hi: int, dtype):
     """The table of :func:`code_table` as ``dtype`` (``table[v - lo]`` is ``function(config,
     v)``), made once and kept; ``None`` for an unhashable config. For the float-code paths
     (issue 15): raises if ``dtype`` does not hold every value exactly."""
-    key = ("float", function, config, lo, hi, np.dtype(dtype).str)
-    try:
-        table = _TABLES.get(key)
-    except TypeError:
-        return None
-    if table is None:
+    def make():
         values = code_table(function, config, lo, hi)
         table = values.astype(dtype)
         if not np.array_equal(table.astype(values.dtype), values):
             raise ValueError(f"float_table: {np.dtype(dtype)} does not hold the table exactly")
-        if len(_TABLES) >= MAX_TABLES:
-            _TABLES.clear()
-        _TABLES[key] = table
-    return table
+        return table
+    return _cached(("float", function, config, lo, hi, np.dtype(dtype).str), make)
 
 
 def round_half_up_shift(x: np.ndarray, shift: int) -> np.ndarray:

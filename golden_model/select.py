@@ -132,9 +132,8 @@ def score_layers(model, calibration_images, spec: QuantSpec, cost_table: CostTab
                                                        ftaps, btaps))
             if progress:
                 progress(number * len(layers) + index + 1, steps, layer)
-    return {layer: _layer_scores(terms, layer, layers[layer], cost_table, weights,
-                                 LayerShape.of(shape))
-            for layer, shape in _layer_row_shapes(config).items()}
+    return {layer: _layer_scores(terms, layer, cost_table, weights, shape)
+            for layer, shape in layer_shapes(config).items()}
 
 
 def _candidate_plans(builds: dict, layer: str, kind: str):
@@ -144,14 +143,6 @@ def _candidate_plans(builds: dict, layer: str, kind: str):
         build = builds.get(op_name.split("/")[1])
         if build is not None and build.plans[layer].op == op_name:
             yield op_name, build.plans[layer]
-
-
-def _layer_row_shapes(config) -> dict:
-    """``{layer: shape of one image's input to it}`` (the float taps' shapes without the batch
-    axis)."""
-    n, h, m = config.num_tokens, config.num_heads, config.mlp_hidden
-    shapes = {"layernorm": (n, config.embed_dim), "softmax": (h, n, n), "gelu": (n, m)}
-    return {layer: shapes[kind] for layer, kind in nonlinear_layers(config).items()}
 
 
 def _batch_terms(model, op_name: str, cfg, layer: str, ftaps: dict, btaps: dict) -> dict:
@@ -189,7 +180,7 @@ class _TermSums:
                 for (name, op), entry in self.parts.items() if name == layer}
 
 
-def _layer_scores(terms: _TermSums, layer: str, kind: str, cost_table: CostTable,
+def _layer_scores(terms: _TermSums, layer: str, cost_table: CostTable,
                   weights: OmegaWeights, shape: LayerShape) -> dict:
     """The :class:`CandidateScore` of each candidate at ``layer``, Omega included."""
     rows = {}

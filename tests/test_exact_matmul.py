@@ -4,16 +4,13 @@ chunks, int64); table lookups of element-wise operators equal their arithmetic; 
 integer model's forward equals its int64 reference bit for bit."""
 import numpy as np
 import pytest
-import torch
 
 from intvit.golden_model import exact, registry
 from intvit.golden_model.errors import IntvitError
 from intvit.golden_model.exact import exact_matmul, int64_products
 from intvit.golden_model.ops.softmax.common import normalize
 from intvit.golden_model.ops.softmax.iptq import bit_exp
-from intvit.golden_model.qvit import (QuantSpec, build_integer_vit, default_assignment,
-                                      image_scale_for, quantize_images)
-from intvit.golden_model.vit import ViTConfig, VisionTransformer
+from small_deit import small_integer_deit
 
 
 @pytest.fixture
@@ -155,20 +152,9 @@ def test_refuses_float_operands():
         exact_matmul(np.ones((2, 2)), np.ones((2, 2), np.int64))
 
 
-SMALL_DEIT = ViTConfig(img_size=32, patch_size=8, in_chans=3, num_classes=10, embed_dim=48,
-                       depth=2, num_heads=3, mlp_ratio=24.0)
-"""DeiT-shaped (class token, pre-norm blocks, 3 heads) but small: 17 tokens, width 48, and an
-MLP of 1152 so that FC2 (``1152 * 127 * 127 >= 2**24``) leaves the single float32 GEMM."""
-
-
 @pytest.mark.parametrize("method", ["iptq", "ibert", "fqvit"])
 def test_small_deit_forward_equals_the_int64_forward(method):
-    torch.manual_seed(0)
-    model = VisionTransformer(SMALL_DEIT).eval()
-    images = torch.randn(6, 3, 32, 32)
-    spec = QuantSpec(image_scale=image_scale_for(images))
-    qmodel = build_integer_vit(model, images[:4], default_assignment(SMALL_DEIT, method), spec)
-    images_q = quantize_images(images.numpy(), spec.image_scale)
+    qmodel, images_q, _ = small_integer_deit(method, seed=0, images=6, calibration=4)
     fast_taps: dict = {}
     fast = qmodel.forward(images_q, fast_taps)
     reference_taps: dict = {}

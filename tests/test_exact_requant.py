@@ -5,15 +5,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
 from intvit.golden_model import exact, registry
 from intvit.golden_model.exact import (FloatRequant, exact_requant_product, int64_products,
                                        int64_requantizers)
 from intvit.golden_model.ops.requant import ChannelRequant
-from intvit.golden_model.qvit import (QuantSpec, build_integer_vit, default_assignment,
-                                      image_scale_for, quantize_images)
-from intvit.golden_model.vit import ViTConfig, VisionTransformer
+from small_deit import SMALL_DEIT, small_integer_deit
 
 INT32 = (1 << 31) - 1
 
@@ -91,19 +88,9 @@ def test_declines_where_the_bound_fails():
                                      np.ones((2, 2), np.int64)) is None
 
 
-DEIT_SHAPED = ViTConfig(img_size=32, patch_size=8, in_chans=3, num_classes=10, embed_dim=48,
-                        depth=2, num_heads=3, mlp_ratio=24.0)
-"""As tests/test_exact_matmul.py: class token, 3 heads, 17 tokens, FC2 over float32 chunks."""
-
-
 @pytest.mark.parametrize("method", ["iptq", "fqvit"])
 def test_deit_shaped_forward_equals_the_int64_forward(method, monkeypatch):
-    torch.manual_seed(1)
-    model = VisionTransformer(DEIT_SHAPED).eval()
-    images = torch.randn(6, 3, 32, 32)
-    spec = QuantSpec(image_scale=image_scale_for(images))
-    qmodel = build_integer_vit(model, images[:4], default_assignment(DEIT_SHAPED, method), spec)
-    images_q = quantize_images(images.numpy(), spec.image_scale)
+    qmodel, images_q, _ = small_integer_deit(method, seed=1, images=6, calibration=4)
     calls = []
     original = FloatRequant.__call__
 
@@ -122,7 +109,7 @@ def test_deit_shaped_forward_equals_the_int64_forward(method, monkeypatch):
             logits = qmodel.forward(images_q, taps)
             # patch embed, final norm's input, head, and per block norm1's input, QKV, scores,
             # context, proj, norm2's input, FC1, FC2
-            assert calls == [True] * (3 + 8 * DEIT_SHAPED.depth)
+            assert calls == [True] * (3 + 8 * SMALL_DEIT.depth)
         else:
             with context():
                 logits = qmodel.forward(images_q, taps)
@@ -147,13 +134,8 @@ def test_fast_forward_takes_the_operators_fast_runs(method, options, monkeypatch
     """The fast forward (float codes between the steps, ``Operator.fast_run``) equals the int64
     forward on every tap and the logits, and every layer whose operator has a fast path took it
     (FQ-ViT's LayerNorm and softmax have none: their layers run ``run`` on int64 codes)."""
-    torch.manual_seed(2)
-    model = VisionTransformer(DEIT_SHAPED).eval()
-    images = torch.randn(5, 3, 32, 32)
-    spec = QuantSpec(image_scale=image_scale_for(images), **options)
-    assignment = default_assignment(DEIT_SHAPED, method)
-    qmodel = build_integer_vit(model, images[:3], assignment, spec)
-    images_q = quantize_images(images.numpy(), spec.image_scale)
+    qmodel, images_q, assignment = small_integer_deit(method, seed=2, images=5, calibration=3,
+                                                      **options)
     taken = []
     for name in set(assignment.values()):
         operator = registry.get(name)
@@ -185,13 +167,7 @@ def test_fast_forward_takes_the_operators_fast_runs(method, options, monkeypatch
 def test_fast_forward_fallbacks_equal_the_int64_forward(decline, monkeypatch):
     """Where the float requantizers or the operators' fast paths decline, the fast forward's
     int64 fallbacks (float codes converted to int64 and back) give the same taps and logits."""
-    torch.manual_seed(3)
-    model = VisionTransformer(DEIT_SHAPED).eval()
-    images = torch.randn(4, 3, 32, 32)
-    spec = QuantSpec(image_scale=image_scale_for(images))
-    assignment = default_assignment(DEIT_SHAPED, "iptq")
-    qmodel = build_integer_vit(model, images[:3], assignment, spec)
-    images_q = quantize_images(images.numpy(), spec.image_scale)
+    qmodel, images_q, assignment = small_integer_deit("iptq", seed=3, images=4, calibration=3)
     with int64_products():
         reference_taps: dict = {}
         reference = qmodel.forward(images_q, reference_taps)

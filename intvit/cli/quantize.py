@@ -23,9 +23,12 @@ def cmd_quantize(args) -> int:
 ADFQ_ONLY = ("components", "iterations", "outliers", "log_base")
 
 
+USER_IMAGES = ("arch", "heads", "calibration", "eval", "eval_count", "eval_labels")
+"""A user's checkpoint's shape and images (the bundled models have their own)."""
+CHECKPOINT_OPTIONS = USER_IMAGES + ("score_images", "batch")
+"""Every option of :func:`add_checkpoint_options`."""
 IPTQ_ONLY = ("rule", "calibrator", "gelu_output", "score_snap", "weights", "cost_table",
-             "calibration", "arch", "heads", "eval", "eval_labels", "eval_count", "score_images",
-             "batch", "softmax_bits")
+             "softmax_bits") + CHECKPOINT_OPTIONS
 
 
 def check_method_options(args, foreign: tuple[str, ...]) -> None:
@@ -159,7 +162,7 @@ def model_and_data(args, name: str | None, bits: str, options: dict):
         from intvit.golden_model.checkpoint import load_bundled
         from intvit.golden_model.dataset import dataset, load_splits
 
-        for flag in ("arch", "heads", "calibration", "eval", "eval_labels", "eval_count"):
+        for flag in USER_IMAGES:
             refuse(getattr(args, flag) is not None, f"--{flag.replace('_', '-')} goes with "
                    "--model PATH; the bundled models have their own images")
         model, _, meta = load_bundled(name)
@@ -314,10 +317,6 @@ def add_adfq_options(group) -> None:
                        help="log quantizer base, sqrt2 (the authors' code, default) or 2 (the "
                        "paper's text)")
 
-
-CHECKPOINT_OPTIONS = ("arch", "heads", "calibration", "eval", "eval_count", "eval_labels",
-                      "score_images", "batch")
-"""Options of a user's checkpoint (the bundled models have their own images and sizes)."""
 
 
 def add_checkpoint_options(group) -> None:
