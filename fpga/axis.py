@@ -12,9 +12,11 @@ Ports (``intvit verilog OP --axis``; ``docs/fpga.md`` has the user's view):
 - other unit ports (a row unit's sticky ``overflow``) under their own names.
 
 ``tdata`` layout: every lane is padded to whole bytes, so lane ``k`` of ``w``-bit elements sits
-in bytes ``[k*B, (k+1)*B)`` with ``B = ceil(w / 8)``, value in the low ``w`` bits. Inputs ignore
-the padding bits; outputs fill them with the sign (signed elements) or zeros, so software reads
-an int8/int16/int32 array directly. Int4 GEMM weights also take one byte each here.
+in bytes ``[k*B, (k+1)*B)`` with ``B = ceil(w / 8)``, value in the low ``w`` bits; the whole
+``tdata`` is then padded to a power-of-two number of bytes (the widths DMA engines take). Inputs
+ignore the padding bits; outputs fill a lane's padding with its sign (signed elements) or zeros
+and the bytes above the lanes with zeros, so software reads an int8/int16/int32 array directly.
+Int4 GEMM weights also take one byte each here.
 
 ``tkeep`` (one bit per ``tdata`` byte) exists when the unit has several lanes and either carries
 a keep mask (row units) or maps beats one to one (element-wise units). Lane ``k`` is valid when
@@ -61,8 +63,14 @@ class AxisPort:
         return -(-self.elem.width // 8)
 
     @property
+    def tdata_bytes(self) -> int:
+        """The lanes' bytes rounded up to a power of two: AXI DMA engines and interconnects take
+        8, 16, 32, ... 1024-bit streams only (three int8 lanes travel in 32 bits)."""
+        return 1 << (self.lanes * self.lane_bytes - 1).bit_length()
+
+    @property
     def tdata_bits(self) -> int:
-        return self.lanes * self.lane_bytes * 8
+        return self.tdata_bytes * 8
 
     @property
     def has_tkeep(self) -> bool:
@@ -75,7 +83,7 @@ class AxisPort:
         if self.has_last:
             members[f"{self.prefix}_tlast"] = forward(1)
         if self.has_tkeep:
-            members[f"{self.prefix}_tkeep"] = forward(self.lanes * self.lane_bytes)
+            members[f"{self.prefix}_tkeep"] = forward(self.tdata_bytes)
         return members
 
     def describe(self) -> str:
@@ -83,10 +91,15 @@ class AxisPort:
         kind = f"{'int' if self.elem.signed else 'uint'}{self.elem.width}"
         step = self.lane_bytes * 8
         flags = "".join([", tlast" if self.has_last else "",
-                         f", tkeep[{self.lanes * self.lane_bytes - 1}:0]" if self.has_tkeep
+                         f", tkeep[{self.tdata_bytes - 1}:0]" if self.has_tkeep
                          else ""])
         return (f"{self.prefix}: tdata[{self.tdata_bits - 1}:0], {self.lanes} lane(s) of {kind}, "
-                f"lane k at bits [{step}k+{self.elem.width - 1}:{step}k]{flags}")
+                f"lane k at bits [{step}k+{self.elem.width - 1}:{step}k]{self.padding()}{flags}")
+
+    def padding(self) -> str:
+        """``, bytes [a:b] padding`` when the power-of-two width leaves bytes above the lanes."""
+        used = self.lanes * self.lane_bytes
+        return "" if used == self.tdata_bytes else f", bytes [{self.tdata_bytes - 1}:{used}] padding"
 
 
 def beat_fields(layout) -> tuple[data.ArrayLayout, bool, bool]:

@@ -1,4 +1,5 @@
 """Verilog export of a unit through Amaranth's bundled Yosys (used by the simulator and the FPGA flow alike)."""
+from amaranth import Value
 from amaranth.back import verilog
 
 LINT_PRAGMA = (
@@ -14,9 +15,24 @@ LINT_PRAGMA = (
 
 
 def export_verilog(component, name: str) -> str:
-    """Verilog text of ``component`` as module ``name``, ports named after its signature
-    (``i__payload``, ``i__valid``, ``i__ready``, ``o__...``, ``clk``, ``rst``)."""
-    return LINT_PRAGMA + verilog.convert(component, name=name, emit_src=False)
+    """Verilog text of ``component`` as module ``name``, ports named by :func:`port_names`
+    (``i_payload``, ``i_valid``, ``i_ready``, ``o_...``, ``clk``, ``rst``)."""
+    return LINT_PRAGMA + verilog.convert(component, name=name, ports=port_names(component),
+                                         emit_src=False)
+
+
+def port_names(component) -> dict:
+    """``{name: (signal, None)}`` for every port of ``component``'s signature, the member path
+    joined by single underscores (``i_payload``, ``o_valid``). Amaranth's default joins with
+    ``__``, which Verilator's C++ mangles and VHDL forbids. Directions are inferred from the
+    drivers. Two paths that join to the same name are refused."""
+    ports = {}
+    for path, _member, value in component.signature.flatten(component):
+        name = "_".join(map(str, path))
+        if name in ports:
+            raise ValueError(f"two ports of {type(component).__name__} are both named {name!r}")
+        ports[name] = (Value.cast(value), None)
+    return ports
 
 
 def module_name(op_name: str) -> str:

@@ -79,8 +79,8 @@ class TB:
 
     async def start(self):
         cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
-        self.dut.i__valid.value = 0
-        self.dut.o__ready.value = 0
+        self.dut.i_valid.value = 0
+        self.dut.o_ready.value = 0
         self.dut.rst.value = 1
         for _ in range(2):
             await RisingEdge(self.dut.clk)
@@ -99,16 +99,16 @@ class TB:
         dut = self.dut
         for elements, last, *keep in beats:
             while self.source_idle and self.rng.random() < self.source_idle:
-                dut.i__valid.value = 0
+                dut.i_valid.value = 0
                 await RisingEdge(dut.clk)
-            dut.i__payload.value = self.in_format.pack(elements, last, *keep)
-            dut.i__valid.value = 1
+            dut.i_payload.value = self.in_format.pack(elements, last, *keep)
+            dut.i_valid.value = 1
             await RisingEdge(dut.clk)
-            while not dut.i__ready.value:
+            while not dut.i_ready.value:
                 await RisingEdge(dut.clk)
             if self.first_accept is None:
                 self.first_accept = self.cycle
-        dut.i__valid.value = 0
+        dut.i_valid.value = 0
 
     async def receive(self, count: int, timeout_cycles: int):
         """Collect ``count`` beats ``(elements, last, keep)`` from ``o`` with random
@@ -119,16 +119,16 @@ class TB:
         idle = 0
         while len(beats) < count and idle < timeout_cycles:
             ready = not (self.sink_stall and self.rng.random() < self.sink_stall)
-            dut.o__ready.value = int(ready)
+            dut.o_ready.value = int(ready)
             await RisingEdge(dut.clk)
-            if ready and dut.o__valid.value:
-                beats.append(self.out_format.unpack_keyed(dut.o__payload.value.to_unsigned()))
+            if ready and dut.o_valid.value:
+                beats.append(self.out_format.unpack_keyed(dut.o_payload.value.to_unsigned()))
                 self.last_receive = self.cycle
                 self.receive_cycles.append(self.cycle)
                 idle = 0
             else:
                 idle += 1
-        dut.o__ready.value = 0
+        dut.o_ready.value = 0
         return beats
 
 

@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 
 from intvit.fpga.axis import AxisTop
 from intvit.golden_model import registry
-from intvit.hw.units import build_unit
+from intvit.hw.units import build_gemm, build_unit
 from intvit.cli import main
 from intvit.sim.toolchain import lint_verilog
 
@@ -48,11 +48,13 @@ def keep_bits(lane_keep, bits: int) -> int:
 
 
 def run_axis(top, beats, *, in_bits, out_bits, out_signed, seed, reset_cycles=3,
-             max_cycles=20_000):
+             max_cycles=20_000, wait_for_ready=False):
     """Drive ``beats`` (``(values, lane_keep, last)``) into ``s_axis`` with random idle cycles
     while ``m_axis_tready`` stalls at random; return the output beats as
     ``(values, tkeep, tlast)`` and a log: ``cycles`` run, ``valid_in_reset`` (``m_axis_tvalid``
-    after each reset edge)."""
+    after each reset edge). With ``wait_for_ready`` the source raises ``tvalid`` only after it
+    has seen ``s_axis_tready`` high with ``tvalid`` low (AXI forbids a master to wait so, but
+    real sources do; the top must not deadlock)."""
     rng = random.Random(seed)
     lanes = len(beats[0][0])
     has_keep = hasattr(top, "s_axis_tkeep")
@@ -71,9 +73,10 @@ def run_axis(top, beats, *, in_bits, out_bits, out_signed, seed, reset_cycles=3,
             log["valid_in_reset"].append(ctx.get(top.m_axis_tvalid))
         ctx.set(top.aresetn, 1)
         pending, cycles = list(beats), 0
-        presented = False
+        presented, ready_seen = False, False
         while len(received) < len(beats) and cycles < max_cycles:
-            if not presented and pending and rng.random() < 0.7:
+            if (not presented and pending and rng.random() < 0.7
+                    and (ready_seen or not wait_for_ready)):
                 values, lane_keep, last = pending[0]
                 ctx.set(top.s_axis_tdata, pack(values, in_bits, rng))
                 ctx.set(top.s_axis_tlast, last)
@@ -83,6 +86,7 @@ def run_axis(top, beats, *, in_bits, out_bits, out_signed, seed, reset_cycles=3,
             ctx.set(top.s_axis_tvalid, presented)
             ctx.set(top.m_axis_tready, rng.random() < 0.6)
             await ctx.delay(1e-9)
+            ready_seen = not presented and bool(ctx.get(top.s_axis_tready))
             if presented and ctx.get(top.s_axis_tready):
                 pending.pop(0)
                 presented = False
@@ -119,6 +123,37 @@ def test_requant_with_tkeep_and_sign_extended_padding():
     for (values, lane_keep, last), (got, tkeep, tlast), want in zip(beats, out, expected):
         assert tkeep == keep_bits(lane_keep, config.out_bits) and tlast == last
         assert [g for g, k in zip(got, lane_keep) if k] == [w for w, k in zip(want, lane_keep) if k]
+
+
+@pytest.mark.parametrize("op", ["requant", "gelu/ibert", "softmax/iptq", "layernorm/ibert"])
+def test_source_waiting_for_tready_does_not_deadlock(op):
+    """A source that raises ``tvalid`` only after seeing ``tready`` gets every beat through:
+    no unit's ``s_axis_tready`` waits for ``s_axis_tvalid``."""
+    operator = registry.get(op)
+    config = operator.example_config()
+    rng = np.random.default_rng(5)
+    lo, hi = -(1 << (config.in_bits - 1)), 1 << (config.in_bits - 1)
+    length = getattr(config, "channels", None) or 5
+    rows = rng.integers(lo, hi, (3, length))
+    top = AxisTop(build_unit(op, config, lanes=1))
+    beats = [([int(v)], [1], k == length - 1) for row in rows for k, v in enumerate(row)]
+    out, log = run_axis(top, beats, in_bits=config.in_bits, out_bits=config.out_bits,
+                        out_signed=config.out_signed, seed=4, wait_for_ready=True,
+                        max_cycles=5_000)
+    assert len(out) == len(beats), f"{len(out)} of {len(beats)} beats in {log['cycles']} cycles"
+    want = operator.run(config, rows).reshape(-1)
+    assert [got[0] for got, _, _ in out] == [int(v) for v in want]
+
+
+def test_tdata_is_a_power_of_two_bytes():
+    """Lanes padded to whole bytes, then ``tdata`` to a power-of-two number of bytes, ``tkeep``
+    with it: three int32 lanes in 128 bits, three int8 lanes in 32; the per-channel GEMM's bias
+    lanes (9 bytes each) in 1024 bits."""
+    requant = AxisTop(build_unit("requant", registry.get("requant").example_config(), lanes=3))
+    assert [len(requant.s_axis_tdata), len(requant.s_axis_tkeep)] == [128, 16]
+    assert [len(requant.m_axis_tdata), len(requant.m_axis_tkeep)] == [32, 4]
+    gemm = AxisTop(build_gemm(rows=8, cols=8, per_channel=True))
+    assert len(gemm.s_axis_b_tdata) == 1024
 
 
 def softmax_rows(rng, in_bits, count, max_len):

@@ -14,6 +14,8 @@ from intvit.fpga.cost import cycles_per_beat, measure
 from intvit.fpga.synth import synth_ecp5
 from intvit.golden_model.errors import IntvitError
 from intvit.golden_model.registry import get
+from intvit.hw.export import export_verilog
+from intvit.hw.units import build_gemm, build_unit
 
 CONTROL_REGS_PER_STAGE = 2
 """``valid`` and ``last`` are registered once per stage, shared by all lanes."""
@@ -130,3 +132,21 @@ def test_max_row_sizes_the_row_buffer_and_is_recorded(tmp_path):
     assert "--max-row 32" in short["command"] and "--max-row" not in default["command"]
     assert short["elements_per_cycle"] < default["elements_per_cycle"]  # more overhead per row
     assert "max_row" not in measure("requant", target="xilinx")
+
+
+@pytest.mark.parametrize("op", ["gelu/ibert", "softmax/iptq", "gemm"])
+def test_bare_unit_ports_have_single_underscores(op):
+    """Bare units' ports read ``i_payload``/``o_valid``: Amaranth's default ``i__payload`` is
+    mangled by Verilator's C++ and illegal in VHDL."""
+    if op == "gemm":
+        unit = build_gemm(rows=2, cols=2)
+        streams = ("a", "w", "b", "o")
+    else:
+        unit = build_unit(op, get(op).example_config())
+        streams = ("i", "o")
+    text = export_verilog(unit, "top")
+    header = text[text.index("module top("):].split(";")[0]
+    ports = {name.strip() for name in header[len("module top("):].rstrip(")").split(",")}
+    wanted = {f"{s}_{field}" for s in streams for field in ("payload", "valid", "ready")}
+    assert wanted | {"clk", "rst"} <= ports
+    assert not any("__" in port for port in ports)
