@@ -216,17 +216,73 @@ def _check_golden(vectors: Vectors, operator, config, where: str, hint: str) -> 
                           f"({wrong.size:,} such outputs); {hint}")
 
 
-def export_hex(vectors: Vectors, directory, stem: str) -> tuple[Path, Path]:
-    """Write ``<stem>_x.hex`` and ``<stem>_y.hex`` for ``$readmemh``: one element a line,
-    two's complement, ``ceil(bits/4)`` hex digits, rows flattened in order."""
+@dataclass(frozen=True)
+class HexBeats:
+    """What :func:`export_hex` wrote: the two ``$readmemh`` files and the stream they hold."""
+    inputs: Path
+    expected: Path
+    beats: int
+    """Beats in each file (input and output beats pair one to one)."""
+    rows: int
+    longest_row: int
+    """Beats of the longest row (a row unit's latency grows with it)."""
+    elements: int
+    """Real elements (padding lanes not counted): the checks a clean run passes."""
+
+
+def export_hex(vectors: Vectors, directory, stem: str, *, lanes: int = 1,
+               keyed: bool = False) -> HexBeats:
+    """Write ``<stem>_in.hex`` (input beats) and ``<stem>_out.hex`` (expected output beats) for
+    ``$readmemh``: one beat a line, the exact payload word the unit's port carries, as hex.
+
+    A testbench reads whole beats, so each word is packed as ``intvit.hw.stream.row_beat`` (or,
+    ``keyed``, ``intvit.hw.rowpipe.keyed_beat``) lays it out: lane ``k`` at bits
+    ``[k*w, (k+1)*w)`` (two's complement), then with ``keyed`` one ``keep`` bit per lane, then
+    ``last`` on top. Each row of the vectors (:func:`stream_rows`) is split into beats of
+    ``lanes``; its final beat is zero-padded, with ``keep`` marking the real lanes and ``last``
+    set. A ``//`` comment line on top states the layout (``$readmemh`` skips it)."""
     directory = Path(directory)
-    paths = []
-    for suffix, values, bits in (("x", vectors.x, vectors.in_bits), ("y", vectors.y, vectors.out_bits)):
-        digits = (bits + 3) // 4
-        mask = (1 << bits) - 1
-        text = "".join(f"{int(v) & mask:0{digits}x}\n" for v in values.reshape(-1))
-        paths.append(write_text_atomic(directory / f"{stem}_{suffix}.hex", text))
-    return paths[0], paths[1]
+    rows = stream_rows(vectors)
+    written = []
+    for suffix, values, bits, what in (("in", [x for x, _ in rows], vectors.in_bits, "input"),
+                                       ("out", [y for _, y in rows], vectors.out_bits,
+                                        "expected output")):
+        words, width = _beat_words(values, bits, lanes, keyed)
+        keep = f"keep at bits [{lanes * bits + lanes - 1}:{lanes * bits}], " if keyed else ""
+        header = (f"// {stem}: {len(words)} {what} beats of {width} bits; {lanes} lane(s) of "
+                  f"{bits} bits, lane k at bits [{bits}k+{bits - 1}:{bits}k]; {keep}"
+                  f"last at bit {width - 1}\n")
+        digits = (width + 3) // 4
+        text = header + "".join(f"{word:0{digits}x}\n" for word in words)
+        written.append(write_text_atomic(directory / f"{stem}_{suffix}.hex", text))
+    return HexBeats(inputs=written[0], expected=written[1],
+                    beats=sum(-(-len(x) // lanes) for x, _ in rows), rows=len(rows),
+                    longest_row=max(-(-len(x) // lanes) for x, _ in rows),
+                    elements=sum(len(x) for x, _ in rows))
+
+
+def stream_rows(vectors: Vectors) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(input row, expected row)`` pairs in streaming order: :meth:`Vectors.rows` for rows of
+    several lengths, else the last axis of ``x`` (element-wise vectors of any shape)."""
+    if vectors.lengths is not None:
+        return vectors.rows()
+    width = vectors.x.shape[-1]
+    return list(zip(vectors.x.reshape(-1, width), vectors.y.reshape(-1, width)))
+
+
+def _beat_words(rows, bits: int, lanes: int, keyed: bool) -> tuple[list[int], int]:
+    """Payload words of ``rows`` split into beats (see :func:`export_hex`) and their width."""
+    mask = (1 << bits) - 1
+    top = lanes * bits + (lanes if keyed else 0)
+    words = []
+    for row in rows:
+        for start in range(0, len(row), lanes):
+            chunk = row[start:start + lanes]
+            word = sum((int(v) & mask) << (k * bits) for k, v in enumerate(chunk))
+            if keyed:
+                word |= ((1 << len(chunk)) - 1) << (lanes * bits)
+            words.append(word | (int(start + lanes >= len(row)) << top))
+    return words, top + 1
 
 
 def row_sweep(operator, config, rng: np.random.Generator, max_len: int,

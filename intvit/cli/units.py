@@ -66,19 +66,40 @@ def cmd_verilog(args) -> int:
 def cmd_vectors(args) -> int:
     import numpy as np
 
-    from intvit.golden_model.files import check_output_file
+    from intvit.golden_model.files import check_output_dir, check_output_file
     from intvit.golden_model.vectors import make_vectors, save_vectors
 
+    refuse(args.output is None and args.hex is None, "give -o FILE (.npz), --hex DIR "
+           "(Verilog testbench and $readmemh files), or both")
+    refuse(args.hex is None and (args.lanes != 1 or args.max_row is not None),
+           "--lanes and --max-row size the unit of --hex; give them with --hex only")
+    if args.hex is not None:
+        check_output_dir(args.hex, "--hex")
     if args.quant is not None:
         return model_vectors(args)
     refuse(args.op is None, "give an operator (see `intvit ops`) or --quant quant.json")
     refuse(args.images is not None, "--images applies with --quant only")
     operator, _, config = operator_config(args.op, args.set)
-    check_output_file(args.output, "-o")
+    if args.output is not None:
+        check_output_file(args.output, "-o")
     x = operator.sweep_inputs(config, np.random.default_rng(args.seed))
-    save_vectors(args.output, make_vectors(args.op, config, x, operator.run(config, x)))
-    print(f"wrote {args.output}: {np.asarray(x).size:,} inputs of {args.op}")
+    vectors = make_vectors(args.op, config, x, operator.run(config, x))
+    if args.hex is not None:
+        write_hex(args, args.hex, args.op, config, vectors)
+    if args.output is not None:
+        save_vectors(args.output, vectors)
+        print(f"wrote {args.output}: {np.asarray(x).size:,} inputs of {args.op}")
     return 0
+
+
+def write_hex(args, directory: Path, op: str, config, vectors) -> None:
+    """The unit's Verilog, its ``$readmemh`` beats and self-checking testbench in
+    ``directory`` (:mod:`intvit.fpga.hextb`)."""
+    from intvit.fpga.hextb import write_hex_bench
+
+    bench = write_hex_bench(directory, op, config, vectors, lanes=args.lanes,
+                            max_row=args.max_row)
+    print(bench.summary())
 
 
 VECTOR_IMAGES = 16
@@ -97,20 +118,26 @@ def model_vectors(args) -> int:
     available = evaluation_count(args.quant)
     refuse(images > available, f"--images {images}: the evaluation images of {args.quant} "
            f"number {available}; give 1..{available}")
-    check_output_dir(args.output, "-o")
+    if args.output is not None:
+        check_output_dir(args.output, "-o")
     _, qmodel, codes = load_run(args.quant)
-    return write_layer_vectors(qmodel, codes[:images], Path(args.output))
+    return write_layer_vectors(qmodel, codes[:images], args)
 
 
-def write_layer_vectors(qmodel, codes, directory: Path) -> int:
+def write_layer_vectors(qmodel, codes, args) -> int:
+    """Per layer: with ``-o DIR`` the file ``DIR/<layer>.npz``, with ``--hex DIR`` a testbench
+    directory ``DIR/<layer>`` of the layer's unit (built from the layer's own config)."""
     from intvit.golden_model.vectors import layer_vectors, save_vectors
     from intvit.progress import Eta
 
     eta = Eta()
     found = layer_vectors(qmodel, codes, progress=lambda done, total: eta("images", done, total))
     for layer, vectors in found.items():
-        path = save_vectors(directory / f"{layer}.npz", vectors)
-        print(f"wrote {path} ({vectors.op})")
+        if args.hex is not None:
+            write_hex(args, args.hex / layer, vectors.op, qmodel.plans[layer].config, vectors)
+        if args.output is not None:
+            path = save_vectors(args.output / f"{layer}.npz", vectors)
+            print(f"wrote {path} ({vectors.op})")
     return 0
 
 
@@ -242,8 +269,12 @@ def add_vectors(commands) -> None:
     vectors.add_argument("--images", type=positive_int, default=None,
                          help=f"--quant: test images used, at most the test split's "
                          f"(default {VECTOR_IMAGES})")
-    vectors.add_argument("-o", "--output", required=True, type=Path,
+    vectors.add_argument("-o", "--output", type=Path,
                          help=".npz file to write (a directory with --quant)")
+    vectors.add_argument("--hex", type=Path, metavar="DIR", help="write the unit's Verilog, "
+                         "the beats as $readmemh files and a self-checking Verilog testbench "
+                         "(tb_<module>.v) for any simulator into DIR (with --quant: DIR/<layer>)")
+    add_lanes(vectors)
     vectors.add_argument("--seed", type=non_negative_int, default=0)
     vectors.set_defaults(run=cmd_vectors)
 
