@@ -6,7 +6,8 @@
 
 Operator entries are :func:`intvit.fpga.cost.measure` at the operator's 8-bit example config, one lane,
 row units at ``intvit.hw.units.default_max_row`` (LayerNorm: its channels, else 256). GEMM entries
-(``gemm/4x4``, ``gemm/8x8``: W8A8, ``k_max`` 4096) count one multiply-accumulate as an element:
+(``gemm/4x4``, ``gemm/8x8``: W8A8, ``k_max`` 4096; ``gemm/8x8/per-channel`` at W8A8 and, as
+``gemm/8x8/per-channel/w4``, at W4A8) count one multiply-accumulate as an element:
 the array does ``R * C`` per cycle at steady state (``intvit.golden_model.gemm.tile_period``: tiles of
 ``K >= R + 1`` keep every cell busy). Tool results come from the same cache as ``measure``.
 """
@@ -36,17 +37,23 @@ def table_path(target: str) -> Path:
     return TABLES_DIR / f"{target}.json"
 
 
-def gemm_name(rows: int, cols: int, per_channel: bool = False) -> str:
-    return f"gemm/{rows}x{cols}" + ("/per-channel" if per_channel else "")
+PER_CHANNEL_WEIGHT_BITS = (8, 4)
+"""Weight widths of the per-channel arrays in the table: W8A8 and W4A8 (two MACs per DSP)."""
 
 
-def measure_gemm(rows: int, cols: int, *, target: str = "ecp5",
-                 per_channel: bool = False) -> dict:
-    """The cost entry of the W8A8 GEMM array of ``rows x cols`` cells (``k_max`` 4096), with a
-    built-in or (``per_channel``) a streamed per-channel requantizer."""
+def gemm_name(rows: int, cols: int, per_channel: bool = False, weight_bits: int = 8) -> str:
+    return (f"gemm/{rows}x{cols}" + ("/per-channel" if per_channel else "")
+            + ("" if weight_bits == 8 else f"/w{weight_bits}"))
+
+
+def measure_gemm(rows: int, cols: int, *, target: str = "ecp5", per_channel: bool = False,
+                 weight_bits: int = 8) -> dict:
+    """The cost entry of the W8A8 (or ``weight_bits`` 4: W4A8) GEMM array of ``rows x cols``
+    cells (``k_max`` 4096), with a built-in or (``per_channel``) a streamed per-channel
+    requantizer."""
     if target not in TARGETS:
         raise IntvitError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    unit = build_gemm(rows=rows, cols=cols, per_channel=per_channel)
+    unit = build_gemm(rows=rows, cols=cols, per_channel=per_channel, weight_bits=weight_bits)
     top = f"intvit_gemm_{rows}x{cols}"
     verilog = export_verilog(unit, top)
     result, cached, versions = cached_flow(verilog, top, target)
@@ -56,7 +63,8 @@ def measure_gemm(rows: int, cols: int, *, target: str = "ecp5",
             "latency": unit.latency,
             "tools": versions,
             "command": f"intvit cost gemm --rows {rows} --cols {cols} --target {target}"
-                       + (" --per-channel" if per_channel else ""),
+                       + (" --per-channel" if per_channel else "")
+                       + ("" if weight_bits == 8 else f" --weight-bits {weight_bits}"),
             "cached": cached}
 
 
@@ -66,9 +74,11 @@ def jobs() -> list[tuple[str, object]]:
              for name in unit_names()]
     arrays = [(gemm_name(r, c), lambda target, r=r, c=c: measure_gemm(r, c, target=target))
               for r, c in GEMM_SIZES]
-    arrays += [(gemm_name(r, c, True),
-                lambda target, r=r, c=c: measure_gemm(r, c, target=target, per_channel=True))
-               for r, c in PER_CHANNEL_SIZES]
+    arrays += [(gemm_name(r, c, True, bits),
+                lambda target, r=r, c=c, bits=bits: measure_gemm(r, c, target=target,
+                                                                 per_channel=True,
+                                                                 weight_bits=bits))
+               for r, c in PER_CHANNEL_SIZES for bits in PER_CHANNEL_WEIGHT_BITS]
     return units + arrays
 
 

@@ -15,6 +15,7 @@ The hardware (``hw/gemm.py``) is output-stationary: processing element ``(r, c)`
 produce the exact streams it consumes and emits (:func:`gemm_beats`), put the output beats back
 together (:func:`reassemble`) and predict its cycle count (:func:`predicted_cycles`).
 """
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,12 +29,15 @@ WEIGHT_BITS = (4, 8)
 MAX_K = 1 << 16
 """Largest supported reduction length: ``2**16 * 2**14 = 2**30``, so W8A8 sums plus a 31-bit
 bias stay inside the requantizer's int32."""
-REQUANT_LATENCY = 3
-"""Cycles through ``intvit.hw.requant.Requantizer``: input register, product ``acc * m``, round and
-saturate (its ``latency``)."""
-CHANNEL_REQUANT_LATENCY = 4
-"""Cycles through ``intvit.hw.requant.ChannelRequantizer``: input register, product, rounding add, shift
-and saturate (a variable shift takes a stage of its own to keep the array's clock)."""
+REQUANT_LATENCY = 5
+"""Cycles through ``intvit.hw.requant.Requantizer`` (its ``latency``): input register, partial
+products, their halves, the product ``acc * m``, round/offset/saturate."""
+CHANNEL_REQUANT_LATENCY = 7
+"""Cycles through ``intvit.hw.requant.ChannelRequantizer`` (its ``latency``): input register,
+partial products, halves, product, the variable shift in two steps, round and saturate."""
+DEFAULT_REQUANT_LANES = 2
+"""Requantizer lanes time-shared by the drain of a tile, when ``cols`` allows (ECP5: each lane's
+32 x 31-bit product is 4 MULT18X18D)."""
 
 
 def requant_latency(config: "GemmConfig") -> int:
@@ -70,6 +74,10 @@ class GemmConfig:
     out_bits : int
         Signed output width with ``per_channel`` (2..16); per-tensor arrays take it from their
         ``RequantConfig``.
+    requant_lanes : int or None
+        Requantizer lanes the drain shares (a divisor of ``cols``): a tile's ``R * C`` sums
+        leave ``requant_lanes`` per cycle (:func:`drain_cycles`). None:
+        ``gcd(cols, DEFAULT_REQUANT_LANES)``, stored so in the config.
 
     Accumulator width (:attr:`acc_bits`): the largest product magnitude is
     ``(-2**(a-1)) * (-2**(w-1)) = 2**(a+w-2)`` (positive); every other product is smaller in
@@ -89,6 +97,7 @@ class GemmConfig:
     bias_bits: int = 31
     per_channel: bool = False
     out_bits: int = 8
+    requant_lanes: int | None = None
 
     def __post_init__(self):
         owner = "GemmConfig"
@@ -108,6 +117,12 @@ class GemmConfig:
         if self.weight_bits == 4 and self.cols % 2:
             raise ConfigError(f"GemmConfig: cols must be even for int4 weights, which travel two "
                               f"per byte (got cols={self.cols})")
+        if self.requant_lanes is None:
+            object.__setattr__(self, "requant_lanes", math.gcd(self.cols, DEFAULT_REQUANT_LANES))
+        check_int(owner, "requant_lanes", self.requant_lanes, 1, self.cols)
+        if self.cols % self.requant_lanes:
+            raise ConfigError(f"{owner}: requant_lanes must divide cols (got {self.requant_lanes} "
+                              f"lanes for {self.cols} columns)")
 
     @property
     def max_product_sum(self) -> int:
@@ -344,31 +359,50 @@ def reassemble(config: GemmConfig, m: int, n: int, out_beats) -> np.ndarray:
     return y[:m, :n]
 
 
-def tile_period(config: GemmConfig, k: int) -> int:
-    """Cycles between consecutive tiles at steady state: ``max(K, R + 1)``.
+def drain_cycles(config: GemmConfig) -> int:
+    """Cycles to drain a tile's ``R * C`` sums through ``requant_lanes`` requantizer lanes."""
+    return config.rows * config.cols // config.requant_lanes
 
-    A tile takes ``K`` input beats at one per cycle. Its last beat copies the accumulators into a
-    drain buffer, which empties one row per cycle (``R`` cycles) and is free again the cycle
-    after its last row leaves, so the next tile's last beat waits when ``K < R + 1``."""
-    return max(k, config.rows + 1)
+
+ARRAY_STAGES = 2
+"""Clock edges from a beat in the input registers to its sum in the drain buffer: the join into
+the product registers (the multiply), then the accumulate."""
+
+
+def output_latency(config: GemmConfig, steps: int) -> int:
+    """Clock edges from a tile's last input beat to the transfer of the output row whose last
+    group is drain step ``steps`` (1-based), with no stalls: :data:`ARRAY_STAGES`, the ``steps``
+    drain steps into the requantizer's input register, its other ``L - 1`` stages
+    (:func:`requant_latency`), the row register and the ``o`` handshake."""
+    return ARRAY_STAGES + steps + requant_latency(config) + 1
+
+
+def tile_period(config: GemmConfig, k: int) -> int:
+    """Cycles between consecutive tiles at steady state: ``max(K, D + ARRAY_STAGES)`` with
+    ``D =`` :func:`drain_cycles`.
+
+    A tile takes ``K`` input beats at one per cycle. Its last beat joins only once the drain
+    buffer is free, and claims it: the accumulate stage fills it ``ARRAY_STAGES - 1`` edges
+    later, ``D`` steps empty it and the next last beat can join on the edge after the last
+    step."""
+    return max(k, drain_cycles(config) + ARRAY_STAGES)
 
 
 def predicted_cycles(m: int, k: int, n: int, config: GemmConfig) -> int:
     """Cycles from the first input beat accepted to the last output beat delivered, inclusive,
     with inputs always valid and the output always ready:
 
-    ``K + (T - 1) * max(K, R + 1) + R + 1 + L + 1`` with ``T = ceil(M/R) *
-    ceil(N/C)`` tiles. Terms: the first tile's ``K`` beats (its last beat reaches the MAC stage
-    one cycle later through the operand register), ``T - 1`` tile periods, one cycle to copy
-    the accumulators into the drain buffer, ``R`` rows drained into the requantizer, its
-    ``L`` stages (:func:`requant_latency`: 3, or 4 per channel) and the output handshake.
-    Counting edges: first beat at edge 0,
-    last output at edge ``cycles - 1``.
+    ``K + (T - 1) * tile_period + output_latency(D)`` with ``T = ceil(M/R) * ceil(N/C)``
+    tiles: the last tile's last beat is accepted at edge ``K - 1 + (T - 1) * tile_period``
+    (:func:`tile_period`) and its last row, completed by drain step ``D``
+    (:func:`drain_cycles`), leaves :func:`output_latency` edges later; counting edges
+    inclusively adds one.
     """
     for name, value in (("M", m), ("K", k), ("N", n)):
         check_int("predicted_cycles", name, value, 1, 1 << 40)
     tiles = -(-m // config.rows) * -(-n // config.cols)
-    return k + (tiles - 1) * tile_period(config, k) + config.rows + requant_latency(config) + 1
+    return (k + (tiles - 1) * tile_period(config, k)
+            + output_latency(config, drain_cycles(config)))
 
 
 def utilization(m: int, k: int, n: int, config: GemmConfig, cycles: int) -> float:

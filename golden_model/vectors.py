@@ -387,3 +387,12 @@ def layer_vectors(qmodel, images_q, layers=None, row_limit: int = 600, progress=
             raise IntvitError(f"{layer}: golden outputs differ from the model's own outputs")
         found[layer] = vectors
     return found
+
+
+def check_row_capacity(vectors: Vectors, capacity: int | None, where) -> None:
+    """Rows of ``vectors`` must fit a row unit's buffer of ``capacity`` elements (None: an
+    element-wise unit, any length)."""
+    longest = max(len(x_row) for x_row, _ in vectors.rows())
+    if capacity is not None and longest > capacity:
+        raise IntvitError(f"vector file {where} has rows of {longest} elements but the unit holds "
+                          f"{capacity}; give --max-row {longest} or more")

@@ -11,33 +11,67 @@ array:
 - ``K`` is the number of beats, so a ``K`` that is not a multiple of the array costs nothing
   (only ``M`` and ``N`` are padded to ``R`` and ``C``), and the tile period is ``K`` cycles with
   no weight preload and no skew fill/drain, which is what keeps DeiT-Tiny's layers near 98%;
-- bias and requantization happen once per output at the drain, on ``C`` lanes, not per cell.
+- bias and requantization happen once per output at the drain, on a few time-shared
+  requantizer lanes, not per cell.
 
-The broadcast fans each activation out to ``C`` cells and each weight to ``R`` cells, which is
-cheap for the 4x4..16x16 arrays an FPGA holds; a much larger array would pipeline that fan-out.
+The broadcast fans each activation out to ``C`` cells and each weight to ``R`` cells; at 8x8 on
+ECP5 the routing from these registers to the DSPs spread over the die, and from the DSPs back
+to the product registers, is the critical path.
+
+**W4A8: two MACs per multiplier.** With int4 weights, columns ``2j`` and ``2j+1`` share one
+multiply (the packing idea of Xilinx WP486, "Deep Learning with INT8 Optimization on Xilinx
+Devices", two int8 products per DSP48E2, applied to 4 x 8 bits on ECP5's MULT18X18D):
+``P = a * (w0 + w1 * 2**S)`` with :data:`PACK_SHIFT` ``S = 12``. Since ``|a * w0| <= 128 * 8 =
+2**10 < 2**(S-1)``, the low ``S`` bits of ``P`` read as signed are exactly ``a * w0``, and
+``P >> S = a * w1 + floor(a * w0 / 2**S)`` where the floor is ``-1`` exactly when ``a * w0 < 0``,
+i.e. when bit ``S-1`` of ``P`` is set: ``a * w1 = (P >> S) + P[S-1]``. The packed operand
+``w0 + w1 * 2**12`` lies in ``[-8 - 8 * 4096, 7 + 7 * 4096]``, 17 bits signed, and ``a`` is 8:
+one 18 x 18 multiplier (:func:`packed_weight`, :func:`unpacked_products`).
 
 Pipeline (the cycle model is ``intvit.golden_model.gemm.predicted_cycles``):
 
-1. ``a`` and ``w`` beats are joined into an operand register (with ``first`` / ``last`` of the
-   tile's reduction).
-2. Each cell computes ``(first ? 0 : acc) + a[r] * w[c]``. On the tile's last beat the sum goes
-   into the drain buffer instead, together with the tile's ``b`` (bias) beat; the buffer must be
-   empty, else the array stalls.
-3. The drain buffer shifts out one row per cycle: lane ``c`` is ``acc[r][c] + bias[c]`` (fits
-   int32 by ``GemmConfig``'s bound) into a ``intvit.hw.requant.Requantizer`` of ``C`` lanes (per-tensor
-   constants), or with ``per_channel`` a ``intvit.hw.requant.ChannelRequantizer`` fed the column's
-   ``m[c]``, ``e[c]`` from the tile's ``b`` beat; its output is ``o`` (``last`` on the tile's row
-   ``R-1``).
+1. **Input registers**: each of ``a``, ``w``, ``b`` has a one-beat register, refilled in the
+   cycle it is emptied; a beat of ``a`` and one of ``w`` are *joined* when both registers are
+   full (one beat per cycle at steady state). A tile's last beat joins only when the drain
+   buffer is not claimed by the previous tile and the tile's ``b`` beat is present; it then
+   claims the buffer, so the multiply-accumulate stages never stall.
+2. **Multiply**: one registered product per cell (per column pair at W4A8), the DSP alone in
+   its stage.
+3. **Accumulate**: ``(first ? 0 : acc) + product``; on the tile's last beat the sums go into the
+   drain buffer instead and the ``b`` beat into the bias register.
+4. **Drain**, time-shared: the buffer (``R * C`` sums, row-major) shifts
+   ``config.requant_lanes`` sums per cycle, with their biases (a register rotating by the same
+   step), into a requantizer of that many lanes: ``intvit.hw.requant.Requantizer`` (per-tensor
+   constants) or with ``per_channel`` ``intvit.hw.requant.ChannelRequantizer`` fed each column's
+   ``m, e`` from the ``b`` beat. ``R * C / lanes`` cycles per tile
+   (``intvit.golden_model.gemm.drain_cycles``); the buffer is free again after its last step.
+5. **Row register**: the requantized groups shift into a row of ``C`` lanes, which is ``o``
+   (``last`` on the tile's row ``R-1``).
 """
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from intvit.golden_model.gemm import GemmConfig, requant_latency
+from intvit.golden_model.gemm import GemmConfig, drain_cycles, output_latency
 from intvit.golden_model.ops.requant import ACC_BITS, RequantConfig
 
 from .requant import ChannelRequantizer, Requantizer, channel_operand
 from .stream import row_beat
+
+PACK_SHIFT = 12
+"""``S``: the second int4 weight of a pair sits ``2**12`` above the first (module docstring)."""
+
+
+def packed_weight(w0, w1):
+    """``w0 + w1 * 2**PACK_SHIFT``: the shared multiplier operand of an int4 column pair."""
+    return w0 + (w1 << PACK_SHIFT)
+
+
+def unpacked_products(product):
+    """``(a * w0, a * w1)`` from ``P = a * packed_weight(w0, w1)``: ``P[:S]`` as signed, and
+    ``(P >> S) + P[S-1]``."""
+    low = product[:PACK_SHIFT].as_signed()
+    return low, (product >> PACK_SHIFT) + product[PACK_SHIFT - 1]
 
 
 class Gemm(wiring.Component):
@@ -47,10 +81,17 @@ class Gemm(wiring.Component):
     ``w``, one ``b`` beat per tile, ``tiles * R`` beats on ``o``. ``K`` may change from tile to
     tile (it is marked by ``a.last``) but must not exceed ``config.k_max``.
 
+    Handshake dependencies (AXI4-Stream safe: no ``valid`` waits for a ``ready``): ``a.ready``,
+    ``w.ready`` and ``b.ready`` are functions of registers only, so none depends on another
+    stream's ``valid`` or on ``o.ready`` within the cycle; a source may raise ``valid`` after
+    seeing ``ready``. ``o.valid`` and ``o.payload`` are registers. Nothing is combinational from
+    any input to any output.
+
     Parameters
     ----------
     config : GemmConfig
-        Array size and bit widths; the accumulators are ``config.acc_bits`` wide.
+        Array size, bit widths and requantizer lanes; the accumulators are ``config.acc_bits``
+        wide.
     requant : RequantConfig or None
         The layer's dyadic requantizer (constants baked in); None for a ``per_channel`` config,
         whose ``m, e`` arrive on ``b``.
@@ -95,78 +136,145 @@ class Gemm(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from a tile's last input beat to its first output row, with no stalls:
-        operand register, drain buffer, requantizer input, its stages and the handshake."""
-        return 2 + requant_latency(self.config)
+        """Cycles from a tile's last input beat to its first output row, with no stalls
+        (``intvit.golden_model.gemm.output_latency`` of the row's drain steps)."""
+        cfg = self.config
+        return output_latency(cfg, cfg.cols // cfg.requant_lanes)
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        rows, cols = cfg.rows, cfg.cols
+        lanes = cfg.requant_lanes
         if cfg.per_channel:
-            requant = ChannelRequantizer(cfg.out_bits, lanes=cols)
+            requant = ChannelRequantizer(cfg.out_bits, lanes=lanes)
         else:
-            requant = Requantizer(self.requant, lanes=cols)
+            requant = Requantizer(self.requant, lanes=lanes)
         m.submodules.requant = requant
-        wiring.connect(m, wiring.flipped(self.o), requant.o)
 
-        # Stage 1: join a and w into the operand register.
-        op_valid, op_first, op_last = Signal(), Signal(), Signal()
-        first = Signal(init=1)  # the next accepted beat starts a tile
-        op_a = [Signal(signed(cfg.act_bits), name=f"op_a{r}") for r in range(rows)]
-        op_w = [Signal(signed(cfg.weight_bits), name=f"op_w{c}") for c in range(cols)]
-        full = Signal()  # the drain buffer holds a tile
-        advance = Signal()
-        take = Signal()
-        m.d.comb += [
-            advance.eq(~(op_valid & op_last & (full | ~self.b.valid))),
-            take.eq(self.a.valid & self.w.valid & advance),
-            self.a.ready.eq(self.w.valid & advance),
-            self.w.ready.eq(self.a.valid & advance),
-        ]
-        with m.If(advance):
-            m.d.sync += [op_valid.eq(take), op_first.eq(first), op_last.eq(self.a.payload.last)]
-            m.d.sync += [reg.eq(self.a.payload.data[r]) for r, reg in enumerate(op_a)]
-            m.d.sync += [reg.eq(self.w.payload[c]) for c, reg in enumerate(op_w)]
-        with m.If(take):
-            m.d.sync += first.eq(self.a.payload.last)
+        claimed = Signal()  # a tile's last beat has joined; the drain buffer is its until drained
+        b_beat, b_full = self.input_register(m, self.b, "b")
+        a_beat, a_full = self.input_register(m, self.a, "a")
+        w_beat, w_full = self.input_register(m, self.w, "w")
+        last = a_beat.last
+        join = Signal()
+        m.d.comb += join.eq(a_full & w_full & (~last | (~claimed & b_full)))
+        m.d.comb += [self.a.ready.eq(~a_full | join), self.w.ready.eq(~w_full | join)]
 
-        # Stage 2: multiply-accumulate; the last beat of a tile fills the drain buffer.
-        mac = op_valid & advance
-        finish = mac & op_last
-        drain = full & requant.i.ready
-        m.d.comb += self.b.ready.eq(op_valid & op_last & ~full)
-        buffer = [[Signal(signed(cfg.acc_bits), name=f"drain_{r}_{c}") for c in range(cols)]
-                  for r in range(rows)]
-        for r in range(rows):
-            for c in range(cols):
-                acc = Signal(signed(cfg.acc_bits), name=f"acc_{r}_{c}")
-                total = Mux(op_first, 0, acc) + op_a[r] * op_w[c]
-                with m.If(mac):
-                    m.d.sync += acc.eq(total)
-                with m.If(finish):
-                    m.d.sync += buffer[r][c].eq(total)
-                if r + 1 < rows:  # finish needs an empty buffer, drain a full one
-                    with m.If(drain):
-                        m.d.sync += buffer[r][c].eq(buffer[r + 1][c])
-
-        # Stage 3: drain one row per cycle, bias added, into the requantizer.
-        bias_shape = self.b.payload.shape().elem_shape
-        bias = [Signal(bias_shape, name=f"bias{c}") for c in range(cols)]
-        row = Signal(range(rows), name="drain_row")
-        with m.If(finish):
-            m.d.sync += [full.eq(1), row.eq(0)]
-            m.d.sync += [reg.eq(self.b.payload[c]) for c, reg in enumerate(bias)]
-        with m.If(drain):
-            m.d.sync += row.eq(row + 1)
-            with m.If(row == rows - 1):
-                m.d.sync += full.eq(0)
-        m.d.comb += [requant.i.valid.eq(full), requant.i.payload.last.eq(row == rows - 1)]
-        for c in range(cols):
-            if cfg.per_channel:  # {acc, multiplier, shift}, the ChannelRequantizer's lane
-                total = (buffer[0][c] + bias[c].bias)[:ACC_BITS]
-                lane = Cat(total, bias[c].multiplier, bias[c].shift)
-            else:
-                lane = buffer[0][c] + bias[c]
-            m.d.comb += requant.i.payload.data[c].eq(lane)
+        products, p_valid, p_first, p_last = self.multiply(m, a_beat.data, w_beat, join, last)
+        finish = p_valid & p_last
+        sums = self.accumulate(m, products, p_valid, p_first)
+        m.d.comb += self.b.ready.eq(~b_full | finish)
+        drained = self.drain(m, requant, sums, b_beat, finish)
+        with m.If(join & last):
+            m.d.sync += claimed.eq(1)
+        with m.If(drained):
+            m.d.sync += claimed.eq(0)
+        self.row_register(m, requant)
         return m
+
+    @staticmethod
+    def input_register(m, port, name):
+        """A one-beat register on ``port``: (its beat, full). The caller drives ``port.ready``
+        (``~full`` or the beat leaving) and the beat is replaced when taken."""
+        beat = Signal.like(port.payload, name=f"{name}_beat")
+        full = Signal(name=f"{name}_full")
+        with m.If(port.ready):
+            m.d.sync += full.eq(0)
+        with m.If(port.valid & port.ready):
+            m.d.sync += [beat.eq(port.payload), full.eq(1)]
+        return beat, full
+
+    def multiply(self, m, act, weights, join, last):
+        """Stage 2: the registered products of every cell, per row a list over columns (at
+        W4A8 over column pairs), with the beat's valid, first and last flags."""
+        cfg = self.config
+        first = Signal(init=1)  # the next joined beat starts a tile
+        with m.If(join):
+            m.d.sync += first.eq(last)
+        valid, p_first, p_last = Signal(), Signal(), Signal()
+        m.d.sync += [valid.eq(join), p_first.eq(first), p_last.eq(last)]
+        if cfg.weight_bits == 4:  # packed from the weight register: a 5-bit add before the DSP
+            operands = [packed_weight(weights[c], weights[c + 1]) for c in range(0, cfg.cols, 2)]
+        else:
+            operands = [weights[c] for c in range(cfg.cols)]
+        products = []
+        for r in range(cfg.rows):
+            row = []
+            for j, operand in enumerate(operands):
+                product = act[r] * operand
+                reg = Signal(product.shape(), name=f"prod_{r}_{j}")
+                m.d.sync += reg.eq(product)
+                row.append(reg)
+            products.append(row)
+        return products, valid, p_first, p_last
+
+    def accumulate(self, m, products, valid, first):
+        """Stage 3: each cell's ``(first ? 0 : acc) + product``, kept while ``valid``; returns
+        the sums (row-major) the drain buffer takes on the tile's last beat."""
+        cfg = self.config
+        sums = []
+        for r, row in enumerate(products):
+            cells = ([part for product in row for part in unpacked_products(product)]
+                     if cfg.weight_bits == 4 else row)
+            for c, product in enumerate(cells):
+                acc = Signal(signed(cfg.acc_bits), name=f"acc_{r}_{c}")
+                total = Mux(first, 0, acc) + product
+                with m.If(valid):
+                    m.d.sync += acc.eq(total)
+                sums.append(total)
+        return sums
+
+    def drain(self, m, requant, sums, bias_beat, finish):
+        """Stage 4: on ``finish`` the buffer takes ``sums`` and the bias register the ``b``
+        beat; then ``requant_lanes`` sums per cycle, each with its column's bias, go to the
+        requantizer. Returns the signal of the buffer's last step (it is free after it)."""
+        cfg = self.config
+        lanes, cols = cfg.requant_lanes, cfg.cols
+        steps = drain_cycles(cfg)
+        buffer = [Signal(signed(cfg.acc_bits), name=f"drain_{i}") for i in range(len(sums))]
+        bias = [Signal.like(bias_beat[c], name=f"bias{c}") for c in range(cols)]
+        busy = Signal()
+        step = Signal(range(max(steps, 2)), name="drain_step")  # at least one bit
+        go = busy & requant.i.ready
+        done = go & (step == steps - 1)
+        with m.If(finish):
+            m.d.sync += [busy.eq(1), step.eq(0)]
+            m.d.sync += [reg.eq(total) for reg, total in zip(buffer, sums)]
+            m.d.sync += [reg.eq(bias_beat[c]) for c, reg in enumerate(bias)]
+        with m.If(go):
+            m.d.sync += step.eq(step + 1)
+            m.d.sync += [buffer[i].eq(buffer[i + lanes]) for i in range(len(buffer) - lanes)]
+            m.d.sync += [reg.eq(bias[(c + lanes) % cols]) for c, reg in enumerate(bias)]
+        with m.If(done):
+            m.d.sync += busy.eq(0)
+        m.d.comb += [requant.i.valid.eq(busy), requant.i.payload.last.eq(step == steps - 1)]
+        for lane in range(lanes):
+            if cfg.per_channel:  # {acc, multiplier, shift}, the ChannelRequantizer's lane
+                total = (buffer[lane] + bias[lane].bias)[:ACC_BITS]
+                operand = Cat(total, bias[lane].multiplier, bias[lane].shift)
+            else:
+                operand = buffer[lane] + bias[lane]
+            m.d.comb += requant.i.payload.data[lane].eq(operand)
+        return done
+
+    def row_register(self, m, requant):
+        """Stage 5: the requantizer's groups of ``requant_lanes`` shift into a row of ``C``
+        lanes; the row is ``o`` once its last group is in."""
+        cfg = self.config
+        lanes, cols = cfg.requant_lanes, cfg.cols
+        groups = cols // lanes
+        row = [Signal.like(self.o.payload.data[c], name=f"row{c}") for c in range(cols)]
+        count = Signal(range(max(groups, 2)), name="row_groups")  # at least one bit
+        take = Signal()
+        m.d.comb += [requant.o.ready.eq(~self.o.valid | self.o.ready),
+                     take.eq(requant.o.valid & requant.o.ready)]
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(take):
+            m.d.sync += [row[c].eq(row[c + lanes]) for c in range(cols - lanes)]
+            m.d.sync += [row[cols - lanes + k].eq(requant.o.payload.data[k])
+                         for k in range(lanes)]
+            m.d.sync += count.eq(Mux(count == groups - 1, 0, count + 1))
+            with m.If(count == groups - 1):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(requant.o.payload.last)]
+        m.d.comb += [self.o.payload.data[c].eq(value) for c, value in enumerate(row)]

@@ -10,7 +10,8 @@ included) and every ``last`` flag is compared with the golden model's.
 
 Environment: ``INTVIT_VECTORS`` (npz), ``INTVIT_VERDICT`` (JSON written here),
 ``INTVIT_SOURCE_IDLE``, ``INTVIT_SINK_STALL`` (probabilities of an idle source / stalled sink
-cycle), ``INTVIT_SEED``.
+cycle), ``INTVIT_WAIT_READY`` (1: every source waits for ``ready`` before raising ``valid``),
+``INTVIT_SEED``.
 """
 import json
 import os
@@ -40,32 +41,42 @@ TIMEOUT_CYCLES = 2000
 
 class Source:
     """Drives one input stream with optional idle cycles; ``valid`` stays up until the beat is
-    taken (AXI4-Stream rule)."""
+    taken (AXI4-Stream rule). With ``wait_ready`` the source raises ``valid`` only in the cycle
+    after it saw ``ready`` high with ``valid`` low (AXI4-Stream allows a source to wait for
+    ``tready``): a unit whose ``ready`` waited for this ``valid``, or for another input's,
+    would never receive the beat."""
 
-    def __init__(self, dut, name: str, words: list[int], idle: float, rng: random.Random):
-        self.valid, self.ready = getattr(dut, f"{name}__valid"), getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
+    def __init__(self, dut, name: str, words: list[int], idle: float, rng: random.Random,
+                 wait_ready: bool = False):
+        self.valid, self.ready = getattr(dut, f"{name}_valid"), getattr(dut, f"{name}_ready")
+        self.payload = getattr(dut, f"{name}_payload")
         self.words, self.idle, self.rng = words, idle, rng
+        self.wait_ready = wait_ready
         self.sent = 0
         self.showing = False
+        self.saw_ready = False
 
     def drive(self) -> None:
         if not self.showing and self.sent < len(self.words):
             self.showing = not (self.idle and self.rng.random() < self.idle)
+            self.showing &= self.saw_ready or not self.wait_ready
             if self.showing:
                 self.payload.value = self.words[self.sent]
         self.valid.value = int(self.showing)
 
     def fires(self) -> bool:
         """Sampled at the falling edge: does the beat transfer at the next rising edge?"""
-        return self.showing and bool(self.ready.value)
+        ready = bool(self.ready.value)
+        fire, self.saw_ready = self.showing and ready, ready and not self.showing
+        return fire
 
     def transferred(self) -> None:
         self.sent += 1
         self.showing = False
 
 
-CONFIG_FIELDS = ("rows", "cols", "k_max", "weight_bits", "act_bits", "bias_bits", "out_bits")
+CONFIG_FIELDS = ("rows", "cols", "k_max", "weight_bits", "act_bits", "bias_bits", "out_bits",
+                 "requant_lanes")
 
 
 def config_from(data) -> GemmConfig:
@@ -101,8 +112,8 @@ def stream_words(data) -> dict:
 async def reset(dut) -> None:
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     for name in ("a", "w", "b"):
-        getattr(dut, f"{name}__valid").value = 0
-    dut.o__ready.value = 0
+        getattr(dut, f"{name}_valid").value = 0
+    dut.o_ready.value = 0
     dut.rst.value = 1
     for _ in range(2):
         await RisingEdge(dut.clk)
@@ -142,7 +153,9 @@ async def gemm_matches_golden(dut):
     rng = random.Random(int(os.environ.get("INTVIT_SEED", "1")))
     idle = float(os.environ.get("INTVIT_SOURCE_IDLE", "0"))
     stall = float(os.environ.get("INTVIT_SINK_STALL", "0"))
-    sources = [Source(dut, name, words, idle, rng) for name, words in stream_words(data).items()]
+    wait_ready = os.environ.get("INTVIT_WAIT_READY", "0") == "1"
+    sources = [Source(dut, name, words, idle, rng, wait_ready)
+               for name, words in stream_words(data).items()]
     out_format = BeatFormat(int(data["out_bits"]), bool(data["out_signed"]), int(data["cols"]))
     expected = len(data["out"])
 
@@ -152,10 +165,10 @@ async def gemm_matches_golden(dut):
         for source in sources:
             source.drive()
         ready = not (stall and rng.random() < stall)
-        dut.o__ready.value = int(ready)
+        dut.o_ready.value = int(ready)
         await FallingEdge(dut.clk)
         fired = [source.fires() for source in sources]
-        word = dut.o__payload.value.to_unsigned() if ready and dut.o__valid.value else None
+        word = dut.o_payload.value.to_unsigned() if ready and dut.o_valid.value else None
         await RisingEdge(dut.clk)
         edge += 1
         for source, fire in zip(sources, fired):
@@ -227,9 +240,10 @@ class GemmRun:
 
 def simulate_gemm(config: GemmConfig, requant, a, w, bias=None, *,
                   work_dir, name: str = "gemm", sink_stall: float = 0.0,
-                  source_idle: float = 0.0, seed: int = 0) -> GemmRun:
+                  source_idle: float = 0.0, wait_ready: bool = False, seed: int = 0) -> GemmRun:
     """Simulate ``requantize(a @ w + bias)`` on ``intvit.hw.gemm.Gemm(config, requant)`` (a
-    ``ChannelRequant`` for a per-channel array, whose ``m, e`` then travel on ``b``)."""
+    ``ChannelRequant`` for a per-channel array, whose ``m, e`` then travel on ``b``); with
+    ``wait_ready`` every source raises ``valid`` only after seeing ``ready``."""
     from intvit.hw.gemm import Gemm
     from intvit.sim.runner import run_bench
 
@@ -239,7 +253,8 @@ def simulate_gemm(config: GemmConfig, requant, a, w, bias=None, *,
     unit = Gemm(config, None if config.per_channel else requant)
     result = run_bench(unit, BENCH, vectors, work_dir=work_dir / "sim",
                        env={"INTVIT_SEED": str(seed), "INTVIT_SOURCE_IDLE": str(source_idle),
-                            "INTVIT_SINK_STALL": str(sink_stall)})
+                            "INTVIT_SINK_STALL": str(sink_stall),
+                            "INTVIT_WAIT_READY": str(int(wait_ready))})
     m, _, n = beats.shape
     received = np.load(work_dir / "sim" / RECEIVED)
     output = (reassemble(config, m, n, received) if received.shape == beats.out.shape

@@ -1,12 +1,15 @@
 """The GEMM array under Verilator equals the golden GEMM on every output, and takes exactly the
 cycles the dataflow model predicts.
 
-Two 4x4 builds (int8 and int4 weights) serve the per-tensor tests; one 16-bit requantizer with
-a zero point keeps the outputs informative (random sums land around +-300, the accumulator
-extremes around +-25,000 without saturating) while the extreme biases saturate both ends. A
-third 4x4 build requantizes per output channel (``m, e`` streamed with the bias), checked on
-random matrices with random per-channel requantizers, on extreme ``m, e`` and on the integer
-ViT's real QKV layer against the model's own output.
+Two 4x4 builds (int8 and int4 weights, two requantizer lanes time-shared by the drain) serve
+the per-tensor tests; one 16-bit requantizer with a zero point keeps the outputs informative
+(random sums land around +-300, the accumulator extremes around +-25,000 without saturating)
+while the extreme biases saturate both ends. Two more 4x4 builds (int8 and int4) requantize per
+output channel (``m, e`` streamed with the bias), checked on random matrices with random
+per-channel requantizers, on extreme ``m, e`` and on the integer ViT's real QKV layer against
+the model's own output. Builds with one lane and with a lane per column check the drain's
+other sharing factors, and sources that wait for ``ready`` before raising ``valid`` check the
+handshake.
 """
 import dataclasses
 
@@ -27,12 +30,15 @@ K_MAX = 128
 INT8 = GemmConfig(rows=4, cols=4, k_max=K_MAX, weight_bits=8)
 INT4 = GemmConfig(rows=4, cols=4, k_max=K_MAX, weight_bits=4)
 PER_CHANNEL = GemmConfig(rows=4, cols=4, k_max=K_MAX, weight_bits=8, per_channel=True)
+PER_CHANNEL_INT4 = dataclasses.replace(PER_CHANNEL, weight_bits=4)
+ONE_LANE = dataclasses.replace(INT8, requant_lanes=1)
+LANE_PER_COLUMN = dataclasses.replace(INT4, requant_lanes=4)
 REQUANT = RequantConfig.from_scale(0.0123, bits=16, zero_point=7)
 
 SHAPES = {
     "5x7x6": (5, 7, 6),        # M, K, N not multiples of 4
     "M1": (1, 9, 6),
-    "K1": (6, 1, 7),           # K < R + 1: the drain buffer paces the tiles
+    "K1": (6, 1, 7),           # K < drain + 2: the time-shared drain paces the tiles
     "N1": (7, 10, 1),
     "1x1x1": (1, 1, 1),
     "K=R": (8, 4, 8),
@@ -41,7 +47,10 @@ SHAPES = {
 INT4_SHAPES = ("5x7x6", "M1", "9x33x10")
 """Int4 weights change only the weight unpacking, so a few shapes suffice for them."""
 CASES = ([pytest.param(INT8, shape, id=f"w8-{name}") for name, shape in SHAPES.items()] +
-         [pytest.param(INT4, SHAPES[name], id=f"w4-{name}") for name in INT4_SHAPES])
+         [pytest.param(INT4, SHAPES[name], id=f"w4-{name}") for name in INT4_SHAPES] +
+         [pytest.param(config, SHAPES[name], id=f"{label}-{name}")
+          for config, label in ((ONE_LANE, "w8-1lane"), (LANE_PER_COLUMN, "w4-4lanes"))
+          for name in ("K1", "9x33x10")])
 
 
 def check(run):
@@ -104,23 +113,29 @@ def test_real_qkv_layer_per_channel_equals_the_integer_model(qkv_layer, tmp_path
     assert np.array_equal(run.output, model_out)
 
 
-@pytest.mark.parametrize("shape", [(5, 7, 6), (9, 33, 10), (1, 1, 1)], ids=str)
-def test_per_channel_random_matrices_bit_exact_in_predicted_cycles(shape, tmp_path):
+PER_CHANNEL_CASES = ([pytest.param(PER_CHANNEL, shape, id=f"w8-{shape}")
+                      for shape in [(5, 7, 6), (9, 33, 10), (1, 1, 1)]] +
+                     [pytest.param(PER_CHANNEL_INT4, (9, 33, 10), id="w4-(9, 33, 10)")])
+
+
+@pytest.mark.parametrize("config, shape", PER_CHANNEL_CASES)
+def test_per_channel_random_matrices_bit_exact_in_predicted_cycles(config, shape, tmp_path):
     rng = np.random.default_rng(sum(shape))
-    a, w, bias = random_operands(PER_CHANNEL, shape, rng)
-    run = simulate_gemm(PER_CHANNEL, example_channel_requant(shape[2], rng), a, w, bias,
+    a, w, bias = random_operands(config, shape, rng)
+    run = simulate_gemm(config, example_channel_requant(shape[2], rng), a, w, bias,
                         work_dir=tmp_path)
     check(run)
     assert run.result.cycles == run.predicted
 
 
-def test_per_channel_extreme_multipliers_and_shifts(tmp_path):
+@pytest.mark.parametrize("config", [PER_CHANNEL, PER_CHANNEL_INT4], ids=["w8", "w4"])
+def test_per_channel_extreme_multipliers_and_shifts(config, tmp_path):
     """Per column: the largest ``m`` with the smallest and largest ``e``, ``m = 0``, ``e = 0``
     (no rounding constant), on the accumulator extremes, with back-pressure."""
-    a, w, bias = extreme_operands(PER_CHANNEL)
+    a, w, bias = extreme_operands(config)
     m_max = (1 << MULTIPLIER_BITS) - 1
     requant = ChannelRequant((m_max, m_max, 0, 1, 3 << 28, m_max), (MAX_SHIFT, 0, 5, 0, 31, 40))
-    run = simulate_gemm(PER_CHANNEL, requant, a, w, bias, work_dir=tmp_path, sink_stall=0.3,
+    run = simulate_gemm(config, requant, a, w, bias, work_dir=tmp_path, sink_stall=0.3,
                         source_idle=0.2, seed=4)
     check(run)
 
@@ -160,6 +175,18 @@ def test_random_back_pressure_and_idle_sources(tmp_path):
                         source_idle=0.3, seed=11)
     check(run)
     assert run.result.cycles > run.predicted
+
+
+@pytest.mark.parametrize("config", [INT8, PER_CHANNEL_INT4], ids=["w8", "w4-per-channel"])
+def test_sources_that_wait_for_ready_are_served(config, tmp_path):
+    """Every source raises ``valid`` only after seeing ``ready`` (AXI4-Stream allows it): the
+    array's ``ready`` must not wait for any ``valid``, else nothing moves."""
+    rng = np.random.default_rng(6)
+    a, w, bias = random_operands(config, (9, 13, 10), rng)
+    requant = example_channel_requant(10, rng) if config.per_channel else REQUANT
+    run = simulate_gemm(config, requant, a, w, bias, work_dir=tmp_path, wait_ready=True,
+                        sink_stall=0.2, seed=9)
+    check(run)
 
 
 def test_a_wrong_expectation_is_reported_with_a_waveform(tmp_path):

@@ -7,8 +7,9 @@ import numpy as np
 
 from intvit.golden_model import registry
 from intvit.golden_model.errors import IntvitError
-from intvit.golden_model.vectors import (load_checked_vectors, make_row_vectors, make_vectors,
-                                         real_activation_rows, row_sweep, save_vectors)
+from intvit.golden_model.vectors import (check_row_capacity, load_checked_vectors,
+                                         make_row_vectors, make_vectors, real_activation_rows,
+                                         row_sweep, save_vectors)
 from intvit.hw.units import build_unit
 
 from .runner import SimResult, run_bench
@@ -91,7 +92,7 @@ def verify(name: str, config=None, *, lanes: int = 1, max_row: int | None = None
         vectors_path = save_vectors(work_dir / "vectors.npz", vectors)
         say(f"wrote {vectors_path}: a sweep of {element_count(vectors):,} inputs")
     else:
-        check_row_capacity(vectors, unit, vectors_path)
+        check_row_capacity(vectors, getattr(unit, "max_row", None), vectors_path)
         say(f"read {vectors_path}: {element_count(vectors):,} inputs, checked against the "
             "golden model")
     result = run_bench(unit, bench_module(operator), vectors_path, work_dir=work_dir / "sim",
@@ -104,12 +105,3 @@ def verify(name: str, config=None, *, lanes: int = 1, max_row: int | None = None
 def element_count(vectors) -> int:
     """Real inputs in ``vectors`` (row padding not counted)."""
     return int(vectors.lengths.sum()) if vectors.lengths is not None else int(vectors.x.size)
-
-
-def check_row_capacity(vectors, unit, path) -> None:
-    """Rows of a vector file must fit the row unit's buffer (``max_row``)."""
-    capacity = getattr(unit, "max_row", None)
-    longest = max(len(x_row) for x_row, _ in vectors.rows())
-    if capacity is not None and longest > capacity:
-        raise IntvitError(f"vector file {path} has rows of {longest} elements but the unit holds "
-                          f"{capacity}; give --max-row {longest} or more")

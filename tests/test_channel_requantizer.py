@@ -3,12 +3,13 @@
 random accumulators, multipliers and shifts over their whole ranges plus the corners (most
 negative accumulator, largest multiplier, shifts 0 and 62, exact rounding ties)."""
 import numpy as np
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
-from intvit.golden_model.gemm import CHANNEL_REQUANT_LATENCY
+from intvit.golden_model.gemm import CHANNEL_REQUANT_LATENCY, REQUANT_LATENCY, example_requant
 from intvit.golden_model.ops.requant import (ACC_BITS, MAX_SHIFT, MULTIPLIER_BITS, SHIFT_BITS,
                                       ChannelRequant)
-from intvit.hw.requant import ChannelRequantizer
+from intvit.hw.requant import ChannelRequantizer, Requantizer
 
 
 def operands():
@@ -50,3 +51,9 @@ def test_unit_equals_channel_requant_for_every_case():
     want = [int(ChannelRequant((m,), (e,), 8)(np.array([[acc]]))[0, 0]) for acc, m, e in cases]
     assert len(got) == len(cases) and got == want
     assert unit.latency == CHANNEL_REQUANT_LATENCY and SHIFT_BITS == 6
+
+
+def test_the_cycle_model_has_the_per_tensor_requantizers_latency():
+    unit = Requantizer(example_requant(), lanes=2)
+    Fragment.get(unit, None)  # elaborated, as a built unit is
+    assert unit.latency == REQUANT_LATENCY

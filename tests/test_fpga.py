@@ -14,6 +14,7 @@ from intvit.fpga.cost import cycles_per_beat, measure
 from intvit.fpga.synth import synth_ecp5
 from intvit.golden_model.errors import IntvitError
 from intvit.golden_model.registry import get
+from intvit.golden_model.gemm import REQUANT_LATENCY
 from intvit.hw.export import export_verilog
 from intvit.hw.units import build_gemm, build_unit
 
@@ -55,7 +56,7 @@ def test_four_lanes_replicate_the_datapath(cost):
     assert four["resources"]["LUT"] > one["resources"]["LUT"]
     assert datapath_ffs(four) == 4 * datapath_ffs(one)
     assert (one["elements_per_cycle"], four["elements_per_cycle"]) == (1, 4)
-    assert one["latency"] == four["latency"] == 3  # input, product, round/saturate registers
+    assert one["latency"] == four["latency"] == REQUANT_LATENCY  # the golden cycle model's
 
 
 def test_narrower_output_saves_exactly_the_output_register_bits(cost):

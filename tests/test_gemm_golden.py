@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from intvit.golden_model.errors import ConfigError, IntvitError
-from intvit.golden_model.gemm import (DEIT_TINY_SHAPES, GemmConfig, gemm, gemm_accumulate, gemm_beats,
-                               pack_int4, predicted_cycles, reassemble, unpack_int4, utilization)
+from intvit.golden_model.gemm import (DEIT_TINY_SHAPES, GemmConfig, drain_cycles, gemm,
+                               gemm_accumulate, gemm_beats, output_latency, pack_int4,
+                               predicted_cycles, reassemble, requant_latency, tile_period,
+                               unpack_int4, utilization)
 from intvit.golden_model.ops.requant import ChannelRequant, RequantConfig
 from integer_trap import FloatOperationError, trap_floats
 
@@ -136,7 +138,9 @@ def test_largest_accumulator_is_reached():
     ({"weight_bits": 6}, "weight_bits"), ({"weight_bits": 4, "cols": 7}, "even"),
     ({"rows": 0}, "rows"), ({"act_bits": 4}, "act_bits"), ({"k_max": 0}, "k_max"),
     ({"k_max": 65537}, "k_max"), ({"bias_bits": 32}, "bias_bits"),
-    ({"per_channel": 1}, "per_channel"), ({"out_bits": 1}, "out_bits")])
+    ({"per_channel": 1}, "per_channel"), ({"out_bits": 1}, "out_bits"),
+    ({"requant_lanes": 0}, "requant_lanes"), ({"requant_lanes": 16}, "requant_lanes"),
+    ({"requant_lanes": 3}, "divide")])
 def test_bad_configs_are_one_line_errors(fields, words):
     with pytest.raises(ConfigError, match=words) as error:
         GemmConfig(**fields)
@@ -164,6 +168,28 @@ def test_deit_tiny_large_layers_reach_the_utilization_goal():
         cycles = predicted_cycles(m, k, n, config)
         assert cycles >= -(-m // 8) * -(-n // 8) * k, name  # one beat per cycle at best
         assert 0.9 <= utilization(m, k, n, config, cycles) <= 1.0, name
+
+
+@pytest.mark.parametrize("cols, lanes", [(8, 2), (6, 2), (7, 1), (1, 1), (2, 2)])
+def test_requant_lanes_default_to_two_where_the_columns_allow(cols, lanes):
+    config = GemmConfig(rows=4, cols=cols)
+    assert config.requant_lanes == lanes
+    assert config == GemmConfig(rows=4, cols=cols, requant_lanes=lanes)
+    assert drain_cycles(config) == 4 * cols // lanes
+
+
+@pytest.mark.parametrize("k", [1, 16, 33, 34, 35, 768])
+def test_tile_period_is_the_reduction_or_the_time_shared_drain(k):
+    """8x8 with two lanes: 32 drain steps, and the buffer is free two edges later."""
+    config = GemmConfig(rows=8, cols=8)
+    assert drain_cycles(config) == 32
+    assert tile_period(config, k) == max(k, 34)
+    tiles = 3 * 2  # M = 17 -> 3 row tiles, N = 16 -> 2 column tiles
+    assert predicted_cycles(17, k, 16, config) == (k + 5 * max(k, 34) + 2 + 32
+                                                   + requant_latency(config) + 1)
+    assert predicted_cycles(17, k, 16, config) - predicted_cycles(8, k, 8, config) == \
+        (tiles - 1) * tile_period(config, k)
+    assert output_latency(config, 4) == 2 + 4 + requant_latency(config) + 1
 
 
 def exact_channel_layer(a, w, bias, requant: ChannelRequant):

@@ -2,7 +2,7 @@
 
 Each unit is an :class:`~intvit.hw.pipeline.ElementwisePipeline` evaluating its golden model
 (``golden_model/ops/gelu/<method>.py``) bit for bit: ``lanes`` copies of one feed-forward
-datapath, every stage registered, one beat per cycle, then the nested RequantConfig's two
+datapath, every stage registered, one beat per cycle, then the nested RequantConfig's
 requantizer stages (``hw/requant.py``'s arithmetic). Values that travel together between stages
 are packed into one struct register (:func:`bundle`). Every constant is read from the golden
 config; the units add only the pipeline structure and ``lanes``.
@@ -17,9 +17,17 @@ from amaranth import Cat, Mux, Value, signed
 from amaranth.lib import data
 
 from intvit.golden_model.errors import IntvitError
+from intvit.golden_model.ops.requant import ACC_BITS
 
+from ..fields import fit
 from ..pipeline import ElementwisePipeline
 from ..requant import Requantizer
+
+DSP_OPERAND_BITS = 18
+"""ECP5's MULT18X18D multiplies two 18-bit signed operands."""
+LOW_PIECE_BITS = DSP_OPERAND_BITS - 1
+"""A wider operand is cut into an unsigned low piece of this many bits and a signed high piece
+(:func:`split_low`), each one MULT18X18D operand."""
 
 
 def bundle(**fields) -> data.View:
@@ -49,10 +57,21 @@ def signed_bits(value, bits: int) -> Value:
 
 
 def requant_stages(requant):
-    """The nested requantizer's stages: ``h * m``, then round half up, shift, saturate."""
+    """The nested requantizer's stages (``h * m``, then round half up, shift, saturate). Its
+    input is a signed ``ACC_BITS`` accumulator, so its first stage reads ``h`` (``acc_bits <=
+    ACC_BITS``) sign-extended to that width (wiring)."""
     requantizer = Requantizer(requant, lanes=1)
     requantizer._MustUse__silence = True  # built for its stage functions only, never elaborated
-    return requantizer.lane_stages()
+    first, *rest = requantizer.lane_stages()
+    return [lambda h: first(fit(h, signed(ACC_BITS))), *rest]
+
+
+def split_low(value) -> tuple[Value, Value]:
+    """``value = high * 2**LOW_PIECE_BITS + low``: ``(low, high)``, ``low`` unsigned and ``high``
+    signed (one MULT18X18D operand each while ``value`` has at most ``2 * LOW_PIECE_BITS + 1``
+    bits)."""
+    value = Value.cast(value)
+    return value[:LOW_PIECE_BITS], value[LOW_PIECE_BITS:].as_signed()
 
 
 def restoring_stages(quotient_bits: int, numerator, divisor, divisor_max: int):
@@ -108,7 +127,14 @@ class GeluUnit(ElementwisePipeline):
 
 class ErfPolynomialUnit(GeluUnit):
     """Shared datapath of i-GELU and Poly-GELU (I-BERT's erf polynomial tail, squared or raised
-    to the fourth power); subclasses give the power stages and the shift of ``L``."""
+    to the fourth power); subclasses give the power stages and the shift of ``L``.
+
+    ``h = (-q) * s`` is one stage while ``s`` fits a MULT18X18D operand (``widths['sum'] <=
+    DSP_OPERAND_BITS``; ``-q`` has at most 17 bits). A wider ``s`` would make Yosys add the
+    partial products of two DSPs in the same cycle (115 MHz for Poly-GELU on ECP5), so it takes
+    two stages: the partial products of ``s``'s :func:`split_low` pieces, each multiply alone,
+    then their sum.
+    """
 
     def power_stages(self):
         """Stages from ``bundle(q, mag)`` to ``bundle(q, power)``, ``power + c_int = poly``."""
@@ -137,5 +163,14 @@ class ErfPolynomialUnit(GeluUnit):
         def gelu_value(b):
             return signed_bits(b.neg_q * b.s, cfg.acc_bits)
 
-        return [clip, *self.power_stages(), add_constant, erf_sign, gelu_value,
+        def partial_products(b):
+            low, high = split_low(b.s)
+            return bundle(low=b.neg_q * low, high=b.neg_q * high)
+
+        def gelu_sum(b):
+            return signed_bits(b.low + (b.high << LOW_PIECE_BITS), cfg.acc_bits)
+
+        wide = cfg.widths["sum"] > DSP_OPERAND_BITS
+        return [clip, *self.power_stages(), add_constant, erf_sign,
+                *([partial_products, gelu_sum] if wide else [gelu_value]),
                 *requant_stages(cfg.requant)]

@@ -13,9 +13,13 @@ class IBertGeluUnit(ErfPolynomialUnit):
     2. square: ``mag * mag`` (unsigned multiplier, ``bitlen(-b_int)`` bits square);
     3. ``poly = mag**2 + c_int``;
     4. ``s = ((q < 0 ? -poly : poly) >> shift) + one`` (the shift is wiring);
-    5. ``h = (-q) * s``, ``acc_bits`` wide (an ``in_bits+1`` by ``widths['sum']`` multiplier);
-    6-7. requantizer: ``h * m``, then round half up, shift, saturate.
-    No divider. Latency 8 cycles, one beat (``lanes`` elements) per cycle.
+    5. ``h = (-q) * s``, ``acc_bits`` wide (an ``in_bits+1`` by ``widths['sum']`` multiplier,
+       one MULT18X18D at the example config; a wider ``s`` takes two stages, see
+       :class:`~.common.ErfPolynomialUnit`);
+    then the nested requantizer's stages (:func:`~.common.requant_stages`): ``h * m``, round
+    half up, shift, saturate.
+    No divider. Latency: the input register, these stages and the requantizer's (``latency``);
+    one beat (``lanes`` elements) per cycle.
     """
 
     config_type = IBertGeluConfig

@@ -15,9 +15,14 @@ class PolyGeluUnit(ErfPolynomialUnit):
     3. ``p * p`` (second multiplier, at most 31 bits out by the config's ``square_shift``);
     4. ``poly = p*p + c_int``;
     5. ``s = ((q < 0 ? -poly : poly) >> poly_shift) + one``;
-    6. ``h = (-q) * s``, ``acc_bits`` (<= 32) wide;
-    7-8. requantizer: ``h * m``, then round half up, shift, saturate.
-    No divider. Latency 9 cycles, one beat per cycle.
+    6. partial products of ``h = (-q) * s``: ``s`` (25 bits at the example config) is wider
+       than a MULT18X18D operand, so each of its two pieces is multiplied alone
+       (:class:`~.common.ErfPolynomialUnit`; one stage ``(-q) * s`` when ``s`` fits);
+    7. ``h``, their sum, ``acc_bits`` (<= 32) wide;
+    then the nested requantizer's stages (:func:`~.common.requant_stages`): ``h * m``, round
+    half up, shift, saturate.
+    No divider. Latency: the input register, these stages and the requantizer's (``latency``);
+    one beat per cycle.
     """
 
     config_type = PolyGeluConfig

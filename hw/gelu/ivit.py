@@ -37,10 +37,11 @@ class ShiftGeluUnit(GeluUnit):
        in_scale 0.1;
     10. ``sigma = (numerator * f) >> sigmoid_shift``;
     11. ``h = q * sigma``, ``acc_bits`` wide;
-    12-13. requantizer: ``h * m``, then round half up, shift, saturate.
-    Latency ``12 + K + Q`` cycles (33 at the example config), one beat (``lanes``
-    elements) per cycle: every divider stage holds a different element. A 256-entry table
-    would be exact and far cheaper for 8-bit inputs, but would no longer measure ShiftGELU.
+    then the nested requantizer's stages (:func:`~.common.requant_stages`): ``h * m``, round
+    half up, shift, saturate.
+    Latency ``10 + K + Q`` cycles plus the requantizer's stages (``latency``), one beat
+    (``lanes`` elements) per cycle: every divider stage holds a different element. A 256-entry
+    table would be exact and far cheaper for 8-bit inputs, but would no longer measure ShiftGELU.
     """
 
     config_type = ShiftGeluConfig

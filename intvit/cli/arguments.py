@@ -132,9 +132,9 @@ def add_gemm_options(parser: argparse.ArgumentParser, full: bool = True) -> None
     group.add_argument("--per-channel", action="store_true",
                        help="requantize per output channel, m and e streamed with the bias "
                             "(as the integer ViT's layers); default one built-in requantizer")
+    group.add_argument("--weight-bits", type=int, default=8, choices=(4, 8),
+                       help="weight width (default 8; 4: two multiply-accumulates per DSP)")
     if full:
-        group.add_argument("--weight-bits", type=int, default=8, choices=(4, 8),
-                           help="weight width (default 8)")
         group.add_argument("--k-max", type=positive_int, default=4096,
                            help="longest reduction, sizes the accumulators (default 4096)")
 

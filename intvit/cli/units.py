@@ -191,11 +191,12 @@ def cmd_cost(args) -> int:
 
     refuse(not args.op, "name an operator (see `intvit ops`), gemm, or give --all")
     if args.op == "gemm":
-        refuse(bool(args.set), "gemm takes no --set; size it with --rows and --cols")
-        stem = f"gemm_{args.rows}x{args.cols}" + ("_per_channel" if args.per_channel else "")
+        refuse(bool(args.set), "gemm takes no --set; size it with --rows, --cols, --weight-bits")
+        stem = (f"gemm_{args.rows}x{args.cols}" + ("_per_channel" if args.per_channel else "")
+                + ("" if args.weight_bits == 8 else f"_w{args.weight_bits}"))
         output = check_output_file(args.output or default_cost_path(stem, args.target), "-o")
         entry = measure_gemm(args.rows, args.cols, target=args.target,
-                             per_channel=args.per_channel)
+                             per_channel=args.per_channel, weight_bits=args.weight_bits)
     else:
         _, options, config = operator_config(args.op, args.set)
         stem = args.op.replace("/", "_")
