@@ -324,7 +324,7 @@ class _Handoff:
         self.m, self.k, self.depth, self.fields = m, k, depth, fields
         self.entries = {name: Array(Signal(shape, name=f"g{k}_q{e}_{name}") for e in range(depth))
                         for name, shape in fields.items()}
-        pointer = range(depth)
+        pointer = range(max(depth, 2))  # at least one bit
         self.alloc_ptr = Signal(pointer, name=f"g{k}_alloc")
         self.done_ptr = Signal(pointer, name=f"g{k}_done")
         self.take_ptr = Signal(pointer, name=f"g{k}_take_at")
@@ -419,7 +419,7 @@ class _RowBuilder:
         self.stored = [Shape.cast(p.out_shape) for p in passes[:-1]]
         self.word_bits = self.lanes * max(s.width for s in self.stored)
         self.n_slots = unit.slot_count
-        self.slot_shape = range(self.n_slots)
+        self.slot_shape = range(max(self.n_slots, 2))  # at least one bit
         self.ports = []
         for s in range(self.n_slots):
             memory = Memory(shape=unsigned(self.word_bits), depth=unit.max_beats, init=[])
@@ -525,7 +525,7 @@ class _RowBuilder:
         issued = Signal(self.beat_shape, name="p0_issued")
         length = Signal(self.length_shape, name="p0_length")
         slot = self._new_slot(0)
-        entry = Signal(range(handoff.depth), name="p0_entry")
+        entry = Signal.like(handoff.alloc_ptr, name="p0_entry")
         accept, last_accept, start = (Signal(name="p0_accept"), Signal(name="p0_last_accept"),
                                       Signal(name="p0_start"))
         room = issued < unit.max_beats
