@@ -2,7 +2,10 @@
 cycles per element, first-output latency, and for row units the initiation interval of
 back-to-back full rows; resources and Fmax from the ECP5 cost table when it has the unit.
 
-Usage: python bench/hw_units.py [--lanes 1 4] [--max-row 64]
+Usage: python bench/hw_units.py [--lanes 1 4] [--max-row 64] [--units softmax/ivit ...]
+
+Row units also stream rows of ``SHORT_LENGTHS`` elements (17, 50) back to back (LayerNorm:
+its channels, its only row length), against the unit's stated ``row_interval``.
 """
 import argparse
 import json
@@ -22,29 +25,44 @@ from intvit.sim.verify import verify  # noqa: E402
 
 FULL_ROWS = 30
 SWEEP_ROWS = 300
+SHORT_LENGTHS = (17, 50)
+"""Row lengths of the short-row interval runs (softmax units; LayerNorm rows are its channels)."""
 
 
-def interval_run(name, config, lanes, max_row, work):
-    """Back-to-back rows of the unit's full length: the largest gap between row ends."""
+def interval_run(name, config, lanes, max_row, work, length=None):
+    """Back-to-back rows of ``length`` elements (default the unit's full length): the bench
+    result (its ``max_row_interval`` is the largest gap between row ends) and the length."""
     operator = registry.get(name)
-    length = getattr(config, "channels", None) or max_row
+    length = length or getattr(config, "channels", None) or max_row
     lo, hi = signed_range(config.in_bits)
     rows = list(np.random.default_rng(1).integers(lo, hi, (FULL_ROWS, length), endpoint=True))
-    path = save_vectors(work / "full.npz", make_row_vectors(name, config, rows, operator.run))
-    result = verify(name, config, lanes=lanes, max_row=max_row, work_dir=work / "full",
+    path = save_vectors(work / f"rows{length}.npz",
+                        make_row_vectors(name, config, rows, operator.run))
+    result = verify(name, config, lanes=lanes, max_row=max_row, work_dir=work / f"rows{length}",
                     vectors_path=path).result
     return result, length
+
+
+def interval_cell(name, config, lanes, max_row, work, length=None) -> str:
+    """``gap (bound B; elements/cycle)`` of back-to-back rows, with their mismatches if any."""
+    result, length = interval_run(name, config, lanes, max_row, work, length)
+    bound = build_unit(name, config, lanes=lanes, max_row=max_row).row_interval(length)
+    gap = result.max_row_interval
+    text = f"{gap} (bound {bound}; {length / gap:.2f} el/cycle)"
+    return text if not result.mismatches else f"{text}, {result.mismatches} MISMATCHES"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lanes", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--max-row", type=int, default=64)
+    parser.add_argument("--units", nargs="+", default=None,
+                        help="only these units (the results section is then not written)")
     args = parser.parse_args()
     table_path = ROOT / "fpga" / "tables" / "ecp5.json"
     costs = json.loads(table_path.read_text())["entries"] if table_path.exists() else {}
     rows = []
-    for name in unit_names():
+    for name in args.units or unit_names():
         operator = registry.get(name)
         config = operator.example_config()
         for lanes in args.lanes:
@@ -57,31 +75,33 @@ def main():
                 outcome = verify(name, config, lanes=lanes, max_row=max_row, work_dir=work,
                                  row_count=SWEEP_ROWS)
                 r = outcome.result
-                interval = "-"
+                interval, short = "-", ["-"] * len(SHORT_LENGTHS)
                 if operator.row_wise:
-                    full, length = interval_run(name, config, lanes, max_row, work)
-                    beats = -(-length // lanes)
-                    overhead = build_unit(name, config, lanes=lanes, max_row=max_row).row_overhead
-                    interval = (f"{full.max_row_interval} (bound {beats + overhead}; "
-                                f"{beats} beats; {full.cycles / FULL_ROWS:.1f} with fill)")
+                    interval = interval_cell(name, config, lanes, max_row, work)
+                    if not hasattr(config, "channels"):
+                        short = [interval_cell(name, config, lanes, max_row, work, n)
+                                 for n in SHORT_LENGTHS]
             entry = costs.get(name, {}) if lanes == 1 else {}
             res = entry.get("resources", {})
             rows.append([name, lanes, f"{r.checked:,}", r.mismatches,
-                         f"{r.cycles / max(r.checked, 1):.3f}", r.latency, interval,
+                         f"{r.cycles / max(r.checked, 1):.3f}", r.latency, interval, *short,
                          res.get("LUT", ""), res.get("DSP", ""),
                          f"{entry['fmax_mhz']:.1f}" if entry.get("fmax_mhz") else ""])
             print(rows[-1], flush=True)
+    if args.units:
+        return
     body = (markdown_table(["unit", "lanes", "vectors checked", "mismatches", "cycles/element",
-                            "latency (cycles)", "full-row interval, back to back", "LUT",
+                            "latency (cycles)", "full-row interval, back to back",
+                            *[f"{n}-element rows" for n in SHORT_LENGTHS], "LUT",
                             "DSP", "Fmax MHz"], rows)
             + f"\n\nExample config of each unit (8-bit). Element-wise units: every input code; "
             f"row units: corner rows, the operator's sweep rows, {SWEEP_ROWS} random rows of "
             f"random length up to {args.max_row} (LayerNorm: its channels) and real bundled-"
             "model rows. Cycles per element include the row overhead of short random rows. The "
-            f"interval column streams {FULL_ROWS} full rows back to back: the largest gap in "
-            "cycles between the final beats of consecutive rows, against the unit's stated bound "
-            "(`beats + row_overhead`), the row's beats, and the total cycles per row including "
-            "the pipeline's fill. Latency: first input beat accepted to first output beat. "
+            f"interval columns stream {FULL_ROWS} rows back to back (full rows; rows of "
+            f"{' and '.join(map(str, SHORT_LENGTHS))} elements for the softmax units, whose "
+            "rows vary): the largest gap in cycles between the final beats of consecutive rows, "
+            "against the unit's stated bound (`row_interval`), and elements per cycle. Latency: first input beat accepted to first output beat. "
             "LUT/DSP/Fmax: ECP5 cost table, one lane.")
     path = write_section("hw_units", "Hardware units in simulation",
                          "python bench/hw_units.py", body)

@@ -16,6 +16,7 @@ from intvit.golden_model import registry
 from intvit.golden_model.errors import IntvitError
 from intvit.golden_model.files import cache_root, write_text_atomic
 from intvit.hw.pipeline import ElementwisePipeline
+from intvit.hw.rowpipe import ROW_BUBBLE
 from intvit.hw.units import build_unit
 
 from intvit.hw.export import export_verilog, module_name
@@ -52,8 +53,8 @@ def measure(op_name: str, config=None, *, lanes: int = 1, target: str = "ecp5",
     ``config`` defaults to ``example_config(**config_options)``; ``config_options`` are the
     options that built it, recorded as the ``--set`` values of the equivalent ``intvit cost``
     command (``command`` is None when a hand-built config has no such options). The cycle model
-    (:func:`cycle_model`): ``row_overhead`` and ``row_passes`` for a row unit, ``latency`` for
-    an element-wise one, the others None.
+    (:func:`cycle_model`): the ``row_*`` fields for a row unit, ``latency`` for an element-wise
+    one, the others None.
     """
     if target not in TARGETS:
         raise IntvitError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
@@ -73,18 +74,24 @@ def measure(op_name: str, config=None, *, lanes: int = 1, target: str = "ecp5",
             "cached": cached}
 
 
+ROW_MODEL_FIELDS = ("row_passes", "row_fill", "row_bubble", "row_step_interval",
+                    "row_full_rate_beats")
+"""The entry fields of a row unit's cycle model (``intvit.hw.rowpipe``)."""
+
+
 def cycle_model(unit) -> dict:
     """The unit's cycle model as entry fields, read from the unit itself, for the golden side's
-    ``intvit.golden_model.costs.cycles_for_rows`` (which may not import ``hw``): a row unit
-    (``row_overhead``) gives ``row_overhead`` (each of its passes takes at most
-    ``ceil(n / lanes) + row_overhead`` cycles per row, so back-to-back rows are accepted at that
-    interval) and ``row_passes`` (the passes a row goes through one after the other), and
-    ``latency`` None; an element-wise unit gives ``latency`` (its pipeline depth; one beat per
-    cycle) and ``row_overhead``, ``row_passes`` None."""
-    overhead = getattr(unit, "row_overhead", None)
-    return {"row_overhead": overhead,
-            "row_passes": None if overhead is None else len(unit.passes()),
-            "latency": None if overhead is not None else getattr(unit, "latency", None)}
+    ``intvit.golden_model.costs.cycles_for_rows`` (which may not import ``hw``). A row unit
+    (``row_fill``) gives ``row_passes``, ``row_fill`` (a lone row of ``B`` beats takes
+    ``row_passes * B + row_fill`` cycles), ``row_bubble``, ``row_step_interval`` and
+    ``row_full_rate_beats`` (back-to-back rows every ``max(max(B, row_full_rate_beats) +
+    row_bubble, row_step_interval)`` cycles), and ``latency`` None; an element-wise unit gives
+    ``latency`` (its pipeline depth; one beat per cycle) and the row fields None."""
+    if getattr(unit, "row_fill", None) is None:
+        return {**dict.fromkeys(ROW_MODEL_FIELDS), "latency": getattr(unit, "latency", None)}
+    return {"row_passes": len(unit.passes()), "row_fill": unit.row_fill,
+            "row_bubble": ROW_BUBBLE, "row_step_interval": unit.row_step_interval,
+            "row_full_rate_beats": unit.full_rate_beats, "latency": None}
 
 
 def cache_key(verilog: str, target: str, versions: dict[str, str]) -> str:
@@ -110,15 +117,15 @@ def run_flow(verilog: str, top: str, target: str) -> dict:
 
 def cycles_per_beat(unit) -> float:
     """Steady-state cycles per input beat: the unit's own ``cycles_per_beat`` if it states one;
-    1 for element-wise pipelines; for row units (``max_beats``, ``row_overhead``) the worst
-    initiation interval of a full row, ``(max_beats + row_overhead) / max_beats``."""
+    1 for element-wise pipelines; for row units (``max_beats``, ``row_interval``) the interval
+    of back-to-back full rows per beat, ``row_interval(max_row) / max_beats``."""
     stated = getattr(unit, "cycles_per_beat", None)
     if stated is not None:
         return stated
     if isinstance(unit, ElementwisePipeline):
         return 1
-    if hasattr(unit, "max_beats") and hasattr(unit, "row_overhead"):
-        return (unit.max_beats + unit.row_overhead) / unit.max_beats
+    if hasattr(unit, "max_beats") and hasattr(unit, "row_interval"):
+        return unit.row_interval(unit.max_row) / unit.max_beats
     raise IntvitError(f"{type(unit).__name__} does not state cycles_per_beat, so its throughput "
                       "is unknown; give the unit a cycles_per_beat attribute")
 

@@ -14,14 +14,15 @@ order of 150; a 16-kbit block RAM is priced like a small multiplier).
 
 Cycle model of an entry (:func:`cycles_for_rows`), ``lanes`` elements per beat:
 
-- a *row* unit (softmax, LayerNorm; the entry has ``row_overhead`` and ``row_passes``) goes
-  through ``row_passes`` passes, each taking at most ``I = ceil(n / lanes) + row_overhead``
-  cycles per row of ``n`` elements (the bound its docstring states, ``intvit.hw.rowpipe``), the
-  passes working on consecutive rows at once. ``r`` rows back to back take at most
-  ``(r + row_passes - 1) * I`` cycles from the first input beat to the last output beat: ``r``
-  intervals plus the fill of the first row through the other passes. It is an upper bound, and
-  a loose one (the stated overhead counts each pass's row step, which overlaps other rows'
-  passes; ``tests/test_layer_cost.py`` measures the span in simulation and bounds the slack);
+- a *row* unit (softmax, LayerNorm; the entry has ``row_passes``, ``row_fill``, ``row_bubble``,
+  ``row_step_interval`` and ``row_full_rate_beats``, ``intvit.hw.rowpipe``): a row of ``n``
+  elements is ``B = ceil(n / lanes)`` beats; a lone row takes ``L = row_passes * B + row_fill``
+  cycles from its first input beat to its last output beat, and back-to-back rows end every
+  ``I = max(max(B, row_full_rate_beats) + row_bubble, row_step_interval)`` cycles at most (a
+  row step slower than a row sets the pace). ``r`` rows take at most ``L + (r - 1) * I``
+  cycles (``tests/test_layer_cost.py`` measures it in simulation). An entry written before
+  the rows overlapped (``row_overhead`` and ``row_passes`` only) keeps its own bound,
+  ``(r + row_passes - 1) * (B + row_overhead)``;
 - an *element-wise* unit (GELU, requantizer; the entry has ``latency``) takes
   ``ceil(elements / lanes) + latency`` cycles for a layer's elements streamed back to back (one
   beat per cycle, the pipeline filled once).
@@ -61,8 +62,8 @@ class LayerShape:
 
 @dataclass(frozen=True)
 class CostTable:
-    """Per operator: LUT-equivalents, elements per cycle, lanes, the cycle model
-    (``row_overhead`` and ``row_passes``, or ``latency``) and Fmax; ``source`` names the file and whether it is
+    """Per operator: LUT-equivalents, elements per cycle, lanes, the cycle model (the row
+    fields, or ``latency``) and Fmax; ``source`` names the file and whether it is
     measured or the stand-in."""
     entries: dict
     source: str
@@ -100,23 +101,34 @@ class CostTable:
         return self.entry(op)["lut_equivalent"] * self.time(op, shape)
 
 
+ROW_FIELDS = ("row_passes", "row_fill", "row_bubble", "row_step_interval", "row_full_rate_beats")
+"""The cycle model of a row unit's entry (module docstring)."""
+
+
 def cycles_for_rows(entry: dict, length: int, rows: int, op: str = "unit",
                     source: str = "the cost table") -> int:
     """Cycles of the unit ``entry`` describes for ``rows`` rows of ``length`` elements streamed
-    back to back, from the first input beat to the last output beat: row units
-    ``(rows + row_passes - 1) * (ceil(length / lanes) + row_overhead)`` (an upper bound), element-
-    wise units ``ceil(rows * length / lanes) + latency`` (module docstring); 0 for no rows."""
+    back to back, from the first input beat to the last output beat (module docstring): row
+    units ``L + (rows - 1) * I``, element-wise units ``ceil(rows * length / lanes) + latency``;
+    0 for no rows."""
     if not (isinstance(length, int) and isinstance(rows, int) and length >= 1 and rows >= 0):
         raise IntvitError(f"rows of {op}: length must be an integer >= 1 and rows >= 0 (got "
                           f"{length!r}, {rows!r})")
     lanes = entry.get("lanes", 1)
+    beats = -(-length // lanes)
+    if all(entry.get(name) is not None for name in ROW_FIELDS):
+        if not rows:
+            return 0
+        span = entry["row_passes"] * beats + entry["row_fill"]
+        interval = max(max(beats, entry["row_full_rate_beats"]) + entry["row_bubble"],
+                       entry["row_step_interval"])
+        return span + (rows - 1) * interval
     if entry.get("row_overhead") is not None and entry.get("row_passes") is not None:
-        interval = -(-length // lanes) + entry["row_overhead"]
-        return (rows + entry["row_passes"] - 1) * interval if rows else 0
+        return (rows + entry["row_passes"] - 1) * (beats + entry["row_overhead"]) if rows else 0
     if entry.get("latency") is not None:
         return -(-(rows * length) // lanes) + entry["latency"] if rows else 0
-    raise IntvitError(f"{source}, entry {op!r}: no cycle model (neither 'row_overhead' with "
-                      f"'row_passes' nor 'latency'); {HINT}")
+    raise IntvitError(f"{source}, entry {op!r}: no cycle model (neither the row fields "
+                      f"{', '.join(ROW_FIELDS)} nor 'latency'); {HINT}")
 
 
 @dataclass(frozen=True)
@@ -186,12 +198,14 @@ def load_cost_table(path=None, target: str = "ecp5") -> CostTable:
 
 def check_entry(path, op: str, entry, measured: bool) -> dict:
     """One entry as ``{"lut_equivalent", "elements_per_cycle", "lanes", "row_overhead",
-    "row_passes", "latency", "fmax_mhz"}``. A measured entry needs ``resources`` (an object of non-negative
+    "row_passes", "row_fill", "row_bubble", "row_step_interval", "row_full_rate_beats",
+    "latency", "fmax_mhz"}``. A measured entry needs ``resources`` (an object of non-negative
     counts, at least one of :data:`PRICES` priced above zero) and ``elements_per_cycle`` > 0; a
     stand-in entry needs ``lut_equivalent`` > 0 and ``elements_per_cycle`` > 0. The cycle-model
     fields are optional here (an entry without them fails when a cost needs its cycles): ``lanes``
-    an integer >= 1 (default 1), ``row_overhead`` and ``latency`` integers >= 0 or null,
-    ``row_passes`` an integer >= 1 or null,
+    an integer >= 1 (default 1), ``row_overhead``, ``row_fill``, ``row_bubble`` and ``latency``
+    integers >= 0 or null, ``row_passes``, ``row_step_interval`` and ``row_full_rate_beats``
+    integers >= 1 or null,
     ``fmax_mhz`` a number > 0 or null."""
     where = f"cost table {path}, entry {op!r}"
     if not isinstance(entry, dict):
@@ -200,6 +214,12 @@ def check_entry(path, op: str, entry, measured: bool) -> dict:
     cycle_model = {"lanes": _integer(where, "lanes", entry.get("lanes", 1), 1),
                    "row_overhead": _integer(where, "row_overhead", entry.get("row_overhead")),
                    "row_passes": _integer(where, "row_passes", entry.get("row_passes"), 1),
+                   "row_fill": _integer(where, "row_fill", entry.get("row_fill")),
+                   "row_bubble": _integer(where, "row_bubble", entry.get("row_bubble")),
+                   "row_step_interval": _integer(where, "row_step_interval",
+                                                 entry.get("row_step_interval"), 1),
+                   "row_full_rate_beats": _integer(where, "row_full_rate_beats",
+                                                   entry.get("row_full_rate_beats"), 1),
                    "latency": _integer(where, "latency", entry.get("latency")),
                    "fmax_mhz": (None if entry.get("fmax_mhz") is None
                                 else _positive(where, "fmax_mhz", entry["fmax_mhz"]))}

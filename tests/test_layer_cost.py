@@ -7,13 +7,13 @@ one image's rows of its layer back to back with no stalls in Amaranth's simulato
 the cycles from the first accepted input beat to the last output beat, both counted. What the
 model claims, and what is tested:
 
-- row units: ``I = ceil(n / lanes) + row_overhead`` bounds the interval between consecutive
-  row ends, and ``(rows + row_passes - 1) * I`` the span of the layer's rows (the layer's rows,
-  and a single row alone, whose fill through the passes the ``row_passes - 1`` term covers).
-  The bound is loose (the stated overhead counts each pass's row step, which overlaps other
-  rows' passes), and the test states how loose: at most twice the measured span at the layer's
-  shape. Counting the rows' intervals alone, without the fill, is not a bound: on
-  ``softmax/fqvit`` the layer's 68 rows take longer than ``68 * I``;
+- row units: ``I = row_interval(n)`` bounds the interval between consecutive row ends, and
+  ``row_latency(n) + (rows - 1) * I`` the span of the layer's rows (and ``row_latency`` a
+  single row alone), within a few cycles per gap (the model allows each row step one cycle
+  more than some units need). Counting the rows' intervals alone, without the fill, is not a
+  bound: on ``softmax/fqvit`` the layer's 68 rows take longer than ``68 * I``. The entry is
+  the one ``intvit cost`` writes for the unit as built now (``fpga.cost.cycle_model``); a
+  table measured before the rows overlapped keeps its older, looser fields;
 - element-wise units: ``ceil(elements / lanes) + latency`` is the span, to within one cycle.
 """
 import numpy as np
@@ -22,6 +22,7 @@ from amaranth.sim import Simulator
 
 from intvit.golden_model import registry
 from intvit.golden_model.checkpoint import load_bundled
+from intvit.fpga.cost import cycle_model
 from intvit.golden_model.costs import cycles_for_rows, load_cost_table
 from intvit.golden_model.select import layer_shapes
 from intvit.hw.rowpipe import RowUnit
@@ -99,21 +100,19 @@ def kind_of(name):
 
 
 @pytest.mark.parametrize("name", ROW_UNITS)
-def test_row_unit_cycles_at_the_layer_shape_are_bounded_by_the_model(name, shapes, table):
+def test_row_unit_cycles_at_the_layer_shape_are_bounded_by_the_model(name, shapes):
     shape = shapes[kind_of(name)]
     config = registry.get(name).example_config()
     unit = build_unit(name, config, lanes=1)
-    entry = table.entry(name)
-    assert entry["row_overhead"] == unit.row_overhead and entry["lanes"] == 1
-    assert entry["row_passes"] == len(unit.passes())
+    entry = {"lanes": 1, **cycle_model(unit)}
     span, ends, _ = simulate(unit, random_rows(config, shape.rows, shape.length))
     model = cycles_for_rows(entry, shape.length, shape.rows)
-    interval = shape.length + unit.row_overhead
-    assert model == (shape.rows + len(unit.passes()) - 1) * interval
+    interval = unit.row_interval(shape.length)
+    assert model == unit.row_latency(shape.length) + (shape.rows - 1) * interval
     assert max(np.diff(ends)) <= interval
-    assert span <= model <= 2 * span, (span, model)
+    assert span <= model <= span + 2 * len(unit.passes()), (span, model)
     alone, _, _ = simulate(unit, random_rows(config, 1, shape.length))
-    assert alone <= cycles_for_rows(entry, shape.length, 1), alone
+    assert alone <= cycles_for_rows(entry, shape.length, 1) <= alone + 2 * len(unit.passes())
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE_UNITS)
@@ -136,4 +135,4 @@ def test_the_intervals_alone_do_not_bound_the_span(shapes, table):
     unit = build_unit("softmax/fqvit", config, lanes=1)
     shape = shapes["softmax"]
     span, _, _ = simulate(unit, random_rows(config, shape.rows, shape.length))
-    assert span > shape.rows * (shape.length + unit.row_overhead)
+    assert span > shape.rows * unit.row_interval(shape.length)

@@ -1,5 +1,7 @@
-"""The row-unit framework on a toy three-pass row operator (``toy_row``), against numpy, in
-Amaranth's simulator: partial final beats, overlapped rows and back-pressure."""
+"""The row-unit framework on a toy three-pass row operator (``toy_row``), against numpy, and the
+softmax units against their golden model, in Amaranth's simulator: partial final beats,
+overlapped rows, back-pressure, and the cycle model (:meth:`RowUnit.row_interval`,
+:meth:`RowUnit.row_latency`) as a bound on the measured row intervals and spans."""
 import random
 
 import numpy as np
@@ -11,7 +13,7 @@ from toy_row import ToyRowUnit, toy_golden
 
 def run_rows(unit, rows, *, stall, seed):
     rng = random.Random(seed)
-    received, cycles = [], {"first": None, "last": None}
+    received, cycles = [], {"first": None, "last": None, "ends": [], "accept": None}
     lanes = unit.lanes
 
     async def source(ctx):
@@ -25,7 +27,13 @@ def run_rows(unit, rows, *, stall, seed):
                                          "keep": (1 << len(chunk)) - 1,
                                          "last": start + lanes >= len(row)})
                 ctx.set(unit.i.valid, 1)
-                await ctx.tick().until(unit.i.ready)
+                while True:
+                    ready = ctx.get(unit.i.ready)
+                    await ctx.tick()
+                    cycles["source"] = cycles.get("source", 0) + 1
+                    if ready:
+                        cycles["accept"] = cycles["accept"] or cycles["source"]
+                        break
         ctx.set(unit.i.valid, 0)
 
     async def sink(ctx):
@@ -45,6 +53,7 @@ def run_rows(unit, rows, *, stall, seed):
                     received.append(row)
                     row = []
                     cycles["last"] = cycle
+                    cycles["ends"].append(cycle)
             if cycle > 200_000:
                 break
 
@@ -67,10 +76,55 @@ def test_toy_rows_match_numpy(lanes, stall):
     assert not unit.overflow.init
 
 
-def test_back_to_back_rows_reach_the_stated_interval():
+def test_back_to_back_rows_keep_the_cycle_model():
+    """Full rows: every gap between row ends within ``row_interval``; a lone row within
+    ``row_latency``."""
     unit = ToyRowUnit(lanes=2, max_row=64)
     rows = [list(np.random.default_rng(9).integers(-128, 128, 64)) for _ in range(12)]
     got, cycles = run_rows(unit, rows, stall=0.0, seed=0)
     assert got == [toy_golden(r) for r in rows]
-    interval = (cycles["last"] - cycles["first"]) / (len(rows) - 1)
-    assert interval <= 32 + unit.row_overhead
+    assert max(np.diff(cycles["ends"])) <= unit.row_interval(64)
+    _, alone = run_rows(ToyRowUnit(lanes=2, max_row=64), rows[:1], stall=0.0, seed=0)
+    assert alone["ends"][0] - alone["accept"] <= unit.row_latency(64)
+
+
+def test_mixed_lengths_keep_order_and_the_stated_gap():
+    """Short rows after long ones and back: the rows come out in order, bit-exact, and the end
+    of each row follows the previous row's end by at most its own ``row_latency``."""
+    lengths = [64, 1, 64, 3, 17, 64, 64, 2, 1, 40, 1, 64]
+    rng = np.random.default_rng(3)
+    rows = [list(rng.integers(-128, 128, n)) for n in lengths]
+    unit = ToyRowUnit(lanes=1, max_row=64)
+    got, cycles = run_rows(unit, rows, stall=0.0, seed=0)
+    assert got == [toy_golden(r) for r in rows]
+    gaps = np.diff(cycles["ends"])
+    assert all(gap <= unit.row_latency(n) for gap, n in zip(gaps, lengths[1:])), list(gaps)
+
+
+SOFTMAX_UNITS = ("softmax/iptq", "softmax/ivit", "softmax/ibert", "softmax/fqvit")
+
+
+@pytest.mark.parametrize("name", SOFTMAX_UNITS)
+@pytest.mark.parametrize("length", [1, 17, 50])
+def test_short_softmax_rows_stream_back_to_back(name, length):
+    """Rows of 1, 17 and 50 elements at one lane, ``max_row = 256``: bit-exact, every gap
+    between row ends within ``row_interval``, at least 0.9 elements per cycle from 17 elements
+    on, a lone row within ``row_latency``."""
+    from intvit.golden_model import registry
+    from intvit.hw.units import build_unit
+
+    operator = registry.get(name)
+    config = operator.example_config()
+    lo, hi = -(1 << (config.in_bits - 1)), (1 << (config.in_bits - 1)) - 1
+    rng = np.random.default_rng(length)
+    rows = [list(rng.integers(lo, hi, length, endpoint=True)) for _ in range(16)]
+    unit = build_unit(name, config, lanes=1, max_row=256)
+    got, cycles = run_rows(unit, rows, stall=0.0, seed=0)
+    assert got == [list(operator.run(config, np.array([row]))[0]) for row in rows]
+    worst = max(np.diff(cycles["ends"]))
+    assert worst <= unit.row_interval(length)
+    if length >= 17:
+        assert length / worst >= 0.9, worst
+    _, alone = run_rows(build_unit(name, config, lanes=1, max_row=256), rows[:1], stall=0.0,
+                        seed=0)
+    assert alone["ends"][0] - alone["accept"] <= unit.row_latency(length)
