@@ -7,7 +7,7 @@ plain Verilog has no way to set the exit status; Icarus and Verilator accept it 
 files, xsim and Questa may want the file compiled as SystemVerilog). It reads everything from
 the unit's own interface: its port names and widths, its beat layout
 (``intvit.hw.stream.row_beat`` or ``intvit.hw.rowpipe.keyed_beat``), and its stated ``latency``
-(element-wise) or ``row_overhead`` and passes (row units) for the timeout.
+(element-wise) or ``row_latency`` (row units) for the timeout.
 
 The bench drives every input beat honouring ``i_ready`` and takes every output beat, both sides
 stalled at random by an LFSR (about one cycle in four; plusarg ``+nostall`` streams at full
@@ -139,12 +139,12 @@ def beat_layout(unit, vectors: Vectors) -> BeatLayout:
 
 
 def cycle_bound(unit, beats: HexBeats) -> int:
-    """The testbench's timeout in cycles, from the unit's own statements: an element-wise unit
-    takes a beat per cycle after its ``latency``; a row unit accepts a row every
-    ``row beats + row_overhead`` cycles at most and its last row needs each of its passes."""
-    if hasattr(unit, "row_overhead"):
-        full_rate = beats.beats + beats.rows * unit.row_overhead
-        full_rate += len(unit.passes()) * (beats.longest_row + unit.row_overhead)
+    """The testbench's timeout in cycles, from the unit's own cycle model: an element-wise unit
+    takes a beat per cycle after its ``latency``; a row unit ends each row at most its
+    ``row_latency`` after the previous row's end (``intvit.hw.rowpipe``), so ``rows`` rows take
+    at most ``rows * row_latency(longest row)`` (``longest_row`` counts beats)."""
+    if hasattr(unit, "row_latency"):
+        full_rate = beats.rows * unit.row_latency(beats.longest_row * unit.lanes)
     else:
         full_rate = beats.beats + unit.latency
     return STALL_FACTOR * full_rate + TIMEOUT_SLACK

@@ -33,11 +33,10 @@ lanes)``): back-to-back rows of ``n`` elements are accepted every ``max(B + ROW_
 row_step_interval)`` cycles at most, where the row step interval is the slowest row step's
 ``row_step_cycles + STEP_HANDOFF``; a row step slower than a row therefore bounds the interval
 from below (a LayerNorm row is its 64+ channels, so its steps never do). A lone row takes
-``passes * B + row_fill`` cycles from its first input beat to its last output beat. Slots and queues are sized for rows of
-:attr:`RowUnit.full_rate_row` elements (17) or more; a shorter row is bounded by that row's
-interval. Rows keep
-their order; with rows streamed back to back, the end of row ``i + 1`` comes at most
-``row_latency(n_(i+1))`` cycles after the end of row ``i``.
+``passes * B + row_fill`` cycles from its first input beat to its last output beat. Slots and
+queues are sized for rows of :attr:`RowUnit.full_rate_row` elements (17) or more; a shorter row
+is bounded by that row's interval. Rows keep their order; with rows streamed back to back, the
+end of row ``i + 1`` comes at most ``row_latency(n_(i+1))`` cycles after the end of row ``i``.
 
 Rows longer than ``max_row`` elements are truncated to ``max_row`` (later beats are dropped) and
 raise the sticky ``overflow`` output until reset; they are never silently wrapped.
