@@ -18,16 +18,22 @@ from intvit.golden_model.integer import signed_range
 
 from ..rowpipe import Reduction, RowPass, RowUnit
 from ..seqmath import BitSerialSqrt, RestoringDivider
+from ..softmax.common import SplitProduct
 
 
 # --- small datapath helpers -------------------------------------------------------------------
 
-def channel_table(values, index):
-    """``values[index]``: a constant table (a ROM of ``len(values)`` words, shape just wide
-    enough) read at the element index. Indices past the table occur only on the unused lanes of
-    a partial beat, whose outputs are dropped."""
+def table_shape(values):
+    """The shape of :func:`channel_table` ``(values, .)``: just wide enough, at least one bit."""
     lo, hi = min(values), max(values)
-    shape = Shape.cast(range(lo, max(hi, lo + 1) + 1))  # at least one bit
+    return Shape.cast(range(lo, max(hi, lo + 1) + 1))
+
+
+def channel_table(values, index):
+    """``values[index]``: a constant table (a ROM of ``len(values)`` words, shape
+    :func:`table_shape`) read at the element index. Indices past the table occur only on the
+    unused lanes of a partial beat, whose outputs are dropped."""
+    shape = table_shape(values)
     return Array(Const(v, shape) for v in values)[index]
 
 
@@ -124,13 +130,17 @@ class CentredLayerNormUnit(LayerNormRowUnit):
       (``ceil(sqrt_bits/2)`` cycles), clamped to ``root_floor``, then
       ``f = recip_numerator // (root << var_shift)`` by a restoring divider of ``recip_bits``
       cycles;
-    - pass 2 (3 stages): ``z = (y f) >> norm_shift`` (``z_bits``); ``z mult_c + bias_c``;
+    - pass 2 (5 stages, each multiply's DSPs alone in a stage, so their paths are register to
+      register; :class:`~intvit.hw.softmax.common.SplitProduct`): the partial products of
+      ``y f`` (and the channel's ``mult_c``, ``bias_c`` read); ``z = (y f) >> norm_shift``
+      (``z_bits``); the partial products of ``z mult_c``; ``z mult_c + bias_c``;
       ``>> out_shift``, saturate.
 
     Latency without stalls, from a row's last input beat to its first output beat:
-    ``ceil(C / lanes) + row_step_cycles(0) + row_step_cycles(1) + 15`` cycles. Rows overlap
-    across the passes (three buffer slots), so back-to-back rows have an initiation interval of
-    at most ``ceil(C / lanes) + row_overhead`` cycles (measured: ``python bench/hw_units.py``).
+    ``ceil(C / lanes) + row_step_cycles(0) + row_step_cycles(1)`` plus the stages of passes 1
+    and 2 and the row pipeline's fixed hand-overs. Rows overlap across the passes (three buffer
+    slots), so back-to-back rows have an initiation interval of at most ``ceil(C / lanes) +
+    row_overhead`` cycles (measured: ``python bench/hw_units.py``).
 
     A subclass sets ``config_type`` and :attr:`sqrt_bits`, the radicand width of the root.
     """
@@ -152,11 +162,23 @@ class CentredLayerNormUnit(LayerNormRowUnit):
             shifted = y >> cfg.var_shift
             return shifted * shifted
 
-        def normalize(y, ctx):
-            return ((y * ctx.scalars["recip"]) >> cfg.norm_shift)[:cfg.z_bits].as_signed()
+        gain = SplitProduct(signed(cfg.in_bits + 1), unsigned(cfg.recip_bits))
+        fold = SplitProduct(signed(cfg.z_bits), table_shape(cfg.mult))
 
-        def affine(z, ctx):  # z * mult_c + bias_c
-            return z * channel_table(cfg.mult, ctx.index) + channel_table(cfg.bias, ctx.index)
+        def scale(y, ctx):  # y * f: the DSPs alone; the channel's constants read
+            return bundle(**gain.partials(y, ctx.scalars["recip"]),
+                          mult=channel_table(cfg.mult, ctx.index),
+                          bias=channel_table(cfg.bias, ctx.index))
+
+        def normalize(v, ctx):  # z = (y f) >> norm_shift
+            z = (gain.total(v) >> cfg.norm_shift)[:cfg.z_bits].as_signed()
+            return bundle(z=z, mult=v.mult, bias=v.bias)
+
+        def fold_partials(v, ctx):  # z * mult_c: the DSPs alone
+            return bundle(**fold.partials(v.z, v.mult), bias=v.bias)
+
+        def affine(v, ctx):  # z * mult_c + bias_c
+            return fold.total(v) + v.bias
 
         def requantize(total, ctx):
             return clamp(total >> cfg.out_shift, *signed_range(cfg.out_bits))
@@ -166,7 +188,8 @@ class CentredLayerNormUnit(LayerNormRowUnit):
                     reductions={"total": Reduction("sum", signed(cfg.sum_bits))}),
             RowPass(signed(cfg.in_bits + 1), stages=[centre],
                     reductions={"sumsq": Reduction("sum", unsigned(cfg.sumsq_bits), square)}),
-            RowPass(signed(cfg.out_bits), stages=[normalize, affine, requantize]),
+            RowPass(signed(cfg.out_bits),
+                    stages=[scale, normalize, fold_partials, affine, requantize]),
         ]
 
     def row_step(self, m, gap, start, values):
@@ -193,7 +216,7 @@ class CentredLayerNormUnit(LayerNormRowUnit):
                      divider.numerator.eq(cfg.recip_numerator),
                      divider.denominator.eq(at_least(root.root, cfg.root_floor)
                                             << cfg.var_shift)]
-        return divider.done, {"recip": divider.quotient}
+        return divider.done, {"recip": divider.quotient[:cfg.recip_bits]}
 
     def row_step_cycles(self, gap: int) -> int:
         """``start`` to ``done``: a seqmath block answers ``cycles + 1`` after its start."""

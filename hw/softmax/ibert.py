@@ -18,14 +18,17 @@ def i_exp_stages(cfg, exp_shape) -> list:
     1. ``n = min(max - q, k_max*D)``: ``-d`` after golden's clamp ``d >= k_max*x0_int``.
     2. ``k = (n * M) >> s = floor(n / D)``: the constant divider by ``D`` as a constant multiply,
        ``(M, s)`` from :func:`~.common.exact_reciprocal`, exact for every ``n`` of the input range.
-    3. ``r = D*k - n`` (``= d - x0_int*k`` in ``(x0_int, 0]``) and the factors ``r + b_int``,
+    3. ``D*k`` (constant multiply, alone in its stage).
+    4. ``r = D*k - n`` (``= d - x0_int*k`` in ``(x0_int, 0]``) and the factors ``r + b_int``,
        ``r + b2_int`` (the golden ``i_poly_factors``).
-    4. ``z = (r + b_int) * (r + b2_int) + c_int`` (one multiplier per lane), ``z`` within the
-       golden ``i_poly_bounds`` (never negative).
-    5. ``e = (z << max(exp_shift, 0)) >> (k + max(-exp_shift, 0)) = floor(z * 2**(exp_shift-k))``,
+    5. ``(r + b_int) * (r + b2_int)`` (one multiplier per lane, alone in its stage).
+    6. ``z = (r + b_int) * (r + b2_int) + c_int``, ``z`` within the golden ``i_poly_bounds``
+       (never negative).
+    7. ``e = (z << max(exp_shift, 0)) >> (k + max(-exp_shift, 0)) = floor(z * 2**(exp_shift-k))``,
        one barrel shift.
 
-    ``e`` is cut to ``exp_shape`` (``exp_max`` bits).
+    Every multiply is alone in its stage, so its DSP path is register to register. ``e`` is cut
+    to ``exp_shape`` (``exp_max`` bits).
     """
     divisor = -cfg.x0_int
     n_max = min((1 << cfg.in_bits) - 1, cfg.k_max * divisor)
@@ -35,7 +38,10 @@ def i_exp_stages(cfg, exp_shape) -> list:
     n_k = Fields(n=n_shape, k=k_shape)
     k_p = Fields(k=k_shape, first=Shape.cast(range(cfg.b_int - divisor + 1, cfg.b_int + 1)),
                  second=Shape.cast(range(cfg.b2_int - divisor + 1, cfg.b2_int + 1)))
-    k_z = Fields(k=k_shape, z=unsigned(i_poly_bounds(cfg)[1].bit_length()))
+    n_k_m = Fields(n=n_shape, k=k_shape, multiple=n_shape)  # D*k <= n
+    z_min, z_max = i_poly_bounds(cfg)
+    k_p2 = Fields(k=k_shape, p=Shape.cast(range(z_min - cfg.c_int, z_max - cfg.c_int + 1)))
+    k_z = Fields(k=k_shape, z=unsigned(z_max.bit_length()))
     left, right = max(cfg.exp_shift, 0), max(-cfg.exp_shift, 0)
 
     def offset(q, ctx):
@@ -47,28 +53,36 @@ def i_exp_stages(cfg, exp_shape) -> list:
     def octave(n, ctx):
         return n_k.view(n=n, k=(n * mult) >> shift)
 
+    def multiple(v, ctx):
+        return n_k_m.view(n=v.n, k=v.k, multiple=divisor * v.k)
+
     def residual(v, ctx):
-        first, second = i_poly_factors(cfg, divisor * v.k - v.n)
+        first, second = i_poly_factors(cfg, v.multiple - v.n)
         return k_p.view(k=v.k, first=first, second=second)
 
+    def product(v, ctx):
+        return k_p2.view(k=v.k, p=v.first * v.second)
+
     def polynomial(v, ctx):
-        return k_z.view(k=v.k, z=v.first * v.second + cfg.c_int)
+        return k_z.view(k=v.k, z=v.p + cfg.c_int)
 
     def scale(v, ctx):
         return ((v.z << left) >> (v.k + right))[:exp_shape.width]
 
-    return [offset, octave, residual, polynomial, scale]
+    return [offset, octave, multiple, residual, product, polynomial, scale]
 
 
 class IExpSoftmaxUnit(ReciprocalSoftmaxUnit):
     """``softmax/ibert`` (I-BERT Algorithm 2, :class:`IBertSoftmaxConfig`, either polynomial).
 
-    Passes: 0 loads the row and its maximum; 1 is i-exp and the row sum (:func:`i_exp_stages`,
-    5 stages); row step: ``f = floor(2**recip_bits / sum)`` by a
+    Passes: 0 loads the row and its maximum; 1 is i-exp and the row sum (:func:`i_exp_stages`);
+    row step: ``f = floor(2**recip_bits / sum)`` by a
     :class:`~intvit.hw.seqmath.RestoringDivider` of ``recip_bits + 1`` numerator bits over the
     ``sum``-wide denominator, started at the config's ``quotient_bits`` (the row maximum's
     ``e`` bounds the sum from below) and so taking ``quotient_bits`` cycles; 2 is ``y = min((e *
-    f) >> (recip_bits - out_bits), 2**out_bits - 1)`` (2 stages, one multiplier per lane).
+    f) >> (recip_bits - out_bits), 2**out_bits - 1)``
+    (:meth:`~.common.ReciprocalSoftmaxUnit.output_pass`: partial products, their sum, the
+    shift).
 
     Throughput: ``lanes`` elements per cycle in every pass; rows overlap (3 buffer slots, at
     most 3 rows in flight), so back-to-back rows of ``n`` elements come every ``ceil(n/lanes) +
