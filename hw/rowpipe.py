@@ -15,7 +15,8 @@ Overlap. A pass issues the first beat of row ``i + 1`` in the cycle after the la
   ``ctx.length``) travel with their beat, one register per stage, built only for the scalars a
   stage reads, so elements of row ``i`` still in flight see row ``i``'s scalars;
 - *reductions* restart on a row's first beat and their final value is captured when the row's
-  last beat sinks (over the lanes a tree, registered when ``lanes > REDUCE_TREE_LANES``);
+  last beat sinks (over the lanes a tree whose result is registered before the accumulator,
+  so a term computed by a multiplier, as LayerNorm's squares, never feeds the adder directly);
 - *hand-off queue*: each pass's rows own an entry of a :attr:`RowUnit.handoff_depth` -entry
   queue from their start (which records the row's scalars) until the row step takes the
   completed entry; a pass stalls the start of a row only when the queue is full;
@@ -55,15 +56,9 @@ ROW_BUBBLE = 0
 STEP_HANDOFF = 2
 """Cycles a row step adds to its ``row_step_cycles``: taking its queue entry and offering its
 outputs to the next pass."""
-STEP_ANSWER = 1
-"""A cycle the model allows past a row step's stated ``row_step_cycles``: the seqmath blocks
-pulse ``done`` one cycle after their ``cycles`` (with the registered result), and a unit may
-state ``cycles`` alone; a unit that states ``cycles + 1`` is then overstated by one cycle."""
 READ_LATENCY = 3
 """Registers from a later pass's read address to its stage-0 values: address, slot read data,
 slot select."""
-REDUCE_TREE_LANES = 2
-"""Above this many lanes the reduction tree over the lanes gets a register stage."""
 
 
 def keyed_beat(shape, lanes: int) -> data.StructLayout:
@@ -146,8 +141,9 @@ class RowUnit(wiring.Component):
     # --- cycle model ---------------------------------------------------------------------------
 
     def _reduce_delay(self, k: int, row_pass: RowPass) -> int:
-        """1 when pass ``k``'s reduction tree over the lanes has its register stage."""
-        return int(bool(row_pass.reductions) and self.lanes > REDUCE_TREE_LANES)
+        """1 when pass ``k`` reduces: the register between its tree over the lanes and the
+        accumulator."""
+        return int(bool(row_pass.reductions))
 
     def pass_depths(self) -> list[int]:
         """Per pass, cycles from issuing a beat to sinking it: the input register (pass 0) or
@@ -158,18 +154,18 @@ class RowUnit(wiring.Component):
     def gap_latencies(self) -> list[int]:
         """Per gap, cycles from the last beat of a row sinking in pass ``k`` to its first beat
         issued in pass ``k + 1``: the optional reduction register, the queue entry completing
-        (1), the row step's take (1) and ``start`` (1), ``row_step_cycles`` plus
-        :data:`STEP_ANSWER`, and the output offered to the next pass, which starts its row
+        (1), the row step's take (1) and ``start`` (1), ``row_step_cycles``, and the output
+        offered to the next pass, which starts its row
         (1)."""
         passes = self.passes()
-        return [self._reduce_delay(k, p) + 4 + STEP_ANSWER + self.row_step_cycles(k)
+        return [self._reduce_delay(k, p) + 4 + self.row_step_cycles(k)
                 for k, p in enumerate(passes[:-1])]
 
     @property
     def row_step_interval(self) -> int:
-        """The slowest row step's cycles per row: ``row_step_cycles + STEP_ANSWER +
-        STEP_HANDOFF``."""
-        return max(self.row_step_cycles(k) + STEP_ANSWER + STEP_HANDOFF for k in range(len(self.passes()) - 1))
+        """The slowest row step's cycles per row: ``row_step_cycles + STEP_HANDOFF``."""
+        return max(self.row_step_cycles(k) + STEP_HANDOFF
+                   for k in range(len(self.passes()) - 1))
 
     @property
     def row_fill(self) -> int:
@@ -622,8 +618,8 @@ class _RowBuilder:
 
     def _reductions(self, k, row_pass, beat, sink, outs, ctx_at, carried, position, length,
                     handoff: _Handoff):
-        """Each named reduction over the row: a tree over the lanes (registered above
-        :data:`REDUCE_TREE_LANES` lanes), restarted on a row's first beat; the row's final
+        """Each named reduction over the row: a tree over the lanes, registered, then the
+        accumulator, restarted on a row's first beat; the row's final
         values complete its hand-off entry when its last beat is reduced."""
         m, lanes = self.m, self.lanes
         partials = {}

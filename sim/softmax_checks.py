@@ -47,7 +47,7 @@ def check_rtl_equals_golden(name, cfg, lanes, stall, work_dir):
 
 def check_full_rows_interval(name, cfg, lanes, work_dir):
     """24 full rows without stalls: the largest gap between the final beats of consecutive rows
-    (the bench's ``max_row_interval``) is within ``ceil(MAX_ROW / lanes) + row_overhead``."""
+    (the bench's ``max_row_interval``) is within the model's ``row_interval(MAX_ROW)``."""
     lo, hi = signed_range(cfg.in_bits)
     rows = [np.random.default_rng(i).integers(lo, hi, MAX_ROW, endpoint=True) for i in range(24)]
     path = save_vectors(Path(work_dir) / "full.npz",
@@ -56,8 +56,8 @@ def check_full_rows_interval(name, cfg, lanes, work_dir):
                      vectors_path=path)
     assert outcome.result.mismatches == 0, outcome.summary()
     beats = -(-MAX_ROW // lanes)
-    overhead = unit_class(name)(cfg, lanes=lanes, max_row=MAX_ROW).row_overhead
-    assert beats <= outcome.result.max_row_interval <= beats + overhead
+    interval = unit_class(name)(cfg, lanes=lanes, max_row=MAX_ROW).row_interval(MAX_ROW)
+    assert beats <= outcome.result.max_row_interval <= interval
 
 
 def check_lint_clean(unit, work_dir):

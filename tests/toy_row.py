@@ -55,4 +55,5 @@ class ToyRowUnit(RowUnit):
         return divider.done, {"recip": divider.quotient}
 
     def row_step_cycles(self, gap):
-        return 21 if gap == 1 else 0
+        """The divider's 21 quotient bits, ``done`` one cycle after the last."""
+        return RestoringDivider(21, 20).cycles + 1 if gap == 1 else 0

@@ -138,9 +138,10 @@ class CentredLayerNormUnit(LayerNormRowUnit):
 
     Latency without stalls, from a row's last input beat to its first output beat:
     ``ceil(C / lanes) + row_step_cycles(0) + row_step_cycles(1)`` plus the stages of passes 1
-    and 2 and the row pipeline's fixed hand-overs. Rows overlap across the passes (three buffer
-    slots), so back-to-back rows have an initiation interval of at most ``ceil(C / lanes) +
-    row_overhead`` cycles (measured: ``python bench/hw_units.py``).
+    and 2 and the row pipeline's fixed hand-overs. Rows overlap across the passes, so
+    back-to-back rows come every :meth:`~intvit.hw.rowpipe.RowUnit.row_interval` cycles:
+    ``ceil(C / lanes)`` unless a row step (the root and reciprocal) is slower (measured:
+    ``python bench/hw_units.py``).
 
     A subclass sets ``config_type`` and :attr:`sqrt_bits`, the radicand width of the root.
     """

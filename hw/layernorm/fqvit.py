@@ -35,10 +35,10 @@ class PTFLayerNormUnit(LayerNormRowUnit):
       ``>> N``; saturate.
 
     Latency without stalls, last input beat to first output beat: ``row_step_cycles(0)`` plus
-    the stages of pass 1 and the row pipeline's fixed hand-overs. Three buffer slots overlap the
-    rows; the interval of back-to-back rows is at most ``ceil(C / lanes) + row_overhead`` cycles
-    (the row step, ``row_step_cycles(0)``, sets the pace at 4 lanes; measured: ``python
-    bench/hw_units.py``).
+    the stages of pass 1 and the row pipeline's fixed hand-overs. Rows overlap; back-to-back
+    rows come every :meth:`~intvit.hw.rowpipe.RowUnit.row_interval` cycles (the row step,
+    ``row_step_cycles(0)``, sets the pace when ``ceil(C / lanes)`` is shorter; measured:
+    ``python bench/hw_units.py``).
     """
 
     config_type = PTFLayerNormConfig

@@ -167,7 +167,9 @@ class ReciprocalSoftmaxUnit(SoftmaxRowUnit):
         return divider.done, {"recip": fit(divider.quotient, unsigned(cfg.quotient_bits))}
 
     def row_step_cycles(self, gap):
-        return self.config.quotient_bits if gap == 1 else 0  # one quotient bit per cycle
+        """``start`` to ``done``: one quotient bit per cycle, ``done`` one cycle after the last
+        (:class:`~intvit.hw.seqmath.RestoringDivider`)."""
+        return self.config.quotient_bits + 1 if gap == 1 else 0
 
     def output_pass(self) -> RowPass:
         """Three stages: the partial products of ``e * f`` (:class:`SplitProduct`, the DSPs

@@ -28,11 +28,11 @@ class LogIntSoftmaxUnit(SoftmaxRowUnit):
     - one stage: ``t = q + [2*rem >= e]``; one stage: leading one ``l`` of ``t``, plus the bit
       below it (``log_round``), ``min(., top_code)``, ``top_code`` when ``sat``.
 
-    Pass 2 has ``Q + 3`` stages. Throughput: ``lanes`` elements per cycle; back-to-back rows
-    every ``ceil(n/lanes) + row_overhead`` cycles, ``row_overhead = max(Q + 6,
-    len(exp_stages()) + 7)`` (pass 2 drains its pipeline between rows; pass 1 hands its sum
-    on). Latency, first element in to first out: about ``2*ceil(n/lanes)``
-    plus the stages of passes 1 and 2 and the row pipeline's fixed hand-overs. Measured at
+    Pass 2 has ``Q + 3`` stages. Throughput: ``lanes`` elements per cycle in every pass, rows
+    overlapped (:meth:`~intvit.hw.rowpipe.RowUnit.row_interval`; no divider, so rows of 17
+    elements and more stream at one beat per cycle). Latency, first element in to first out:
+    about ``2*ceil(n/lanes)`` plus the stages of passes 1 and 2 and the row pipeline's fixed
+    hand-overs (:meth:`~intvit.hw.rowpipe.RowUnit.row_latency`). Measured at
     ``max_row = 64``, full rows: example config (``Q = 15``) 85 cycles per row at lanes 1 and 37
     at lanes 4; ``out_bits = 5`` (``Q = 31``) 101 at lanes 1.
     """

@@ -84,9 +84,9 @@ class IExpSoftmaxUnit(ReciprocalSoftmaxUnit):
     (:meth:`~.common.ReciprocalSoftmaxUnit.output_pass`: partial products, their sum, the
     shift).
 
-    Throughput: ``lanes`` elements per cycle in every pass; rows overlap (3 buffer slots, at
-    most 3 rows in flight), so back-to-back rows of ``n`` elements come every ``ceil(n/lanes) +
-    row_overhead`` cycles at most; the divider alone needs ``quotient_bits + 4`` cycles per row.
+    Throughput: ``lanes`` elements per cycle in every pass, rows overlapped
+    (:meth:`~intvit.hw.rowpipe.RowUnit.row_interval`); the divider needs ``quotient_bits + 1``
+    cycles per row plus its hand-off, so it paces only rows shorter than that.
     Measured intervals and latencies: ``python bench/hw_units.py`` (``docs/results.md``).
     """
 

@@ -36,9 +36,9 @@ class BitExpSoftmaxUnit(ReciprocalSoftmaxUnit):
     sum, then ``min((e*f + 2**(sh-1)) >> sh, 2**out_bits - 1)`` with ``sh = recip_bits -
     out_bits``.
 
-    Throughput one beat per cycle in each pass; the passes overlap on three buffered rows, so
-    back-to-back rows are accepted every ``ceil(n / lanes) + row_overhead`` cycles at most
-    (``row_overhead = len(exp_stages()) + 3 + quotient_bits + 4``, pass 1 and the divider).
+    Throughput one beat per cycle in each pass, rows overlapped
+    (:meth:`~intvit.hw.rowpipe.RowUnit.row_interval`); the divider paces only rows shorter than
+    its ``quotient_bits + 1`` cycles plus hand-off.
     """
 
     config_type = BitExpSoftmaxConfig

@@ -35,9 +35,9 @@ class ShiftmaxUnit(ReciprocalSoftmaxUnit):
     as partial products, their sum, then ``min((e*f) >> (31 - out_bits), 2**out_bits - 1)``
     (floor).
 
-    Throughput one beat per cycle in each pass; back-to-back rows are accepted every
-    ``ceil(n / lanes) + row_overhead`` cycles at most (``row_overhead = len(exp_stages()) + 3 +
-    quotient_bits + 4``).
+    Throughput one beat per cycle in each pass, rows overlapped
+    (:meth:`~intvit.hw.rowpipe.RowUnit.row_interval`); the divider paces only rows shorter than
+    its ``quotient_bits + 1`` cycles plus hand-off.
     """
 
     config_type = ShiftmaxConfig
