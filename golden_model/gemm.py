@@ -364,9 +364,10 @@ def drain_cycles(config: GemmConfig) -> int:
     return config.rows * config.cols // config.requant_lanes
 
 
-ARRAY_STAGES = 2
+ARRAY_STAGES = 3
 """Clock edges from a beat in the input registers to its sum in the drain buffer: the join into
-the product registers (the multiply), then the accumulate."""
+the per-multiplier operand copies, the multiply into the product registers, then the
+accumulate."""
 
 
 def output_latency(config: GemmConfig, steps: int) -> int:

@@ -35,17 +35,19 @@ Pipeline (the cycle model is ``intvit.golden_model.gemm.predicted_cycles``):
    full (one beat per cycle at steady state). A tile's last beat joins only when the drain
    buffer is not claimed by the previous tile and the tile's ``b`` beat is present; it then
    claims the buffer, so the multiply-accumulate stages never stall.
-2. **Multiply**: one registered product per cell (per column pair at W4A8), the DSP alone in
+2. **Operands**: each operand register copied :data:`OPERAND_COPIES` times (at W4A8 the weight
+   pairs packed), so no multiplier input comes from a far, high-fan-out register.
+3. **Multiply**: one registered product per cell (per column pair at W4A8), the DSP alone in
    its stage.
-3. **Accumulate**: ``(first ? 0 : acc) + product``; on the tile's last beat the sums go into the
+4. **Accumulate**: ``(first ? 0 : acc) + product``; on the tile's last beat the sums go into the
    drain buffer instead and the ``b`` beat into the bias register.
-4. **Drain**, time-shared: the buffer (``R * C`` sums, row-major) shifts
+5. **Drain**, time-shared: the buffer (``R * C`` sums, row-major) shifts
    ``config.requant_lanes`` sums per cycle, with their biases (a register rotating by the same
    step), into a requantizer of that many lanes: ``intvit.hw.requant.Requantizer`` (per-tensor
    constants) or with ``per_channel`` ``intvit.hw.requant.ChannelRequantizer`` fed each column's
    ``m, e`` from the ``b`` beat. ``R * C / lanes`` cycles per tile
    (``intvit.golden_model.gemm.drain_cycles``); the buffer is free again after its last step.
-5. **Row register**: the requantized groups shift into a row of ``C`` lanes, which is ``o``
+6. **Row register**: the requantized groups shift into a row of ``C`` lanes, which is ``o``
    (``last`` on the tile's row ``R-1``).
 """
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
@@ -72,6 +74,27 @@ def unpacked_products(product):
     ``(P >> S) + P[S-1]``."""
     low = product[:PACK_SHIFT].as_signed()
     return low, (product >> PACK_SHIFT) + product[PACK_SHIFT - 1]
+
+
+OPERAND_COPIES = 4
+"""Private copies of each operand register, each feeding ``1 / OPERAND_COPIES`` of its
+multipliers (:func:`operand_copies`)."""
+
+
+def operand_copies(m, value, name):
+    """:data:`OPERAND_COPIES` registers of ``value`` that Yosys keeps apart.
+
+    ``opt_merge`` folds registers with the same input into one (a ``keep`` on the wire does not
+    stop it, and Amaranth puts no attribute on the flip-flop cell), which would undo the
+    fan-out copies. Per bit a register differs from its twins only by its initial value
+    (0 or 1) and by whether ``rst`` sets it to that value: four kinds, hence four copies."""
+    return [_copy(m, value, kind, f"{name}_copy{kind}") for kind in range(OPERAND_COPIES)]
+
+
+def _copy(m, value, kind, name):
+    reg = Signal(value.shape(), name=name, init=-1 if kind & 1 else 0, reset_less=kind < 2)
+    m.d.sync += reg.eq(value)
+    return reg
 
 
 class Gemm(wiring.Component):
@@ -160,7 +183,8 @@ class Gemm(wiring.Component):
         m.d.comb += join.eq(a_full & w_full & (~last | (~claimed & b_full)))
         m.d.comb += [self.a.ready.eq(~a_full | join), self.w.ready.eq(~w_full | join)]
 
-        products, p_valid, p_first, p_last = self.multiply(m, a_beat.data, w_beat, join, last)
+        cells, o_valid, o_first, o_last = self.operands(m, a_beat.data, w_beat, join, last)
+        products, p_valid, p_first, p_last = self.multiply(m, cells, o_valid, o_first, o_last)
         finish = p_valid & p_last
         sums = self.accumulate(m, products, p_valid, p_first)
         m.d.comb += self.b.ready.eq(~b_full | finish)
@@ -184,32 +208,53 @@ class Gemm(wiring.Component):
             m.d.sync += [beat.eq(port.payload), full.eq(1)]
         return beat, full
 
-    def multiply(self, m, act, weights, join, last):
-        """Stage 2: the registered products of every cell, per row a list over columns (at
-        W4A8 over column pairs), with the beat's valid, first and last flags."""
+    def operands(self, m, act, weights, join, last):
+        """Stage 2: registered copies of the multiplier operands (:func:`operand_copies`),
+        per cell (per column pair at W4A8) the pair it multiplies, with the joined beat's valid,
+        first and last flags.
+
+        Each input register bit fans out to ``R`` or ``C`` multipliers spread over the die; fed
+        straight from it, that long high-fan-out net lay in front of the DSP on the critical
+        path. Each copy feeds a quarter of them, so the long nets end at registers. At W4A8 the
+        weight copies hold the packed pair (:func:`packed_weight`), so the packing add is off
+        the DSP's path."""
         cfg = self.config
         first = Signal(init=1)  # the next joined beat starts a tile
         with m.If(join):
             m.d.sync += first.eq(last)
-        valid, p_first, p_last = Signal(), Signal(), Signal()
-        m.d.sync += [valid.eq(join), p_first.eq(first), p_last.eq(last)]
-        if cfg.weight_bits == 4:  # packed from the weight register: a 5-bit add before the DSP
-            operands = [packed_weight(weights[c], weights[c + 1]) for c in range(0, cfg.cols, 2)]
+        valid, o_first, o_last = Signal(), Signal(), Signal()
+        m.d.sync += [valid.eq(join), o_first.eq(first), o_last.eq(last)]
+        if cfg.weight_bits == 4:
+            weight_ops = [packed_weight(weights[c], weights[c + 1])
+                          for c in range(0, cfg.cols, 2)]
         else:
-            operands = [weights[c] for c in range(cfg.cols)]
+            weight_ops = [weights[c] for c in range(cfg.cols)]
+        act_copies = [operand_copies(m, act[r], f"op_a{r}") for r in range(cfg.rows)]
+        weight_copies = [operand_copies(m, op, f"op_w{j}") for j, op in enumerate(weight_ops)]
+        cells = [[(act_copies[r][j * OPERAND_COPIES // len(weight_ops)],
+                   weight_copies[j][r * OPERAND_COPIES // cfg.rows])
+                  for j in range(len(weight_ops))] for r in range(cfg.rows)]
+        return cells, valid, o_first, o_last
+
+    @staticmethod
+    def multiply(m, cells, valid, first, last):
+        """Stage 3: the registered product of every cell's operand copies, the DSP alone in its
+        stage, with the flags delayed alongside."""
+        p_valid, p_first, p_last = Signal(), Signal(), Signal()
+        m.d.sync += [p_valid.eq(valid), p_first.eq(first), p_last.eq(last)]
         products = []
-        for r in range(cfg.rows):
-            row = []
-            for j, operand in enumerate(operands):
-                product = act[r] * operand
+        for r, row in enumerate(cells):
+            regs = []
+            for j, (a_reg, w_reg) in enumerate(row):
+                product = a_reg * w_reg
                 reg = Signal(product.shape(), name=f"prod_{r}_{j}")
                 m.d.sync += reg.eq(product)
-                row.append(reg)
-            products.append(row)
-        return products, valid, p_first, p_last
+                regs.append(reg)
+            products.append(regs)
+        return products, p_valid, p_first, p_last
 
     def accumulate(self, m, products, valid, first):
-        """Stage 3: each cell's ``(first ? 0 : acc) + product``, kept while ``valid``; returns
+        """Stage 4: each cell's ``(first ? 0 : acc) + product``, kept while ``valid``; returns
         the sums (row-major) the drain buffer takes on the tile's last beat."""
         cfg = self.config
         sums = []
@@ -225,7 +270,7 @@ class Gemm(wiring.Component):
         return sums
 
     def drain(self, m, requant, sums, bias_beat, finish):
-        """Stage 4: on ``finish`` the buffer takes ``sums`` and the bias register the ``b``
+        """Stage 5: on ``finish`` the buffer takes ``sums`` and the bias register the ``b``
         beat; then ``requant_lanes`` sums per cycle, each with its column's bias, go to the
         requantizer. Returns the signal of the buffer's last step (it is free after it)."""
         cfg = self.config
@@ -258,7 +303,7 @@ class Gemm(wiring.Component):
         return done
 
     def row_register(self, m, requant):
-        """Stage 5: the requantizer's groups of ``requant_lanes`` shift into a row of ``C``
+        """Stage 6: the requantizer's groups of ``requant_lanes`` shift into a row of ``C``
         lanes; the row is ``o`` once its last group is in."""
         cfg = self.config
         lanes, cols = cfg.requant_lanes, cfg.cols

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from intvit.golden_model.errors import ConfigError, IntvitError
-from intvit.golden_model.gemm import (DEIT_TINY_SHAPES, GemmConfig, drain_cycles, gemm,
-                               gemm_accumulate, gemm_beats, output_latency, pack_int4,
+from intvit.golden_model.gemm import (ARRAY_STAGES, DEIT_TINY_SHAPES, GemmConfig, drain_cycles,
+                               gemm, gemm_accumulate, gemm_beats, output_latency, pack_int4,
                                predicted_cycles, reassemble, requant_latency, tile_period,
                                unpack_int4, utilization)
 from intvit.golden_model.ops.requant import ChannelRequant, RequantConfig
@@ -178,18 +178,19 @@ def test_requant_lanes_default_to_two_where_the_columns_allow(cols, lanes):
     assert drain_cycles(config) == 4 * cols // lanes
 
 
-@pytest.mark.parametrize("k", [1, 16, 33, 34, 35, 768])
+@pytest.mark.parametrize("k", [1, 16, 34, 35, 36, 768])
 def test_tile_period_is_the_reduction_or_the_time_shared_drain(k):
-    """8x8 with two lanes: 32 drain steps, and the buffer is free two edges later."""
+    """8x8 with two lanes: 32 drain steps, and the buffer is free ARRAY_STAGES edges later."""
     config = GemmConfig(rows=8, cols=8)
     assert drain_cycles(config) == 32
-    assert tile_period(config, k) == max(k, 34)
+    period = max(k, 32 + ARRAY_STAGES)
+    assert tile_period(config, k) == period
     tiles = 3 * 2  # M = 17 -> 3 row tiles, N = 16 -> 2 column tiles
-    assert predicted_cycles(17, k, 16, config) == (k + 5 * max(k, 34) + 2 + 32
+    assert predicted_cycles(17, k, 16, config) == (k + 5 * period + ARRAY_STAGES + 32
                                                    + requant_latency(config) + 1)
     assert predicted_cycles(17, k, 16, config) - predicted_cycles(8, k, 8, config) == \
         (tiles - 1) * tile_period(config, k)
-    assert output_latency(config, 4) == 2 + 4 + requant_latency(config) + 1
+    assert output_latency(config, 4) == ARRAY_STAGES + 4 + requant_latency(config) + 1
 
 
 def exact_channel_layer(a, w, bias, requant: ChannelRequant):
