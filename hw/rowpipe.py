@@ -169,9 +169,11 @@ class RowUnit(wiring.Component):
 
     @property
     def row_fill(self) -> int:
-        """``row_latency(n) - passes * B``: the constant part of a lone row's span."""
+        """``row_latency(n) - passes * B``: the constant part of a lone row's span, the first
+        input and the last output cycle both counted (as the element-wise units'
+        ``beats + latency``)."""
         depths = self.pass_depths()
-        return sum(d - 1 for d in depths) + sum(self.gap_latencies())
+        return sum(d - 1 for d in depths) + sum(self.gap_latencies()) + 1
 
     full_rate_row = 17
     """The shortest row (elements) that buffer slots and hand-off queues are sized to stream at
@@ -183,8 +185,8 @@ class RowUnit(wiring.Component):
     def _slot_span(self, beats: int) -> int:
         """Cycles a row holds its slot: from pass 0's row start (a cycle before its first beat)
         until the final pass's last read has left the slot registers (two cycles after it is
-        issued; free the cycle after): ``row_latency - depth of the final pass + 4``."""
-        return self.passes_count * beats + self.row_fill - self.pass_depths()[-1] + 4
+        issued; free the cycle after): ``row_latency - 1 - depth of the final pass + 4``."""
+        return self.passes_count * beats + self.row_fill - 1 - self.pass_depths()[-1] + 4
 
     def _entry_span(self, k: int, beats: int) -> int:
         """Cycles a row holds an entry of gap ``k``'s queue: from its start in pass ``k`` (a
@@ -233,8 +235,8 @@ class RowUnit(wiring.Component):
         return self._base_interval(max(-(-n // self.lanes), self.full_rate_beats))
 
     def row_latency(self, n: int) -> int:
-        """Cycles from a lone row's first input beat accepted to its last output beat:
-        ``passes * B + row_fill``."""
+        """Cycles from a lone row's first input beat accepted to its last output beat, both
+        counted: ``passes * B + row_fill``."""
         return self.passes_count * -(-n // self.lanes) + self.row_fill
 
     @property

@@ -17,7 +17,7 @@ from intvit.fpga.table import GEMM_SIZES, build_table, gemm_name, table_path
 from intvit.golden_model.costs import load_cost_table
 from intvit.golden_model.gemm import example_config
 from intvit.golden_model.registry import get
-from intvit.hw.units import unit_names, default_max_row
+from intvit.hw.units import build_unit, default_max_row, unit_names
 from intvit.cli import main
 
 TARGETS = ("ecp5", "xilinx")
@@ -51,7 +51,10 @@ def test_row_units_hold_the_stated_row(table):
         if operator.row_wise:
             entry = table["entries"][name]
             assert entry["max_row"] == default_max_row(operator.example_config())
-            assert entry["elements_per_cycle"] < 1  # a row costs its beats plus an overhead
+            # overlapped rows: a full row per row_interval, at most one beat per cycle
+            unit = build_unit(name, operator.example_config())
+            assert entry["elements_per_cycle"] == unit.max_row / unit.row_interval(unit.max_row)
+            assert entry["elements_per_cycle"] <= 1
 
 
 def test_requant_entry_matches_a_fresh_measurement(table):
