@@ -8,8 +8,9 @@ Operator entries are :func:`intvit.fpga.cost.measure` at the operator's 8-bit ex
 row units at ``intvit.hw.units.default_max_row`` (LayerNorm: its channels, else 256). GEMM entries
 (``gemm/4x4``, ``gemm/8x8``: W8A8, ``k_max`` 4096; ``gemm/8x8/per-channel`` at W8A8 and, as
 ``gemm/8x8/per-channel/w4``, at W4A8) count one multiply-accumulate as an element:
-the array does ``R * C`` per cycle at steady state (``intvit.golden_model.gemm.tile_period``: tiles of
-``K >= R + 1`` keep every cell busy). Tool results come from the same cache as ``measure``.
+the array does ``R * C`` per cycle at steady state (``intvit.golden_model.gemm.tile_period``: tiles
+whose ``K`` covers the time-shared drain keep every cell busy). Tool results come from the same
+cache as ``measure``.
 """
 import json
 import time
