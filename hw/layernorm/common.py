@@ -18,7 +18,7 @@ from intvit.golden_model.integer import signed_range
 
 from ..rowpipe import Reduction, RowPass, RowUnit
 from ..seqmath import BitSerialSqrt, RestoringDivider
-from ..softmax.common import SplitProduct
+from ..dsp import SplitProduct
 
 
 # --- small datapath helpers -------------------------------------------------------------------
@@ -131,7 +131,7 @@ class CentredLayerNormUnit(LayerNormRowUnit):
       ``f = recip_numerator // (root << var_shift)`` by a restoring divider of ``recip_bits``
       cycles;
     - pass 2 (5 stages, each multiply's DSPs alone in a stage, so their paths are register to
-      register; :class:`~intvit.hw.softmax.common.SplitProduct`): the partial products of
+      register; :class:`~intvit.hw.dsp.SplitProduct`): the partial products of
       ``y f`` (and the channel's ``mult_c``, ``bias_c`` read); ``z = (y f) >> norm_shift``
       (``z_bits``); the partial products of ``z mult_c``; ``z mult_c + bias_c``;
       ``>> out_shift``, saturate.

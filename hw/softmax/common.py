@@ -11,7 +11,7 @@ A :class:`SoftmaxRowUnit` is a three-pass :class:`intvit.hw.rowpipe.RowUnit`; a
 - row step 1: one :class:`intvit.hw.seqmath.RestoringDivider` gives the row's reciprocal
   ``f = floor(recip_numerator / min(sum, sum_limit))``, one quotient bit per cycle, only the
   config's ``quotient_bits`` of them (the row maximum's own ``e`` bounds the sum from below);
-- pass 2 multiplies ``e * f`` (partial products, then their sum; :class:`SplitProduct`), shifts
+- pass 2 multiplies ``e * f`` (partial products, then their sum; :class:`~intvit.hw.dsp.SplitProduct`), shifts
   by ``output_shift`` (rounded half up when the config's ``round_output`` says so, else
   floored), saturates and streams the probabilities out.
 
@@ -24,10 +24,11 @@ time, so the interval is ``max(about ceil(n / lanes) + overhead / 3, divider cyc
 short rows are divider-bound. Measured intervals and latencies: ``python bench/hw_units.py``
 (``docs/results.md``).
 """
-from amaranth import Const, Mux, Shape, signed, unsigned
+from amaranth import Mux, signed, unsigned
 
 from intvit.golden_model.ops.softmax.common import shift_product
 
+from ..dsp import SplitProduct
 from ..fields import Fields, fit
 from ..rowpipe import Reduction, RowPass, RowUnit
 from ..seqmath import RestoringDivider
@@ -39,58 +40,6 @@ def saturate(value, top: int, shape, bound: int | None = None):
     if (bound is not None and bound <= top) or (1 << len(value)) - 1 <= top:
         return fit(value, shape)
     return fit(Mux(value > top, top, value), shape)
-
-
-DSP_SLICE = 17
-"""Bits of an unsigned operand slice of :class:`SplitProduct`: a 17-bit slice, zero-extended to
-18 signed bits, and an 18-bit signed slice fit one ECP5 ``MULT18X18D`` (18 x 18 signed)."""
-
-
-def dsp_slices(shape) -> list[tuple[int, int, bool]]:
-    """``(offset, width, signed)`` of the slices of a value of ``shape``: :data:`DSP_SLICE`-bit
-    unsigned slices from the bottom, and a top slice of the rest that keeps the value's sign
-    (up to ``DSP_SLICE + 1`` bits when signed)."""
-    shape = Shape.cast(shape)
-    top = DSP_SLICE + 1 if shape.signed else DSP_SLICE
-    cuts, offset = [], 0
-    while shape.width - offset > top:
-        cuts.append((offset, DSP_SLICE, False))
-        offset += DSP_SLICE
-    return cuts + [(offset, shape.width - offset, shape.signed)]
-
-
-def _slice(value, offset: int, width: int, is_signed: bool):
-    piece = value[offset:offset + width]
-    return piece.as_signed() if is_signed else piece
-
-
-class SplitProduct:
-    """``a * b`` over two registered stages, for operands wider than one DSP: the partial
-    products of the :func:`dsp_slices` of ``a`` and ``b`` (each one ``MULT18X18D``, alone in its
-    stage, so the multiplier path is register to register), then their shifted sum ``sum p_ij
-    << (offset_i + offset_j)`` in the next stage (one adder per extra partial product, no DSP
-    cascade). As many DSPs as the one wide multiply; :attr:`fields` are the partial products'
-    register fields (carry them with a :class:`~intvit.hw.fields.Fields`)."""
-
-    def __init__(self, a_shape, b_shape):
-        a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
-        self.shape = (Const(0, a_shape) * Const(0, b_shape)).shape()
-        self.pairs = [(a_cut, b_cut) for a_cut in dsp_slices(a_shape)
-                      for b_cut in dsp_slices(b_shape)]
-        self.fields = {}
-        for i, ((_, aw, asg), (_, bw, bsg)) in enumerate(self.pairs):
-            self.fields[f"p{i}"] = (Const(0, signed(aw) if asg else unsigned(aw))
-                                    * Const(0, signed(bw) if bsg else unsigned(bw))).shape()
-
-    def partials(self, a, b) -> dict:
-        """Stage one: ``{"p<i>": slice_a * slice_b}``."""
-        return {f"p{i}": _slice(a, *a_cut) * _slice(b, *b_cut)
-                for i, (a_cut, b_cut) in enumerate(self.pairs)}
-
-    def total(self, view):
-        """Stage two: ``a * b`` from the registered partial products of ``view``."""
-        return fit(sum(view[f"p{i}"] << (a_cut[0] + b_cut[0])
-                       for i, (a_cut, b_cut) in enumerate(self.pairs)), self.shape)
 
 
 def exact_reciprocal(divisor: int, n_max: int) -> tuple[int, int]:
@@ -172,7 +121,7 @@ class ReciprocalSoftmaxUnit(SoftmaxRowUnit):
         return self.config.quotient_bits + 1 if gap == 1 else 0
 
     def output_pass(self) -> RowPass:
-        """Three stages: the partial products of ``e * f`` (:class:`SplitProduct`, the DSPs
+        """Three stages: the partial products of ``e * f`` (:class:`~intvit.hw.dsp.SplitProduct`, the DSPs
         alone); their sum ``e * f``; then ``min(shift_product(e*f), 2**out_bits - 1)`` (the
         golden shift, rounded or floored as the config states)."""
         cfg = self.config

@@ -7,7 +7,8 @@ from intvit.golden_model.ops.softmax.common import log2e_times16
 from intvit.golden_model.ops.softmax.iptq import BitExpSoftmaxConfig, bit_exp_horner_outer
 
 from ..fields import Fields, fit
-from .common import ReciprocalSoftmaxUnit, SplitProduct, saturate
+from ..dsp import SplitProduct
+from .common import ReciprocalSoftmaxUnit, saturate
 
 
 class BitExpSoftmaxUnit(ReciprocalSoftmaxUnit):
@@ -24,7 +25,7 @@ class BitExpSoftmaxUnit(ReciprocalSoftmaxUnit):
     4. ``C2*f`` (constant multiply);
     5. ``inner = C1 + (C2*f >> F)`` (the golden ``bit_exp_horner_inner``, its multiply and its
        add in two stages);
-    6. the partial products of ``inner * f`` (:class:`~.common.SplitProduct`: the one variable
+    6. the partial products of ``inner * f`` (:class:`~intvit.hw.dsp.SplitProduct`: the one variable
        multiplier, ``exp_bits + F + 1`` bits signed, as DSP slices);
     7. their sum ``inner * f``;
     8. ``p = C0 + (inner*f >> F)`` (``bit_exp_horner_outer``) in ``0..exp_max``;
