@@ -108,8 +108,9 @@ def body(tables: dict, seconds: dict, cached: dict) -> str:
         f"inputs and outputs; 7-series: {x['device']}. Tools: {tools}. "
         "Each candidate at its 8-bit example config, one lane; row units (softmax, LayerNorm) "
         "hold a 256-element row (LayerNorm: its channels) and their elements per cycle is the "
-        "full-row initiation interval (beats + per-row overhead). The GEMM arrays (W8A8, K up "
-        "to 4096) count one multiply-accumulate as an element. LUT·cycles / element = "
+        "full-row initiation interval (the unit's `row_interval` of a full row). The GEMM "
+        "arrays (K up to 4096) count one multiply-accumulate as an element. LUT·cycles / "
+        "element = "
         "(LUT4 + 2·CCU2C) / elements per cycle. Bold: the best of its kind in that column.",
         "",
         "### Before and after pipelining (issue #17), ECP5",

@@ -234,9 +234,9 @@ def cost_table(entries: dict) -> str:
             res, xres = ecp5["resources"], xilinx["resources"]
             rows.append([f"`{name}`", bits, res["LUT"], res["CARRY"], res["FF"], res["DSP"],
                          res["BRAM"], f"{ecp5['fmax_mhz']:.1f}", xres["LUT"], xres["FF"],
-                         xres["DSP"], ecp5["row_overhead"], f"{ecp5['elements_per_cycle']:.3f}"])
+                         xres["DSP"], ecp5["row_step_interval"], f"{ecp5['elements_per_cycle']:.3f}"])
     return markdown_table(["candidate", "out bits", "ECP5 LUT4", "CCU2C", "FF", "DSP", "BRAM",
-                           "Fmax (MHz)", "7-series LUT6", "7-series FF", "DSP48", "row overhead",
+                           "Fmax (MHz)", "7-series LUT6", "7-series FF", "DSP48", "row step interval",
                            "elements / cycle"], rows)
 
 
