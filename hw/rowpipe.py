@@ -239,12 +239,6 @@ class RowUnit(wiring.Component):
         counted: ``passes * B + row_fill``."""
         return self.passes_count * -(-n // self.lanes) + self.row_fill
 
-    @property
-    def row_overhead(self) -> int:
-        """Cycles beyond the beats of back-to-back full rows (``max_row`` elements):
-        ``row_interval(max_row) - max_beats``."""
-        return self.row_interval(self.max_row) - self.max_beats
-
     def elaborate(self, platform):
         passes = self.passes()
         if len(passes) < 2:
