@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In
 
 from intvit.golden_model.errors import IntvitError
 from intvit.golden_model.vectors import HexBeats, Vectors, check_row_capacity, export_hex
-from intvit.hw.export import export_verilog, module_name
+from intvit.hw.export import export_verilog, module_name, port_name
 from intvit.hw.units import build_unit
 
 CLOCK_HALF_PERIOD = 5
@@ -156,7 +156,7 @@ def status_outputs(unit) -> list[tuple[str, int]]:
     could give it, so it is refused."""
     found = []
     for path, member, value in unit.signature.flatten(unit):
-        name = "_".join(map(str, path))
+        name = port_name(path)
         if name in STREAM_PORTS:
             continue
         if member.flow == In:

@@ -5,9 +5,12 @@ from amaranth import Const, Shape, signed, unsigned
 from .fields import fit
 
 
-DSP_SLICE = 17
-"""Bits of an unsigned operand slice of :class:`SplitProduct`: a 17-bit slice, zero-extended to
-18 signed bits, and an 18-bit signed slice fit one ECP5 ``MULT18X18D`` (18 x 18 signed)."""
+DSP_OPERAND_BITS = 18
+"""ECP5's ``MULT18X18D`` multiplies two 18-bit signed operands."""
+DSP_SLICE = DSP_OPERAND_BITS - 1
+"""Bits of an unsigned operand slice (:func:`dsp_slices`, the GELU units' ``split_low``): a
+17-bit slice, zero-extended to 18 signed bits, and an 18-bit signed slice fit one
+``MULT18X18D``."""
 
 
 def dsp_slices(shape) -> list[tuple[int, int, bool]]:

@@ -21,6 +21,11 @@ def export_verilog(component, name: str) -> str:
                                          emit_src=False)
 
 
+def port_name(path) -> str:
+    """A signature member path as its Verilog port name: ``("i", "payload")`` -> ``i_payload``."""
+    return "_".join(map(str, path))
+
+
 def port_names(component) -> dict:
     """``{name: (signal, None)}`` for every port of ``component``'s signature, the member path
     joined by single underscores (``i_payload``, ``o_valid``). Amaranth's default joins with
@@ -28,7 +33,7 @@ def port_names(component) -> dict:
     drivers. Two paths that join to the same name are refused."""
     ports = {}
     for path, _member, value in component.signature.flatten(component):
-        name = "_".join(map(str, path))
+        name = port_name(path)
         if name in ports:
             raise ValueError(f"two ports of {type(component).__name__} are both named {name!r}")
         ports[name] = (Value.cast(value), None)

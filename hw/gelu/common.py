@@ -19,15 +19,11 @@ from amaranth.lib import data
 from intvit.golden_model.errors import IntvitError
 from intvit.golden_model.ops.requant import ACC_BITS
 
+from ..dsp import DSP_OPERAND_BITS, DSP_SLICE
 from ..fields import fit
 from ..pipeline import ElementwisePipeline
 from ..requant import Requantizer
 
-DSP_OPERAND_BITS = 18
-"""ECP5's MULT18X18D multiplies two 18-bit signed operands."""
-LOW_PIECE_BITS = DSP_OPERAND_BITS - 1
-"""A wider operand is cut into an unsigned low piece of this many bits and a signed high piece
-(:func:`split_low`), each one MULT18X18D operand."""
 
 
 def bundle(**fields) -> data.View:
@@ -67,11 +63,11 @@ def requant_stages(requant):
 
 
 def split_low(value) -> tuple[Value, Value]:
-    """``value = high * 2**LOW_PIECE_BITS + low``: ``(low, high)``, ``low`` unsigned and ``high``
-    signed (one MULT18X18D operand each while ``value`` has at most ``2 * LOW_PIECE_BITS + 1``
+    """``value = high * 2**DSP_SLICE + low``: ``(low, high)``, ``low`` unsigned and ``high``
+    signed (one MULT18X18D operand each while ``value`` has at most ``2 * DSP_SLICE + 1``
     bits)."""
     value = Value.cast(value)
-    return value[:LOW_PIECE_BITS], value[LOW_PIECE_BITS:].as_signed()
+    return value[:DSP_SLICE], value[DSP_SLICE:].as_signed()
 
 
 def restoring_stages(quotient_bits: int, numerator, divisor, divisor_max: int):
@@ -168,7 +164,7 @@ class ErfPolynomialUnit(GeluUnit):
             return bundle(low=b.neg_q * low, high=b.neg_q * high)
 
         def gelu_sum(b):
-            return signed_bits(b.low + (b.high << LOW_PIECE_BITS), cfg.acc_bits)
+            return signed_bits(b.low + (b.high << DSP_SLICE), cfg.acc_bits)
 
         wide = cfg.widths["sum"] > DSP_OPERAND_BITS
         return [clip, *self.power_stages(), add_constant, erf_sign,
