@@ -26,6 +26,10 @@ from .ops.requant import ACC_BITS, ChannelRequant, RequantConfig, requantize
 
 WEIGHT_BITS = (4, 8)
 """Signed weight widths of the model's linear layers (W8A8 and W4A8)."""
+MAX_ACT_BITS = 17
+"""Widest signed activation operand: the accelerator's array also multiplies softmax
+probability codes (unsigned, up to 16 bits) and decoded log2 probabilities by ``v``; a
+MULT18X18D still takes 17 x 8 bits."""
 MAX_K = 1 << 16
 """Largest supported reduction length: ``2**16 * 2**14 = 2**30``, so W8A8 sums plus a 31-bit
 bias stay inside the requantizer's int32."""
@@ -62,7 +66,8 @@ class GemmConfig:
         4 or 8, signed. Int4 weights travel two per byte (:func:`pack_int4`), so ``cols`` must be
         even.
     act_bits : int
-        8: activations are int8 in both W8A8 and W4A8.
+        8: activations are int8 in both W8A8 and W4A8. Up to :data:`MAX_ACT_BITS` for the
+        accelerator's array, whose ``probs @ v`` takes unsigned probability codes.
     bias_bits : int
         Signed bias width, 1..31. The default 31 is the widest bias for which ``acc + bias``
         still fits the requantizer's int32 at every ``K <= MAX_K`` for W8A8 (HAWQ-V3 keeps the
@@ -108,7 +113,8 @@ class GemmConfig:
         if self.weight_bits not in WEIGHT_BITS:
             raise ConfigError(f"{owner}: weight_bits must be 8 (W8A8) or 4 (W4A8) (got "
                               f"{self.weight_bits})")
-        check_int(owner, "act_bits", self.act_bits, 8, 8, "activations are int8")
+        check_int(owner, "act_bits", self.act_bits, 8, MAX_ACT_BITS,
+                  "activations are int8; the accelerator widens them for probabilities")
         check_int(owner, "bias_bits", self.bias_bits, 1, ACC_BITS - 1)
         if not isinstance(self.per_channel, bool):
             raise ConfigError(f"{owner}: per_channel must be True or False (got "

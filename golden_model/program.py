@@ -28,15 +28,16 @@ Steps (one per layer operation, in the integer ViT's order):
   region (``a_base + tm * a_stride + k``), optionally decoded from FQ-ViT log2 codes to their
   powers of two (``_ProbsTimesV``); ``w`` from the weight memory (``w_base + tn * K + k``) or
   from a region (``w_base + tn * w_tn_stride + k * w_k_stride``); one bias word per column
-  tile. ``post``: ``none``, ``gelu`` (the unit, on each output row), ``residual`` (saturating
-  add into the destination, the residual stream), ``clspos`` (class token + position
-  embedding, token 0's product dropped) or ``logits`` (row 0 out of the accelerator).
-- ``row``: a softmax or LayerNorm unit over ``rows`` rows of ``length``; elements read from a
-  region in either layout (through the per-channel requantizer onto the LayerNorm's input
-  codes when ``chan_base >= 0``), written to a ``T`` region.
+  tile. ``post``: ``none``, ``residual`` (saturating add into the destination, the residual
+  stream), ``clspos`` (class token + position embedding, token 0's product dropped) or
+  ``logits`` (row 0 out of the accelerator).
+- ``row``: a softmax, LayerNorm or GELU unit over ``rows`` rows of ``length``, one element per
+  cycle; elements read from a region in either layout (through the per-channel requantizer onto
+  the LayerNorm's input codes when ``chan_base >= 0``), written to a ``T`` region (GELU in
+  place).
 """
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,12 +46,11 @@ from .errors import ConfigError, IntvitError
 from .files import write_text_atomic
 from .gemm import padded
 from .integer import check_int, signed_range
-from .ops.requant import MULTIPLIER_BITS, SHIFT_BITS
 from .qvit import IMAGE_BITS, LOGIT_BITS, IntegerViT
 
 PROGRAM_FORMAT = "intvit accelerator program 1"
 KINDS = ("input", "gemm", "row")
-POSTS = ("none", "gelu", "residual", "clspos", "logits")
+POSTS = ("none", "residual", "clspos", "logits")
 LAYOUTS = ("T", "RM")
 WEIGHT_SOURCES = ("rom", "act")
 
@@ -65,6 +65,9 @@ class AcceleratorConfig:
     def __post_init__(self):
         check_int("AcceleratorConfig", "lanes", self.lanes, 2, 32,
                   "the array is lanes x lanes; 8 is the default")
+        if self.lanes & (self.lanes - 1):
+            raise ConfigError(f"AcceleratorConfig: lanes must be a power of two (got "
+                              f"{self.lanes})")
         check_int("AcceleratorConfig", "requant_lanes", self.requant_lanes, 1, self.lanes)
         if self.lanes % self.requant_lanes:
             raise ConfigError(f"AcceleratorConfig: requant_lanes must divide lanes (got "
@@ -76,7 +79,7 @@ class Step:
     """One step; the fields a kind does not use are 0 (``FIELDS`` lists those it uses)."""
     kind: str
     name: str
-    unit: int = 0            # row: the unit's index; gemm with post gelu: the GELU unit's index
+    unit: int = 0            # row: the unit's index
     m: int = 0               # gemm: M x K x N; row: rows (m) of length (n)
     k: int = 0
     n: int = 0
@@ -101,7 +104,7 @@ class Step:
 
     FIELDS = {"input": ("grid", "patch", "channels", "o_base", "o_stride"),
               "gemm": ("m", "k", "n", "a_base", "a_stride", "a_top", "w_src", "w_base",
-                       "w_tn_stride", "w_k_stride", "b_base", "out_bits", "post", "unit",
+                       "w_tn_stride", "w_k_stride", "b_base", "out_bits", "post",
                        "o_layout", "o_base", "o_stride"),
               "row": ("unit", "m", "n", "a_layout", "a_base", "a_stride", "chan_base",
                       "o_layout", "o_base", "o_stride")}
@@ -295,11 +298,11 @@ def compile_program(qmodel: IntegerViT, config: AcceleratorConfig = AcceleratorC
                     o_base=h_base, o_stride=h_stride)
 
     def gemm(name, linear, a_base, a_stride, k, n, o_layout, o_base, o_stride, post="none",
-             columns=None, unit=0, m=tokens):
+             columns=None, m=tokens):
         w_base, b_base = linear_rom(linear, columns)
         return Step("gemm", name, m=m, k=k, n=n, a_base=a_base, a_stride=a_stride,
                     w_base=w_base, b_base=b_base, out_bits=linear.requant.out_bits, post=post,
-                    unit=unit, o_layout=o_layout, o_base=o_base, o_stride=o_stride)
+                    o_layout=o_layout, o_base=o_base, o_stride=o_stride)
 
     for index, block in enumerate(qmodel.blocks):
         p = f"blocks.{index}"
@@ -331,7 +334,10 @@ def compile_program(qmodel: IntegerViT, config: AcceleratorConfig = AcceleratorC
                           res_base, res_stride, post="residual"))
         steps.append(layernorm(f"{p}.norm2", block["norm2_in"], tokens))
         steps.append(gemm(f"{p}.mlp.fc1", block["fc1"], h_base, h_stride, dim, hidden, "T",
-                          g_base, g_stride, post="gelu", unit=unit_for(f"{p}.mlp.gelu")))
+                          g_base, g_stride))
+        steps.append(Step("row", f"{p}.mlp.gelu", unit=unit_for(f"{p}.mlp.gelu"), m=tokens,
+                          n=hidden, a_base=g_base, a_stride=g_stride, o_base=g_base,
+                          o_stride=g_stride))
         steps.append(gemm(f"{p}.mlp.fc2", block["fc2"], g_base, g_stride, hidden, dim, "T",
                           res_base, res_stride, post="residual"))
     steps.append(layernorm("norm", qmodel.norm["in"], 1))
@@ -412,8 +418,9 @@ def image_pixels(program: Program, images) -> np.ndarray:
 
 
 def run_program(program: Program, pixels: np.ndarray, taps: dict | None = None) -> np.ndarray:
-    """The program on one image's ``pixels`` (:func:`image_pixels`): its logits; ``taps`` gets
-    each step's valid outputs (by step index), the elements the RTL's writes must equal."""
+    """The program on one image's ``pixels`` (:func:`image_pixels`): its logits; ``taps`` gets,
+    by step index, ``(word, lane, values)`` of each element the step writes (the logits step:
+    ``(None, None, logits)``), the elements the RTL's writes must equal."""
     lanes = program.lanes
     mem = np.zeros((program.act_words, lanes), dtype=np.int64)
     logits = None
@@ -427,7 +434,7 @@ def run_program(program: Program, pixels: np.ndarray, taps: dict | None = None) 
             if step.post == "logits":
                 logits = out[0, :step.n]
                 if taps is not None:
-                    taps[index] = logits.copy()
+                    taps[index] = (None, None, logits.copy())
                 continue
             word, lane = _index(step.o_layout, step.o_base, step.o_stride, lanes, *out.shape)
         else:
@@ -435,7 +442,7 @@ def run_program(program: Program, pixels: np.ndarray, taps: dict | None = None) 
             word, lane = _t_index(step.o_base, step.o_stride, lanes, *out.shape)
         mem[word, lane] = out
         if taps is not None:
-            taps[index] = out.copy()
+            taps[index] = (word, lane, out.copy())
     return logits
 
 
@@ -467,10 +474,7 @@ def _gemm(program, step, mem):
     bias = bias.reshape(n_pad, 3)[:step.n]
     acc = a @ w[:, :step.n] + bias[:, 0]
     y = _requant(acc, bias[:, 1], bias[:, 2], step.out_bits)
-    if step.post == "gelu":
-        op, config = program.units[step.unit]
-        y = registry.get(op).run(config, y)
-    elif step.post == "residual":
+    if step.post == "residual":
         word, lane = _t_index(step.o_base, step.o_stride, lanes, step.m, step.n)
         y = np.clip(mem[word, lane] + y, *signed_range(program.residual_bits))
     elif step.post == "clspos":

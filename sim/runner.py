@@ -56,17 +56,20 @@ precompiled-header include flag, which the PyPI wheel's ``verilated.mk`` leaves 
 split into several C++ files then fail to link without it)."""
 
 
-def build_unit(component, progress: Callable[[str], None] | None = None) -> tuple[Path, bool]:
+def build_unit(component, progress: Callable[[str], None] | None = None,
+               optimize: bool = False) -> tuple[Path, bool]:
     """Verilate ``component`` with FST tracing compiled in; return (build dir, was cached).
 
-    Builds are cached by a hash of the Verilog and the tool versions, and a lock file serializes
+    ``optimize`` compiles the model with the C++ optimizer (a whole accelerator, whose speed is
+    the model's own, not the bench's). Builds are cached by a hash of the Verilog, the tool
+    versions and ``optimize``, and a lock file serializes
     processes that need the same build (parallel test workers). ``progress`` hears whether the
     build was cached, or that it starts and how long it took."""
     say = progress or (lambda line: None)
     use_verilator_env()
     verilog = export_verilog(component, TOPLEVEL)
-    key = hashlib.sha256("\n".join([verilog, repr(verilator_version()), cocotb.__version__])
-                         .encode()).hexdigest()[:20]
+    key = hashlib.sha256("\n".join([verilog, repr(verilator_version()), cocotb.__version__]
+                                   + (["optimize"] if optimize else [])).encode()).hexdigest()[:20]
     build_dir = cache_root() / "sim" / key
     stamp = build_dir / "build.complete"
     build_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -77,13 +80,17 @@ def build_unit(component, progress: Callable[[str], None] | None = None) -> tupl
             return build_dir, True
         say("building the Verilator model (a minute or so the first time) ...")
         start = time.monotonic()
-        _verilate(verilog, build_dir)
+        _verilate(verilog, build_dir, optimize)
         stamp.write_text(key)
     say(f"built in {time.monotonic() - start:.0f} s")
     return build_dir, False
 
 
-def _verilate(verilog: str, build_dir: Path) -> None:
+OPTIMIZED_BUILD_FLAGS = "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1 CFG_CXXFLAGS_PCH_I=-include"
+"""``optimize``: the model's hot code at ``-O1``."""
+
+
+def _verilate(verilog: str, build_dir: Path, optimize: bool = False) -> None:
     from cocotb_tools.runner import get_runner
 
     shutil.rmtree(build_dir, ignore_errors=True)
@@ -92,7 +99,8 @@ def _verilate(verilog: str, build_dir: Path) -> None:
     source.write_text(verilog)
     runner = get_runner("verilator")
     saved = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = f"{saved or ''} {FAST_BUILD_FLAGS}".strip()
+    flags = OPTIMIZED_BUILD_FLAGS if optimize else FAST_BUILD_FLAGS
+    os.environ["MAKEFLAGS"] = f"{saved or ''} {flags}".strip()
     try:
         runner.build(sources=[source], hdl_toplevel=TOPLEVEL, build_dir=build_dir, waves=True,
                      build_args=trace_args(build_dir), log_file=build_dir / "build.log")
@@ -135,13 +143,14 @@ def find_shared_library(name: str) -> Path | None:
 
 def run_bench(component, test_module: str, vectors: Path, env: dict[str, str] | None = None,
               work_dir: Path | None = None,
-              progress: Callable[[str], None] | None = None) -> SimResult:
+              progress: Callable[[str], None] | None = None, optimize: bool = False,
+              waves_on_failure: bool = True) -> SimResult:
     """Run cocotb ``test_module`` against ``component`` fed with the ``vectors`` file;
     ``progress`` receives one line per step (build, simulation, waveform rerun)."""
     from cocotb_tools.runner import get_runner
 
     say = progress or (lambda line: None)
-    build_dir, cached = build_unit(component, progress)
+    build_dir, cached = build_unit(component, progress, optimize)
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="intvit-sim-")).resolve()
     verdict_path = work_dir / "verdict.json"
 
@@ -167,7 +176,7 @@ def run_bench(component, test_module: str, vectors: Path, env: dict[str, str] | 
     verdict = attempt(waves=False)
     say(f"simulated {verdict['checked']:,} outputs in {time.monotonic() - start:.0f} s")
     waveform = None
-    if verdict["mismatches"] or verdict["checked"] == 0:
+    if waves_on_failure and (verdict["mismatches"] or verdict["checked"] == 0):
         say("mismatches: simulating again with waveform tracing ...")
         attempt(waves=True)
         waveform = next(work_dir.glob("dump.*"), None)

@@ -10,6 +10,7 @@ import sys
 
 from intvit.golden_model.errors import IntvitError
 
+from .accelerator import add_perf
 from .arguments import EXIT_BAD_INPUT, METHOD_DOC, OneLineParser, operator_config
 from .quantize import add_quantize
 from .runs import add_demo, add_report
@@ -19,7 +20,7 @@ __all__ = ["COMMANDS", "build_parser", "main", "operator_config"]
 
 
 COMMANDS = (add_doctor, add_ops, add_verilog, add_vectors, add_sim, add_cost, add_quantize,
-            add_demo, add_report)
+            add_perf, add_demo, add_report)
 
 
 def build_parser() -> argparse.ArgumentParser:

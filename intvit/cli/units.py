@@ -2,6 +2,7 @@
 import sys
 from pathlib import Path
 
+from .accelerator import add_accelerator_options
 from .arguments import (EXIT_TOOLCHAIN, METHOD_DOC, add_gemm_options, add_lanes, add_unit_options,
                         non_negative_int, operator_config, positive_int, refuse, say,
                         stall_probability)
@@ -42,6 +43,9 @@ def cmd_verilog(args) -> int:
     from intvit.hw.units import build_gemm, build_unit
 
     check_output_file(args.output, "-o")
+    if args.op == "accelerator":
+        from .accelerator import cmd_verilog_accelerator
+        return cmd_verilog_accelerator(args)
     if args.op == "gemm":
         refuse(bool(args.set), "gemm takes no --set; size it with --rows, --cols, --weight-bits")
         unit = build_gemm(rows=args.rows, cols=args.cols, weight_bits=args.weight_bits,
@@ -148,6 +152,9 @@ def cmd_sim(args) -> int:
 
     work_dir = Path(args.work_dir or Path("runs") / "sim" / args.op.replace("/", "_"))
     check_output_dir(work_dir, "--work-dir")
+    if args.op == "accelerator":
+        from .accelerator import cmd_sim_accelerator
+        return cmd_sim_accelerator(args, work_dir)
     if args.op == "gemm":
         refuse(args.vectors is not None or bool(args.set), "gemm takes no --vectors and no "
                "--set; it simulates its own products (size it with --rows, --cols)")
@@ -252,9 +259,10 @@ def add_ops(commands) -> None:
 
 def add_verilog(commands) -> None:
     verilog = commands.add_parser("verilog", help="write Verilog for an operator's unit")
-    add_unit_options(verilog, extra=" or gemm")
+    add_unit_options(verilog, extra=", gemm or accelerator (the whole model, from --quant)")
     add_lanes(verilog)
     add_gemm_options(verilog)
+    add_accelerator_options(verilog)
     verilog.add_argument("--axis", action="store_true", help="wrap the unit in an AXI4-Stream "
                          "top (aclk, aresetn, s_axis_*, m_axis_*; see docs/fpga.md)")
     verilog.add_argument("-o", "--output", required=True, type=Path, help="Verilog file to write")
@@ -283,9 +291,12 @@ def add_vectors(commands) -> None:
 def add_sim(commands) -> None:
     sim = commands.add_parser("sim", help="simulate a unit under Verilator against the golden "
                               "model")
-    add_unit_options(sim, extra=" or gemm")
+    add_unit_options(sim, extra=", gemm or accelerator (real test images of --quant)")
     add_lanes(sim)
     add_gemm_options(sim)
+    add_accelerator_options(sim)
+    sim.add_argument("--images", type=positive_int, default=None,
+                     help="accelerator: test images to simulate (default 4)")
     sim.add_argument("--vectors", type=Path, help="vector file of `intvit vectors`: the unit is "
                      "built from the config stored in it, and the file is checked against the "
                      "golden model first (default: a fresh sweep)")

@@ -1,0 +1,111 @@
+"""``intvit verilog|sim accelerator`` and ``intvit perf``: the whole integer ViT on one array.
+
+The model comes from ``--quant DIR/quant.json`` (``intvit quantize`` or ``intvit demo``), by
+default the demo's run ``runs/demo/quant.json`` (the bundled model's unified mix).
+"""
+from pathlib import Path
+
+from .arguments import refuse, say
+
+DEFAULT_QUANT = Path("runs") / "demo" / "quant.json"
+SIM_IMAGES = 4
+"""``sim accelerator``: test images simulated by default."""
+
+
+def accelerator_config(args):
+    from intvit.golden_model.program import AcceleratorConfig
+
+    refuse(args.rows != args.cols, f"the accelerator's array is square (its memory word is an "
+           f"activation beat and a weight beat): give --rows equal to --cols (got {args.rows} "
+           f"x {args.cols})")
+    return AcceleratorConfig(lanes=args.rows, requant_lanes=min(args.requant_lanes, args.rows))
+
+
+def quantized_run(args):
+    """``(quant, integer model, evaluation codes)`` of ``--quant`` (default the demo's)."""
+    from intvit.golden_model.quantfile import load_run
+
+    path = args.quant or DEFAULT_QUANT
+    if args.quant is None and not path.exists():
+        refuse(True, f"no --quant given and {path} does not exist; run `intvit demo` (the "
+               "bundled model's unified mix) or `intvit quantize`, or give --quant quant.json")
+    if path.is_dir():
+        path = path / "quant.json"
+    return load_run(path)
+
+
+def compiled(args):
+    from intvit.golden_model.program import compile_program
+
+    config = accelerator_config(args)
+    quant, qmodel, codes = quantized_run(args)
+    return quant, qmodel, codes, compile_program(qmodel, config)
+
+
+def cmd_verilog_accelerator(args) -> int:
+    from intvit.golden_model.files import check_output_file, write_text_atomic
+    from intvit.hw.accelerator import Accelerator
+    from intvit.hw.export import export_verilog
+
+    check_output_file(args.output, "-o")
+    _, _, _, program = compiled(args)
+    say(f"{len(program.steps)} steps, {len(program.units)} units; generating Verilog ...")
+    write_text_atomic(args.output, export_verilog(Accelerator(program), "intvit_accelerator"))
+    program_path = args.output.with_name(args.output.stem + ".program.json")
+    program.write(program_path)
+    print(f"wrote {args.output}: module intvit_accelerator, and its program {program_path}")
+    return 0
+
+
+def cmd_sim_accelerator(args, work_dir: Path) -> int:
+    from intvit.golden_model.files import check_output_dir
+    from intvit.hw.accelerator_timing import image_cycles
+    from intvit.sim.accelerator import simulate_accelerator
+
+    check_output_dir(work_dir, "--work-dir")
+    _, qmodel, codes, program = compiled(args)
+    images = args.images or SIM_IMAGES
+    refuse(images > len(codes), f"--images {images}: the run has {len(codes)} evaluation "
+           "images")
+    batch = codes[:images]
+    expected = qmodel.forward(batch)
+    model_cycles = image_cycles(program)
+    say(f"simulating {images} images on the accelerator ({len(program.steps)} steps, "
+        f"{model_cycles:,} cycles per image by the cycle model) ...")
+    run = simulate_accelerator(program, batch, expected, work_dir=work_dir,
+                               timeout_cycles=model_cycles)
+    print(run.summary())
+    return 0 if run.mismatches == 0 and run.images == images else 1
+
+
+def cmd_perf(args) -> int:
+    from intvit.hw.accelerator_timing import step_cycles
+
+    refuse(args.arch is not None, "--arch: the model of timm ViT/DeiT names is not built yet "
+           "(issue 18); give --quant")
+    _, _, _, program = compiled(args)
+    steps = step_cycles(program)
+    total = sum(cycles for _, cycles in steps)
+    print(f"{len(steps)} steps, {total:,} cycles per image, "
+          f"{args.mhz * 1e6 / total:,.0f} images/s at {args.mhz:g} MHz")
+    return 0
+
+
+def add_accelerator_options(parser, quant: bool = True) -> None:
+    if quant:
+        parser.add_argument("--quant", type=Path, help="accelerator: quant.json (or its "
+                            f"directory) of `intvit quantize`/`demo` (default {DEFAULT_QUANT})")
+    parser.add_argument("--requant-lanes", type=int, default=4, help="accelerator: requantizer "
+                        "lanes of the array's drain (default 4)")
+
+
+def add_perf(commands) -> None:
+    perf = commands.add_parser("perf", help="the accelerator's performance model: cycles, "
+                               "images/s, on-chip memory and weight traffic of a ViT")
+    perf.add_argument("--arch", help="a timm ViT/DeiT name, e.g. deit_tiny_patch16_224")
+    perf.add_argument("--rows", type=int, default=8, help="array rows (default 8)")
+    perf.add_argument("--cols", type=int, default=8, help="array columns (default 8)")
+    perf.add_argument("--mhz", type=float, default=100.0, help="clock in MHz (default 100)")
+    add_accelerator_options(perf)
+    perf.set_defaults(run=cmd_perf)
+

@@ -1,0 +1,121 @@
+"""Run images through the accelerator under Verilator and compare with the golden model.
+
+:func:`simulate_accelerator` builds the accelerator of a program (cached by its Verilog), feeds
+the images' pixels, and checks every image's logits against ``IntegerViT.forward``. A
+mismatching image is run again alone with the write taps on and a waveform; its writes are
+replayed step by step against :func:`intvit.golden_model.program.run_program`'s per-step
+outputs to name the first step whose output differs.
+"""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from intvit.golden_model.program import Program, image_pixels, run_program
+from intvit.golden_model.qvit import LOGIT_BITS
+
+BENCH = "intvit.sim.accelerator_bench"
+TIMEOUT_FACTOR = 2
+"""A run stalls when an image's logits take longer than this many times the cycle model's
+cycles per image (plus the pixels' own cycles)."""
+
+
+@dataclass
+class AcceleratorRun:
+    images: int
+    mismatches: int
+    image_cycles: list
+    step_starts: list
+    first_mismatch: str | None
+    first_step: str | None = None
+    """The first step whose output differs from the program on numpy (mismatches only)."""
+    waveform: Path | None = None
+
+    def summary(self) -> str:
+        cycles = (f"{np.mean(self.image_cycles):,.0f} cycles per image"
+                  if self.image_cycles else "no image finished")
+        line = f"{self.images} images, {self.mismatches} mismatches, {cycles}"
+        if self.first_mismatch:
+            line += f"\n  first mismatch: {self.first_mismatch}"
+        if self.first_step:
+            line += f"\n  first differing step: {self.first_step}"
+        if self.waveform:
+            line += f"\n  waveform: {self.waveform}"
+        return line
+
+
+def step_durations(program: Program, starts: list) -> list:
+    """Cycles of each step of one image from the bench's ``(step, cycle)`` changes (the last
+    step ends when the next image's first step begins, so it is left out)."""
+    return [(program.steps[a].name, later - cycle)
+            for (a, cycle), (_, later) in zip(starts, starts[1:])]
+
+
+def _run(accelerator, program, pixels, expected, timeout, taps, work_dir):
+    from .runner import run_bench
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    vectors = work_dir / "vectors.npz"
+    np.savez(vectors, pixels=pixels, logits=expected, lanes=program.lanes,
+             logit_bits=LOGIT_BITS, timeout_cycles=timeout, taps=int(taps),
+             step_names=np.array([s.name for s in program.steps]))
+    result = run_bench(accelerator, BENCH, vectors, work_dir=work_dir / "sim", optimize=True,
+                       waves_on_failure=not taps)
+    return result, json.loads((work_dir / "sim" / "verdict.json").read_text())
+
+
+def simulate_accelerator(program: Program, images, expected, *, work_dir,
+                         timeout_cycles: int, accelerator=None) -> AcceleratorRun:
+    """``images`` (int8, ``(B, C, H, W)``) through the accelerator of ``program``;
+    ``expected``: ``IntegerViT.forward(images)``."""
+    from intvit.hw.accelerator import Accelerator
+
+    work_dir = Path(work_dir).resolve()
+    pixels = image_pixels(program, images)
+    expected = np.asarray(expected, dtype=np.int64)
+    accelerator = accelerator or Accelerator(program)
+    timeout = TIMEOUT_FACTOR * timeout_cycles + pixels.shape[1]
+    result, verdict = _run(accelerator, program, pixels, expected, timeout, False, work_dir)
+    run = AcceleratorRun(images=verdict["checked"], mismatches=verdict["mismatches"],
+                         image_cycles=verdict["image_cycles"],
+                         step_starts=verdict["step_starts"],
+                         first_mismatch=verdict["first_mismatch"], waveform=result.waveform)
+    if verdict["mismatches"] and verdict["checked"]:
+        bad = _first_bad(verdict)
+        _, taps = _run(accelerator, program, pixels[bad:bad + 1], expected[bad:bad + 1],
+                       timeout, True, work_dir / "taps")
+        run.first_step = first_differing_step(program, pixels[bad], taps["writes"])
+    return run
+
+
+def _first_bad(verdict) -> int:
+    """The image the bench's first mismatch names (``image N: ...``)."""
+    return int(verdict["first_mismatch"].split(":")[0].split()[1])
+
+
+def first_differing_step(program: Program, pixels, writes) -> str | None:
+    """Replay the RTL's writes ``(step, addr, data, mask)`` into a memory image, and compare
+    after each step the elements that step writes with :func:`run_program`'s taps."""
+    taps: dict = {}
+    run_program(program, pixels, taps)
+    lanes, bits = program.lanes, program.lane_bits
+    mem = np.zeros((program.act_words, lanes), dtype=np.int64)
+    by_step: dict = {}
+    for step, addr, data, mask in writes:
+        by_step.setdefault(step, []).append((addr, int(data), mask))
+    for index, step in enumerate(program.steps):
+        for addr, data, mask in by_step.get(index, []):
+            for lane in range(lanes):
+                if mask >> lane & 1:
+                    raw = data >> (lane * bits) & ((1 << bits) - 1)
+                    mem[addr, lane] = raw - (1 << bits) if raw >> (bits - 1) else raw
+        word, lane, out = taps[index]
+        if word is None:  # the logits leave on their own port; the bench compares them
+            continue
+        got = mem[word, lane]
+        if not np.array_equal(got, out):
+            where = np.argwhere(got != out)[0]
+            return (f"step {index} ({step.name}): element {tuple(int(i) for i in where)} is "
+                    f"{int(got[tuple(where)])}, expected {int(out[tuple(where)])}")
+    return None
