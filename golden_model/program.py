@@ -46,6 +46,7 @@ from .errors import ConfigError, IntvitError
 from .files import write_text_atomic
 from .gemm import padded
 from .integer import check_int, signed_range
+from .ops.layernorm.common import same_datapath
 from .qvit import IMAGE_BITS, LOGIT_BITS, IntegerViT
 
 PROGRAM_FORMAT = "intvit accelerator program 1"
@@ -80,6 +81,7 @@ class Step:
     kind: str
     name: str
     unit: int = 0            # row: the unit's index
+    layer: int = 0           # row: which of a shared LayerNorm unit's configs
     m: int = 0               # gemm: M x K x N; row: rows (m) of length (n)
     k: int = 0
     n: int = 0
@@ -106,7 +108,7 @@ class Step:
               "gemm": ("m", "k", "n", "a_base", "a_stride", "a_top", "w_src", "w_base",
                        "w_tn_stride", "w_k_stride", "b_base", "out_bits", "post",
                        "o_layout", "o_base", "o_stride"),
-              "row": ("unit", "m", "n", "a_layout", "a_base", "a_stride", "chan_base",
+              "row": ("unit", "layer", "m", "n", "a_layout", "a_base", "a_stride", "chan_base",
                       "o_layout", "o_base", "o_stride")}
 
     def to_json(self) -> dict:
@@ -125,7 +127,7 @@ class Program:
     tokens: int
     classes: int
     image: tuple               # (channels, height, width)
-    units: list                # [(op name, config)] in unit index order
+    units: list                # [(op name, (config, ...))] in unit index order
     regions: dict              # name -> (layout, base, rows, cols, stride, words)
     act_words: int
     steps: list
@@ -141,7 +143,8 @@ class Program:
                 "requant_lanes": self.requant_lanes, "lane_bits": self.lane_bits,
                 "act_bits": self.act_bits, "residual_bits": self.residual_bits,
                 "tokens": self.tokens, "classes": self.classes, "image": list(self.image),
-                "units": [{"index": i, "op": op} for i, (op, _) in enumerate(self.units)],
+                "units": [{"index": i, "op": op, "layers": len(configs)}
+                          for i, (op, configs) in enumerate(self.units)],
                 "memory": {"act_words": self.act_words,
                            "regions": {name: dict(zip(("layout", "base", "rows", "cols",
                                                        "stride", "words"), value))
@@ -178,8 +181,8 @@ class _Memory:
         return base, stride
 
 
-def _check_model(qmodel: IntegerViT, config: AcceleratorConfig):
-    if not isinstance(qmodel, IntegerViT):
+def _check_model(qmodel, config: AcceleratorConfig):
+    if not isinstance(qmodel, (IntegerViT, ModelShape)):
         raise IntvitError("the accelerator compiles an IntegerViT (intvit quantize's model); "
                           f"got {type(qmodel).__name__}")
     dim = qmodel.patch_embed.weight.shape[0]
@@ -196,6 +199,7 @@ def compile_program(qmodel: IntegerViT, config: AcceleratorConfig = AcceleratorC
     """The program of ``qmodel`` on a ``config.lanes``-square array; ``image_shape`` ``(C, H,
     W)`` (default: square, from the position embedding's tokens)."""
     _check_model(qmodel, config)
+    constants = isinstance(qmodel, IntegerViT)  # else a ModelShape: the steps alone
     lanes = config.lanes
     patch = qmodel.patch_size
     dim = qmodel.patch_embed.weight.shape[0]
@@ -213,19 +217,24 @@ def compile_program(qmodel: IntegerViT, config: AcceleratorConfig = AcceleratorC
     classes = qmodel.head.weight.shape[0]
     plans = qmodel.plans
 
-    # Units: one per distinct (operator, config) pair; LayerNorms differ in gamma/beta, so a
-    # unit is one operator *method* whose per-layer constants differ. The hardware builds one
-    # unit per op name from the configs of its layers (hw/accelerator.py); here: op -> index.
-    units: list = []
-    unit_index: dict = {}
+    # Units: one per distinct operator config; LayerNorms whose configs differ only in their
+    # per-channel tables share one unit (ops.layernorm.common.same_datapath), a step naming
+    # the layer whose tables it reads.
+    units: list = []          # (op, [configs])
 
     def unit_for(layer):
+        """``(unit index, layer index within the unit)`` of non-linear layer ``layer``."""
         plan = plans[layer]
-        key = (plan.op, plan.config)
-        if key not in unit_index:
-            unit_index[key] = len(units)
-            units.append((plan.op, plan.config))
-        return unit_index[key]
+        for index, (op, configs) in enumerate(units):
+            if op != plan.op:
+                continue
+            if plan.config in configs:
+                return index, configs.index(plan.config)
+            if op.startswith("layernorm/") and same_datapath(configs[0], plan.config):
+                configs.append(plan.config)
+                return index, len(configs) - 1
+        units.append((plan.op, [plan.config]))
+        return len(units) - 1, 0
 
     memory = _Memory(lanes)
     res_base, res_stride = memory.region("residual", "T", tokens, dim)
@@ -247,22 +256,22 @@ def compile_program(qmodel: IntegerViT, config: AcceleratorConfig = AcceleratorC
 
     def linear_rom(linear, columns=None):
         """Weight words ``(tn, k)`` and bias words of ``linear`` (columns ``columns``)."""
-        w = np.asarray(linear.weight, dtype=np.int64)  # (out, in)
-        b = np.asarray(linear.bias, dtype=np.int64)
-        mult = np.array(linear.requant.multipliers, dtype=np.int64)
-        shift = np.array(linear.requant.shifts, dtype=np.int64)
-        lo, hi = columns if columns else (0, w.shape[0])
-        n = hi - lo
-        n_pad = padded(n, lanes)
-        wt = np.zeros((w.shape[1], n_pad), dtype=np.int64)
-        wt[:, :n] = w[lo:hi].T
-        bias = np.zeros((n_pad, 3), dtype=np.int64)
-        bias[:n, 0] = b[lo:hi]
-        bias[:n, 1] = np.broadcast_to(mult, (w.shape[0],))[lo:hi]
-        bias[:n, 2] = np.broadcast_to(shift, (w.shape[0],))[lo:hi]
+        out, k = linear.weight.shape
+        lo, hi = columns if columns else (0, out)
+        n_pad = padded(hi - lo, lanes)
         w_base = sum(len(x) for x in weights)
         b_base = sum(len(x) for x in biases)
-        k = w.shape[1]
+        if not constants:
+            weights.append(range(n_pad // lanes * k))
+            biases.append(range(n_pad // lanes))
+            return w_base, b_base
+        w = np.asarray(linear.weight, dtype=np.int64)  # (out, in)
+        wt = np.zeros((k, n_pad), dtype=np.int64)
+        wt[:, :hi - lo] = w[lo:hi].T
+        bias = np.zeros((n_pad, 3), dtype=np.int64)
+        bias[:hi - lo, 0] = np.asarray(linear.bias, dtype=np.int64)[lo:hi]
+        for column, values in ((1, linear.requant.multipliers), (2, linear.requant.shifts)):
+            bias[:hi - lo, column] = np.broadcast_to(np.asarray(values, np.int64), (out,))[lo:hi]
         weights.append(wt.reshape(k, n_pad // lanes, lanes).transpose(1, 0, 2)
                        .reshape(-1, lanes))
         biases.append(bias.reshape(n_pad // lanes, lanes, 3))
@@ -293,7 +302,8 @@ def compile_program(qmodel: IntegerViT, config: AcceleratorConfig = AcceleratorC
                       o_base=res_base, o_stride=res_stride))
 
     def layernorm(layer, requant, rows):
-        return Step("row", layer, unit=unit_for(layer), m=rows, n=dim, a_layout="T",
+        unit, index = unit_for(layer)
+        return Step("row", layer, unit=unit, layer=index, m=rows, n=dim, a_layout="T",
                     a_base=res_base, a_stride=res_stride, chan_base=channel_requant(requant),
                     o_base=h_base, o_stride=h_stride)
 
@@ -320,7 +330,7 @@ def compile_program(qmodel: IntegerViT, config: AcceleratorConfig = AcceleratorC
                               w_k_stride=1, b_base=constant_requant(block["scores"]),
                               out_bits=block["scores"].out_bits, o_layout="RM",
                               o_base=s_base, o_stride=s_stride))
-            steps.append(Step("row", f"{softmax}[{h}]", unit=unit_for(softmax), m=tokens,
+            steps.append(Step("row", f"{softmax}[{h}]", unit=unit_for(softmax)[0], m=tokens,
                               n=tokens, a_layout="RM", a_base=s_base, a_stride=s_stride,
                               o_base=p_base, o_stride=p_stride))
             steps.append(Step("gemm", f"{p}.attn.context[{h}]", m=tokens, k=tokens,
@@ -335,7 +345,7 @@ def compile_program(qmodel: IntegerViT, config: AcceleratorConfig = AcceleratorC
         steps.append(layernorm(f"{p}.norm2", block["norm2_in"], tokens))
         steps.append(gemm(f"{p}.mlp.fc1", block["fc1"], h_base, h_stride, dim, hidden, "T",
                           g_base, g_stride))
-        steps.append(Step("row", f"{p}.mlp.gelu", unit=unit_for(f"{p}.mlp.gelu"), m=tokens,
+        steps.append(Step("row", f"{p}.mlp.gelu", unit=unit_for(f"{p}.mlp.gelu")[0], m=tokens,
                           n=hidden, a_base=g_base, a_stride=g_stride, o_base=g_base,
                           o_stride=g_stride))
         steps.append(gemm(f"{p}.mlp.fc2", block["fc2"], g_base, g_stride, hidden, dim, "T",
@@ -347,17 +357,72 @@ def compile_program(qmodel: IntegerViT, config: AcceleratorConfig = AcceleratorC
     res_lo, res_hi = qmodel.residual_range
     residual_bits = int(res_hi).bit_length() + 1
     clspos = np.zeros((padded(tokens, lanes), dim), dtype=np.int64)
-    clspos[:tokens] = qmodel.cls_pos
+    if constants:
+        clspos[:tokens] = qmodel.cls_pos
     clspos = clspos.reshape(-1, lanes, dim).transpose(0, 2, 1).reshape(-1, lanes)
-    lane_bits = max(residual_bits, LOGIT_BITS, *(_out_width(config) for _, config in units))
+    units = [(op, tuple(configs)) for op, configs in units]
+    lane_bits = max(residual_bits, LOGIT_BITS,
+                    *(_out_width(config) for _, configs in units for config in configs))
     act_bits = max(IMAGE_BITS, *(_a_width(qmodel, step, plans) for step in steps
                                  if step.kind == "gemm"))
+    if constants:
+        weights, biases = np.concatenate(weights), np.concatenate(biases)
+    else:  # the word counts alone
+        weights = np.zeros((sum(len(x) for x in weights), 0), dtype=np.int8)
+        biases = np.zeros((sum(len(x) for x in biases), 0, 3), dtype=np.int8)
     return Program(lanes=lanes, requant_lanes=config.requant_lanes, lane_bits=lane_bits,
                    act_bits=act_bits, residual_bits=residual_bits, tokens=tokens,
                    classes=classes, image=tuple(image_shape), units=units,
                    regions=memory.regions, act_words=memory.top, steps=steps,
-                   weights=np.concatenate(weights), biases=np.concatenate(biases),
-                   channels=np.concatenate(channels), clspos=clspos, chan_bits=chan_bits)
+                   weights=weights, biases=biases, channels=np.concatenate(channels),
+                   clspos=clspos, chan_bits=chan_bits)
+
+
+class _ShapeLinear:
+    """A linear layer's shape and output width (:class:`ModelShape`)."""
+
+    def __init__(self, out: int, k: int, out_bits: int = 8):
+        self.weight = np.broadcast_to(np.int8(0), (out, k))
+        self.requant = _ShapeRequant(out_bits)
+
+
+class _ShapeRequant:
+    def __init__(self, out_bits: int = 8):
+        self.out_bits, self.multipliers, self.shifts = out_bits, (0,), (0,)
+
+
+class ModelShape:
+    """What :func:`compile_program` reads of an :class:`IntegerViT`, from a ViT's shape alone:
+    the program of a model too large to quantize here, for the cycle model (``intvit perf``).
+    Every non-linear layer of kind ``k`` is operator ``ops[k]`` at its example config (its
+    unit's cycle model depends on the row length, not on the constants)."""
+
+    def __init__(self, vit_config, ops: dict, spec=None):
+        from .qvit import LayerPlan, QuantSpec
+        from .vit import nonlinear_layers
+
+        spec = spec or QuantSpec()
+        c = vit_config
+        dim, hidden = c.embed_dim, c.mlp_hidden
+        self.patch_size, self.num_heads = c.patch_size, c.num_heads
+        self.patch_embed = _ShapeLinear(dim, c.in_chans * c.patch_size ** 2, spec.residual_bits)
+        self.cls_pos = np.broadcast_to(np.int16(0), (c.num_tokens, dim))
+        self.residual_range = signed_range(spec.residual_bits)
+        self.blocks = [{"norm1_in": _ShapeRequant(), "norm2_in": _ShapeRequant(),
+                        "qkv": _ShapeLinear(3 * dim, dim), "scores": _ShapeRequant(),
+                        "context": _ShapeRequant(),
+                        "proj": _ShapeLinear(dim, dim, spec.residual_bits),
+                        "fc1": _ShapeLinear(hidden, dim),
+                        "fc2": _ShapeLinear(dim, hidden, spec.residual_bits)}
+                       for _ in range(c.depth)]
+        self.norm = {"in": _ShapeRequant()}
+        self.head = _ShapeLinear(c.num_classes, dim, LOGIT_BITS)
+        configs = {"layernorm": registry.get(ops["layernorm"]).example_config(channels=dim),
+                   "softmax": registry.get(ops["softmax"]).example_config(
+                       max_row=c.num_tokens),
+                   "gelu": registry.get(ops["gelu"]).example_config()}
+        self.plans = {layer: LayerPlan(ops[kind], configs[kind])
+                      for layer, kind in nonlinear_layers(c).items()}
 
 
 def _out_width(config) -> int:
@@ -491,6 +556,6 @@ def _row(program, step, mem):
     if step.chan_base >= 0:
         chans = program.channels[step.chan_base:step.chan_base + step.n]
         x = _requant(x, chans[:, 0], chans[:, 1], program.chan_bits[step.chan_base // step.n])
-    op, config = program.units[step.unit]
-    return registry.get(op).run(config, x)
+    op, configs = program.units[step.unit]
+    return registry.get(op).run(configs[step.layer], x)
 

@@ -45,7 +45,7 @@ from .gemm import Gemm
 from .requant import ChannelRequantizer, channel_operand
 from .rowpipe import RowUnit
 from .stream import row_beat
-from .units import build_unit
+from .units import build_unit, unit_class
 
 SOURCE_DEPTH = 4
 """Entries of each source engine's buffer: a read is issued only when the buffer will have room
@@ -65,7 +65,7 @@ def descriptor_layout(program: Program) -> data.StructLayout:
     width its largest value in ``program`` needs (enumerations as indices)."""
     steps = program.steps
     widest = {name: _bits(max(abs(getattr(s, name)) for s in steps))
-              for name in ("unit", "m", "k", "n", "a_base", "a_stride", "a_top", "w_base",
+              for name in ("unit", "layer", "m", "k", "n", "a_base", "a_stride", "a_top", "w_base",
                            "w_tn_stride", "w_k_stride", "b_base", "o_base", "o_stride", "grid",
                            "patch", "channels")}
     fields = {"kind": range(len(KINDS)), "a_layout": range(len(LAYOUTS)),
@@ -90,6 +90,15 @@ def descriptor_value(layout: data.StructLayout, step) -> int:
         value = values[name] if name in values else getattr(step, name)
         width = Shape.cast(field.shape).width
         word |= (int(value) & ((1 << width) - 1)) << field.offset
+    return word
+
+
+def _bias_lane(layout: data.StructLayout, bias: int, multiplier: int, shift: int) -> int:
+    """One lane of a bias word (:func:`~intvit.hw.requant.channel_operand`) as an integer."""
+    word = 0
+    for name, value in (("bias", bias), ("multiplier", multiplier), ("shift", shift)):
+        field = layout[name]
+        word |= (value & ((1 << Shape.cast(field.shape).width) - 1)) << field.offset
     return word
 
 
@@ -157,15 +166,19 @@ class Accelerator(wiring.Component):
         return ChannelRequantizer(self.chan_bits, lanes=1).latency
 
     def units(self):
-        """The unit of each program unit index, at one lane."""
+        """The unit of each program unit index, at one lane: a row unit sized for the longest
+        row it is given, a LayerNorm shared by the layers whose tables it holds."""
         built = []
-        for op, config in self.program.units:
-            max_row = max([s.n for s in self.program.steps
-                           if s.kind == "row" and self.program.units[s.unit][1] is config]
-                          or [1])
-            unit = build_unit(op, config, lanes=1, max_row=max_row) if op.split("/")[0] in (
-                "softmax", "layernorm") else build_unit(op, config, lanes=1)
-            built.append(unit)
+        for index, (op, configs) in enumerate(self.program.units):
+            rows = [s.n for s in self.program.steps if s.kind == "row" and s.unit == index]
+            cls = unit_class(op)
+            if not issubclass(cls, RowUnit):
+                built.append(cls(configs[0], lanes=1))
+            elif len(configs) > 1:
+                built.append(cls(configs[0], lanes=1, max_row=max(rows),
+                                 shared=tuple(configs[1:])))
+            else:
+                built.append(build_unit(op, configs[0], lanes=1, max_row=max(rows)))
         return built
 
     # ------------------------------------------------------------------ elaborate
@@ -185,9 +198,8 @@ class Accelerator(wiring.Component):
         m.submodules.weights = weights
         w_rom = weights.read_port()
         bias_lane = channel_operand(self.gemm_config.bias_bits)
-        bias_words = [_pack([(b & ((1 << 31) - 1)) | (mult << 31) | (shift << 62)
-                             for b, mult, shift in word], bias_lane.size)
-                      for word in prog.biases]
+        bias_words = [_pack([_bias_lane(bias_lane, *map(int, lane)) for lane in word],
+                            bias_lane.size) for word in prog.biases]
         biases = Memory(shape=unsigned(L * bias_lane.size), depth=len(bias_words),
                         init=bias_words)
         m.submodules.biases = biases
@@ -573,8 +585,7 @@ class Accelerator(wiring.Component):
         src_valid, src_value, src_last = Signal(), Signal(signed(lb)), Signal()
         src_ready = Signal()
         m.d.comb += [requant.i.valid.eq(fifo.r_rdy & use_chan),
-                     requant.i.payload.data[0].eq(Cat(head.value.as_signed()
-                                                      + Const(0, signed(ACC_BITS)),
+                     requant.i.payload.data[0].eq(Cat(_extend(head.value, ACC_BITS),
                                                       head.multiplier, head.shift)),
                      requant.i.payload.last.eq(head.last),
                      fifo.r_en.eq(Mux(use_chan, requant.i.ready, src_ready)),
@@ -594,6 +605,8 @@ class Accelerator(wiring.Component):
                          unit.i.payload.last.eq(src_last)]
             if keyed:
                 m.d.comb += unit.i.payload.keep.eq(1)
+            if len(getattr(unit, "configs", ())) > 1:
+                m.d.comb += unit.layer.eq(cur.layer)
             with m.If(chosen):
                 m.d.comb += [src_ready.eq(unit.i.ready), out_valid.eq(unit.o.valid),
                              out_value.eq(unit.o.payload.data[0])]

@@ -16,7 +16,7 @@ read data enters the source buffer."""
 WRITE_TAIL = 2
 """From a part's last output to the step's end: the write request is registered into the
 memory, then the engine's done."""
-TRANSPOSE_TAIL = 1 + 1
+TRANSPOSE_TAIL = 1
 """``T`` output: after the last row the buffer's columns are emitted (``L`` cycles), through
 the read-ahead stage, before the write tail."""
 
@@ -65,3 +65,86 @@ def step_cycles(program: Program, accelerator=None) -> list:
 def image_cycles(program: Program, accelerator=None) -> int:
     """Cycles per image by the model."""
     return sum(cycles for _, cycles in step_cycles(program, accelerator))
+
+
+ECP5_85F_BRAM_BITS = 208 * 18 * 1024
+"""LFE5U-85F block RAM: 208 EBR of 18 Kbit."""
+
+
+def memory_bits(program: Program) -> dict:
+    """On-chip bits of each memory: activations (``L`` lanes of ``lane_bits``), weights (int8
+    lanes), biases (``bias, m, e`` per lane), LayerNorm-input requantizers, class token +
+    position embedding."""
+    from intvit.golden_model.ops.requant import MULTIPLIER_BITS, SHIFT_BITS
+
+    lanes = program.lanes
+    return {"activations": program.act_words * lanes * program.lane_bits,
+            "weights": len(program.weights) * lanes * 8,
+            "biases": len(program.biases) * lanes * (31 + MULTIPLIER_BITS + SHIFT_BITS),
+            "requantizers": len(program.channels) * (MULTIPLIER_BITS + SHIFT_BITS),
+            "class/position": len(program.clspos) * lanes * program.lane_bits}
+
+
+def weight_traffic_bytes(program: Program) -> int:
+    """Bytes of weights read per image: each GEMM step reads its weight words once per row
+    tile (the array is output-stationary)."""
+    lanes = program.lanes
+    total = 0
+    for step in program.steps:
+        if step.kind == "gemm" and step.w_src == "rom":
+            m_tiles = -(-step.m // lanes)
+            total += m_tiles * (-(-step.n // lanes)) * step.k * lanes
+    return total
+
+
+def perf_report(program: Program, mhz: float, bandwidth_gbs: float, accelerator=None) -> dict:
+    """Cycles per image, images per second at ``mhz``, on-chip memory, and the weights' home:
+    on chip when everything fits the LFE5U-85F's block RAM, else streamed (the weight traffic
+    per image at ``bandwidth_gbs`` then bounds the rate from below)."""
+    steps = step_cycles(program, accelerator)
+    cycles = sum(c for _, c in steps)
+    by_kind: dict = {}
+    for step, (_, c) in zip(program.steps, steps):
+        kind = {"gemm": "GEMM", "input": "data movement"}.get(step.kind) or \
+            program.units[step.unit][0].split("/")[0]
+        by_kind[kind] = by_kind.get(kind, 0) + c
+    bits = memory_bits(program)
+    on_chip = sum(bits.values()) <= ECP5_85F_BRAM_BITS
+    traffic = 0 if on_chip else weight_traffic_bytes(program)
+    seconds = cycles / (mhz * 1e6)
+    if traffic:
+        seconds = max(seconds, traffic / (bandwidth_gbs * 1e9))
+    gemm_busy = sum(predicted_cycles(s.m, s.k, s.n, _gemm_config(program))
+                    for s in program.steps if s.kind == "gemm")
+    return {"cycles": cycles, "gemm_cycles": gemm_busy, "by_kind": by_kind,
+            "images_per_s": 1 / seconds, "ms_per_image": seconds * 1e3,
+            "memory_bits": bits, "weights": "on chip" if on_chip else "streamed",
+            "weight_traffic_bytes": traffic}
+
+
+def _gemm_config(program: Program):
+    from intvit.golden_model.gemm import GemmConfig
+
+    gemm = [s for s in program.steps if s.kind == "gemm"]
+    return GemmConfig(rows=program.lanes, cols=program.lanes, k_max=max(s.k for s in gemm),
+                      act_bits=program.act_bits, per_channel=True, out_bits=16,
+                      requant_lanes=program.requant_lanes)
+
+
+def shape_program(arch: str, lanes: int = 8, requant_lanes: int = 4, method: str = "ivit"):
+    """The program of timm ViT/DeiT ``arch`` (a :data:`~intvit.golden_model.vit.PRESETS`
+    name) with every non-linear layer on ``method``, from its shape alone."""
+    from intvit.golden_model.errors import IntvitError
+    from intvit.golden_model.program import AcceleratorConfig, ModelShape, compile_program
+    from intvit.golden_model.qvit import default_assignment
+    from intvit.golden_model.vit import PRESETS
+
+    if arch not in PRESETS:
+        raise IntvitError(f"unknown architecture {arch!r}; known: {', '.join(sorted(PRESETS))}")
+    config = PRESETS[arch]
+    assignment = default_assignment(config, method)
+    ops = {"layernorm": next(op for op in assignment.values() if op.startswith("layernorm")),
+           "softmax": next(op for op in assignment.values() if op.startswith("softmax")),
+           "gelu": next(op for op in assignment.values() if op.startswith("gelu"))}
+    return compile_program(ModelShape(config, ops),
+                           AcceleratorConfig(lanes=lanes, requant_lanes=requant_lanes))

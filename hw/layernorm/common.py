@@ -15,6 +15,7 @@ from amaranth import Array, Cat, Const, Mux, Shape, Signal, Value, signed, unsig
 from amaranth.lib import data
 
 from intvit.golden_model.integer import signed_range
+from intvit.golden_model.ops.layernorm.common import same_datapath
 
 from ..rowpipe import Reduction, RowPass, RowUnit
 from ..seqmath import BitSerialSqrt, RestoringDivider
@@ -102,9 +103,17 @@ class LayerNormRowUnit(RowUnit):
 
     config_type = None
 
-    def __init__(self, config, *, lanes: int = 1, max_row: int | None = None):
+    def __init__(self, config, *, lanes: int = 1, max_row: int | None = None,
+                 shared: tuple = ()):
         if not isinstance(config, self.config_type):
             raise TypeError(f"config must be a {self.config_type.__name__}, not {config!r}")
+        for other in shared:
+            if not same_datapath(config, other):
+                raise ValueError("a shared LayerNorm unit takes configs that differ only in "
+                                 f"their channel tables {config.channel_tables}")
+        self.configs = (config, *shared)
+        self.layer = Signal(range(max(len(self.configs), 2)), name="layer")
+        """Which config's tables the rows read (driven by the user; 0 when not shared)."""
         max_row = config.channels if max_row is None else max_row
         if isinstance(max_row, int) and not isinstance(max_row, bool) and max_row < config.channels:
             raise ValueError(f"max_row {max_row} is below the config's {config.channels} "
@@ -112,6 +121,16 @@ class LayerNormRowUnit(RowUnit):
         self.config = config
         super().__init__(signed(config.in_bits), signed(config.out_bits), lanes=lanes,
                          max_row=max_row)
+
+    def channel_values(self, name: str) -> list:
+        """Table ``name`` of every shared config, one after the other."""
+        return [v for config in self.configs for v in getattr(config, name)]
+
+    def channel_lookup(self, name: str, index):
+        """``table[layer * C + index]`` (:func:`channel_table` of :meth:`channel_values`)."""
+        if len(self.configs) == 1:
+            return channel_table(getattr(self.config, name), index)
+        return channel_table(self.channel_values(name), self.layer * self.config.channels + index)
 
 
 # --- I-BERT and I-ViT: rounded mean, centred sum of squares, root, reciprocal, fold ----------
@@ -164,12 +183,12 @@ class CentredLayerNormUnit(LayerNormRowUnit):
             return shifted * shifted
 
         gain = SplitProduct(signed(cfg.in_bits + 1), unsigned(cfg.recip_bits))
-        fold = SplitProduct(signed(cfg.z_bits), table_shape(cfg.mult))
+        fold = SplitProduct(signed(cfg.z_bits), table_shape(self.channel_values("mult")))
 
         def scale(y, ctx):  # y * f: the DSPs alone; the channel's constants read
             return bundle(**gain.partials(y, ctx.scalars["recip"]),
-                          mult=channel_table(cfg.mult, ctx.index),
-                          bias=channel_table(cfg.bias, ctx.index))
+                          mult=self.channel_lookup("mult", ctx.index),
+                          bias=self.channel_lookup("bias", ctx.index))
 
         def normalize(v, ctx):  # z = (y f) >> norm_shift
             z = (gain.total(v) >> cfg.norm_shift)[:cfg.z_bits].as_signed()

@@ -27,7 +27,9 @@ quantizer; that is unbounded as ``gamma -> 0``, so both use this fold (intvit's 
 docs/method.md section 4.1).
 """
 import math
+from dataclasses import fields
 from fractions import Fraction
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -241,6 +243,9 @@ class RowConfig:
 
     in_signed = True
     out_signed = True
+    channel_tables: ClassVar[tuple] = ()
+    """Per-channel integer tables that a unit reads at the element's index: layers whose
+    configs differ only in these (and the float records) share one unit (:func:`same_datapath`)."""
 
     @property
     def sumsq_bits(self) -> int:
@@ -279,6 +284,19 @@ class RowConfig:
                                   "per channel)")
 
 
+FLOAT_RECORDS = ("gamma", "beta", "in_scale", "out_scale")
+"""Build-time float records of a LayerNorm config; the unit never reads them."""
+
+
+def same_datapath(a, b) -> bool:
+    """Whether one unit computes both LayerNorm configs: the same type, and every field equal
+    but the per-channel tables (``channel_tables``) and the float records."""
+    if type(a) is not type(b):
+        return False
+    skip = set(a.channel_tables) | set(FLOAT_RECORDS)
+    return all(getattr(a, f.name) == getattr(b, f.name) for f in fields(a) if f.name not in skip)
+
+
 class CentredConfig(RowConfig):
     """Row steps of I-BERT (Kim et al., ICML 2021, Sec. 3.5) and I-ViT (Li & Gu, ICCV 2023,
     Sec. 3.4), both after the authors' ``IntLayerNorm``; docs/method.md sections 4.1, 4.2.
@@ -290,6 +308,7 @@ class CentredConfig(RowConfig):
     A subclass sets ``recip_numerator`` and ``var_shift`` and the root's step count.
     """
 
+    channel_tables: ClassVar[tuple] = ("mult", "bias")
     norm_shift = 1
     """``z = (y f) >> 1``: both reference codes halve ``y * factor``."""
     root_floor = 1
