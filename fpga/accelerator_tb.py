@@ -5,7 +5,7 @@ raster order) and ``logits.hex`` (``classes`` int16 logits per image, from
 ``IntegerViT.forward``), streams each image in, checks its logits, and prints per image ``image
 N: C cycles`` (first pixel accepted to last logits beat, both counted) and at the end
 ``N images, M mismatches``; ``$fatal`` on a mismatch or when an image takes longer than its
-bound. One process on the rising edge, as the unit testbenches (``fpga/hextb.py``), so the
+bound (plusargs ``+images=N +bound=C``). One process on the rising edge, as the unit testbenches (``fpga/hextb.py``), so the
 handshakes seen here are the ones the accelerator saw.
 """
 from pathlib import Path
@@ -26,10 +26,17 @@ def write_hex(directory: Path, pixels: np.ndarray, logits: np.ndarray) -> None:
         "".join(f"{int(v) & 0xFFFF:04x}\n" for v in np.asarray(logits).reshape(-1)))
 
 
-def testbench(lanes: int, images: int, pixels: int, classes: int, bound: int,
-              addr_bits: int, data_bits: int, step_bits: int) -> str:
-    """The testbench source for ``images`` images of ``pixels`` pixels and ``classes``
-    logits, each within ``bound`` cycles."""
+def capacity(images: int) -> int:
+    """Images the testbench's memories hold: a power of two, at least 16 (so that runs of
+    different lengths share one build)."""
+    return max(16, 1 << (images - 1).bit_length())
+
+
+def testbench(lanes: int, images: int, pixels: int, classes: int, addr_bits: int,
+              data_bits: int, step_bits: int) -> str:
+    """The testbench source for up to :func:`capacity` ``(images)`` images of ``pixels``
+    pixels and ``classes`` logits; plusargs ``+images=N`` (the images in the hex files) and
+    ``+bound=C`` (cycles an image may take before it counts as stalled)."""
     beats = -(-classes // lanes)
     return f"""\
 // Self-checking testbench of {MODULE}, written by intvit (fpga/accelerator_tb.py).
@@ -37,14 +44,13 @@ def testbench(lanes: int, images: int, pixels: int, classes: int, bound: int,
 // "N images, M mismatches"; $fatal(1) on a mismatch or a stall.
 module tb_{MODULE};
     localparam LANES = {lanes};
-    localparam IMAGES = {images};
+    localparam CAPACITY = {capacity(images)};
     localparam PIXELS = {pixels};
     localparam CLASSES = {classes};
     localparam BEATS = {beats};
-    localparam BOUND = {bound};
 
-    reg [{IMAGE_BITS - 1}:0] pixel_mem [0:IMAGES*PIXELS-1];
-    reg [{LOGIT_BITS - 1}:0] logit_mem [0:IMAGES*CLASSES-1];
+    reg [{IMAGE_BITS - 1}:0] pixel_mem [0:CAPACITY*PIXELS-1];
+    reg [{LOGIT_BITS - 1}:0] logit_mem [0:CAPACITY*CLASSES-1];
 
     reg clk = 1'b0;
     reg rst = 1'b1;
@@ -73,10 +79,13 @@ module tb_{MODULE};
     always #5 clk = ~clk;
 
     integer reset_edges, image, sent, beat, lane, mismatches, bad, cycle, start, total;
+    integer IMAGES, BOUND;
 
     initial begin
         reset_edges = 0; image = 0; sent = 0; beat = 0; mismatches = 0; cycle = 0;
         start = -1; total = 0;
+        if (!$value$plusargs("images=%d", IMAGES)) IMAGES = 1;
+        if (!$value$plusargs("bound=%d", BOUND)) BOUND = 1000000000;
         $readmemh("pixels.hex", pixel_mem);
         $readmemh("logits.hex", logit_mem);
     end

@@ -400,7 +400,8 @@ class Accelerator(wiring.Component):
                     wr_en, wr_addr, wr_data, wr_mask):
         """``RM``: a row per word. ``T``: a tile's rows into one of two buffers, whose columns
         become words (with the residual or class/position word read a cycle before and added,
-        saturating). ``logits``: row 0 of each tile out. Returns the step's done."""
+        saturating). ``logits``: row 0 of each tile out, the other rows taken and dropped (none
+        may stay in the array for the next step). Returns the step's done."""
         L, lb = self.lanes, self.lane_bits
         lg = (L - 1).bit_length()
         post = cur.post
@@ -409,7 +410,7 @@ class Accelerator(wiring.Component):
         total = Signal(32)
         written = Signal(32)
         committed = Signal()
-        m.d.comb += total.eq(Mux(is_logits, n_tiles, m_tiles * n_tiles * L))
+        m.d.comb += total.eq(m_tiles * n_tiles * L)  # words, rows (RM) or rows taken (logits)
         with m.If(start):
             m.d.sync += [written.eq(0), committed.eq(0)]
         with m.If(active & (written == total) & (total != 0)):
@@ -437,8 +438,6 @@ class Accelerator(wiring.Component):
         fill = Signal()
         with m.If(start):
             m.d.sync += [fill.eq(0), full[0].eq(0), full[1].eq(0)]
-        logits_fire = Signal()
-        m.d.comb += logits_fire.eq(self.logits.valid & self.logits.ready)
         ready = Mux(is_logits, ~self.logits.valid | self.logits.ready,
                     Mux(transposed, ~Mux(fill, full[1], full[0]), 1))
         m.d.comb += gemm.o.ready.eq(active & ready)
@@ -522,7 +521,7 @@ class Accelerator(wiring.Component):
             m.d.comb += [wr_en.eq(1), wr_addr.eq(rm_addr), wr_mask.eq((1 << L) - 1),
                          wr_data.eq(Cat(*[value[:lb] for value in row]))]
             m.d.sync += written.eq(written + 1)
-        with m.If(logits_fire):
+        with m.If(take & is_logits):  # every row of every tile leaves the array
             m.d.sync += written.eq(written + 1)
         return committed
 

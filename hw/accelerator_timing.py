@@ -24,9 +24,7 @@ the read-ahead stage, before the write tail."""
 def gemm_step_cycles(program: Program, step, gemm_config) -> int:
     """A GEMM step: the array's cycles for ``M x K x N`` plus the stages around it."""
     cycles = FETCH + SOURCE_LATENCY + predicted_cycles(step.m, step.k, step.n, gemm_config)
-    if step.post == "logits":
-        return cycles + 1
-    if step.o_layout == "T":
+    if step.o_layout == "T" and step.post != "logits":
         return cycles + program.lanes + TRANSPOSE_TAIL + WRITE_TAIL
     return cycles + WRITE_TAIL
 
@@ -47,8 +45,8 @@ def step_cycles(program: Program, accelerator=None) -> list:
     """``(name, cycles)`` of every step of one image."""
     from .accelerator import Accelerator
 
-    accelerator = accelerator or Accelerator(program)
-    units = accelerator.units()
+    accelerator = accelerator or _unused(Accelerator(program))
+    units = [_unused(unit) for unit in accelerator.units()]
     requant = accelerator.requant_latency
     result = []
     for step in program.steps:
@@ -62,9 +60,27 @@ def step_cycles(program: Program, accelerator=None) -> list:
     return result
 
 
+def _unused(elaboratable):
+    """``elaboratable``, built for its cycle model only: Amaranth is told it is not a design
+    (no "created but never used" warning)."""
+    elaboratable._MustUse__silence = True
+    return elaboratable
+
+
+def logits_tail(program: Program) -> int:
+    """Cycles from an image's last logits beat to the end of its last step: the array's other
+    ``L - 1`` rows of that tile drain (``L / requant_lanes`` cycles each), then the write
+    tail; the beat itself is seen a cycle after its row leaves the array."""
+    lanes = program.lanes
+    return (lanes - 1) * (lanes // program.requant_lanes) - 1 + WRITE_TAIL
+
+
 def image_cycles(program: Program, accelerator=None) -> int:
-    """Cycles per image by the model."""
-    return sum(cycles for _, cycles in step_cycles(program, accelerator))
+    """Cycles per image by the model, as the testbenches count them: from the first pixel
+    accepted to the last logits beat, both counted (the steps' sum less the first step's fetch
+    and :func:`logits_tail`)."""
+    steps = sum(cycles for _, cycles in step_cycles(program, accelerator))
+    return steps - FETCH - logits_tail(program)
 
 
 ECP5_85F_BRAM_BITS = 208 * 18 * 1024
@@ -102,7 +118,7 @@ def perf_report(program: Program, mhz: float, bandwidth_gbs: float, accelerator=
     on chip when everything fits the LFE5U-85F's block RAM, else streamed (the weight traffic
     per image at ``bandwidth_gbs`` then bounds the rate from below)."""
     steps = step_cycles(program, accelerator)
-    cycles = sum(c for _, c in steps)
+    cycles = image_cycles(program, accelerator)
     by_kind: dict = {}
     for step, (_, c) in zip(program.steps, steps):
         kind = {"gemm": "GEMM", "input": "data movement"}.get(step.kind) or \

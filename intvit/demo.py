@@ -26,7 +26,9 @@ import json
 import time
 from pathlib import Path
 
-STAGES = ("quantize", "vectors", "verilog", "sim", "cost", "report")
+import numpy as np
+
+STAGES = ("quantize", "vectors", "verilog", "sim", "accelerator", "cost", "report")
 VECTOR_IMAGES = 24
 """Test images whose activations become the real-activation vectors."""
 ROW_LIMIT = 600
@@ -232,6 +234,36 @@ def stage_sim(out: Path, units: dict) -> dict:
     return _finish(out, "sim", {"verdicts": verdicts})
 
 
+ACCELERATOR_IMAGES = 16
+"""Test images the demo runs through the whole accelerator (the bench runs all of them)."""
+
+
+def stage_accelerator(out: Path) -> dict:
+    """The unified mix's whole model on the generated accelerator: its program
+    (``accelerator/program.json``), ``ACCELERATOR_IMAGES`` test images under Verilator against
+    ``IntegerViT.forward``, cycles per image measured and by the cycle model."""
+    from intvit.golden_model.program import compile_program
+    from intvit.hw.accelerator_timing import perf_report
+    from intvit.sim.accelerator import simulate_accelerator
+
+    qmodel, codes = chosen_model(out)
+    program = compile_program(qmodel)
+    program.write(out / "accelerator" / "program.json")
+    batch = codes[:ACCELERATOR_IMAGES]
+    report = perf_report(program, mhz=100.0, bandwidth_gbs=4.0)
+    run = simulate_accelerator(program, batch, qmodel.forward(batch),
+                               work_dir=out / "accelerator", timeout_cycles=report["cycles"],
+                               progress=lambda line: print(f"      {line}", flush=True))
+    print(f"      {run.summary()}", flush=True)
+    return _finish(out, "accelerator", {
+        "images": run.images, "mismatches": run.mismatches,
+        "image_cycles": run.image_cycles, "model_cycles": report["cycles"],
+        "gemm_cycles": report["gemm_cycles"], "by_kind": report["by_kind"],
+        "steps": len(program.steps), "units": [op for op, _ in program.units],
+        "first_mismatch": run.first_mismatch, "first_step": run.first_step,
+        "program": str(out / "accelerator" / "program.json")})
+
+
 def real_qkv_gemm(out: Path, qmodel, codes):
     """Block 0's QKV layer on the per-channel GEMM array: real int8 activations of an image,
     the model's int8 weights, int32 bias and per-channel requantizer; the array's output beats
@@ -317,6 +349,8 @@ def run_stage(out: Path, stage: str, records: dict) -> dict:
         return stage_verilog(out, units)
     if stage == "sim":
         return stage_sim(out, units)
+    if stage == "accelerator":
+        return stage_accelerator(out)
     if stage == "cost":
         return stage_cost(out, units)
     return _finish(out, "report", {"files": write_report(out)})
@@ -382,6 +416,10 @@ def summary(records: dict) -> int:
           f"{checked:,} real-activation outputs (Verilator, bit-exact)")
     print(f"chosen non-linear units: {lut} LUT, {dsp} DSP in all (ECP5, one lane each, measured "
           "at the configs of their layers)")
+    accel = records["accelerator"]
+    print(f"accelerator: {accel['images']} test images, {accel['mismatches']} mismatches, "
+          f"{np.mean(accel['image_cycles']):,.0f} cycles per image (Verilator; the cycle model: "
+          f"{accel['model_cycles']:,})")
     print(f"report: {records['report']['files']['html']}")
     print("=" * 72)
-    return 0 if passed == len(verdicts) else 1
+    return 0 if passed == len(verdicts) and accel["mismatches"] == 0 else 1

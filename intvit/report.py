@@ -178,7 +178,28 @@ def build_markdown(out: Path) -> str:
                  f"![Softmax candidates](img/{softmax.name})")
     parts.append(_cost_section(_read(out, "cost.done")["entries"]))
     parts.append(_verdict_section(verdicts))
+    parts.append(_accelerator_section(_read(out, "accelerator.done")))
     return "\n\n".join(parts) + "\n"
+
+
+def _accelerator_section(record: dict) -> str:
+    """The whole model on the generated accelerator: bit-exactness, cycles and their shares."""
+    cycles = record["image_cycles"]
+    measured = sum(cycles) / len(cycles) if cycles else 0
+    shares = [[kind, count(c), percent(c / record["model_cycles"])]
+              for kind, c in record["by_kind"].items()]
+    verdict = ("every image's logits equal the integer model's" if not record["mismatches"]
+               else f"FAIL: {record['first_mismatch']}; first differing step: "
+                    f"{record['first_step']}")
+    return (f"## The whole model on the accelerator\n\n{record['images']} test images through "
+            f"the generated accelerator ({record['steps']} program steps, units "
+            f"{', '.join(f'`{u}`' for u in record['units'])}) under Verilator: {verdict}. "
+            f"Cycles per image: {count(round(measured))} measured, "
+            f"{count(record['model_cycles'])} by the cycle model; the GEMM array is busy "
+            f"{count(record['gemm_cycles'])} of them "
+            f"({record['model_cycles'] / record['gemm_cycles']:.2f}x). Program: "
+            f"`{record['program']}`.\n\n"
+            + _table(["step kind", "cycles per image", "share"], shares))
 
 
 def markdown_to_html(text: str, title: str) -> str:

@@ -60,38 +60,50 @@ def _run(accelerator, program, pixels, expected, timeout, taps, work_dir):
     np.savez(vectors, pixels=pixels, logits=expected, lanes=program.lanes,
              logit_bits=LOGIT_BITS, timeout_cycles=timeout, taps=int(taps),
              step_names=np.array([s.name for s in program.steps]))
-    result = run_bench(accelerator, BENCH, vectors, work_dir=work_dir / "sim", optimize=True,
-                       waves_on_failure=not taps)
+    result = run_bench(accelerator, BENCH, vectors, work_dir=work_dir / "sim", optimize=True)
     return result, json.loads((work_dir / "sim" / "verdict.json").read_text())
 
 
 def simulate_accelerator(program: Program, images, expected, *, work_dir,
-                         timeout_cycles: int, accelerator=None) -> AcceleratorRun:
-    """``images`` (int8, ``(B, C, H, W)``) through the accelerator of ``program``;
-    ``expected``: ``IntegerViT.forward(images)``."""
+                         timeout_cycles: int, accelerator=None,
+                         progress=None) -> AcceleratorRun:
+    """``images`` (int8, ``(B, C, H, W)``) through the accelerator of ``program`` in its
+    self-checking Verilog testbench (:func:`run_hex_bench`); ``expected``:
+    ``IntegerViT.forward(images)``. On a mismatch, the first mismatching image runs again
+    under cocotb with the write taps on and a waveform (``work_dir/taps``), and its writes
+    name the first step whose output differs."""
     from intvit.hw.accelerator import Accelerator
 
     work_dir = Path(work_dir).resolve()
     pixels = image_pixels(program, images)
     expected = np.asarray(expected, dtype=np.int64)
     accelerator = accelerator or Accelerator(program)
-    timeout = TIMEOUT_FACTOR * timeout_cycles + pixels.shape[1]
-    result, verdict = _run(accelerator, program, pixels, expected, timeout, False, work_dir)
-    run = AcceleratorRun(images=verdict["checked"], mismatches=verdict["mismatches"],
-                         image_cycles=verdict["image_cycles"],
-                         step_starts=verdict["step_starts"],
-                         first_mismatch=verdict["first_mismatch"], waveform=result.waveform)
-    if verdict["mismatches"] and verdict["checked"]:
-        bad = _first_bad(verdict)
-        _, taps = _run(accelerator, program, pixels[bad:bad + 1], expected[bad:bad + 1],
-                       timeout, True, work_dir / "taps")
+    hex_run = run_hex_bench(program, images, expected, work_dir=work_dir,
+                            timeout_cycles=timeout_cycles, accelerator=accelerator,
+                            progress=progress)
+    first = next((line for line in hex_run.output.splitlines()
+                  if line.startswith(("MISMATCH", "STALL")) or "STALL" in line), None)
+    run = AcceleratorRun(images=hex_run.images, mismatches=hex_run.mismatches,
+                         image_cycles=hex_run.image_cycles, step_starts=[],
+                         first_mismatch=first)
+    if hex_run.mismatches:
+        bad = _first_bad_image(hex_run.output, len(pixels))
+        if progress:
+            progress(f"image {bad} differs: running it again with the write taps ...")
+        timeout = TIMEOUT_FACTOR * timeout_cycles + pixels.shape[1]
+        result, taps = _run(accelerator, program, pixels[bad:bad + 1], expected[bad:bad + 1],
+                            timeout, True, work_dir / "taps")
         run.first_step = first_differing_step(program, pixels[bad], taps["writes"])
+        run.waveform = result.waveform
     return run
 
 
-def _first_bad(verdict) -> int:
-    """The image the bench's first mismatch names (``image N: ...``)."""
-    return int(verdict["first_mismatch"].split(":")[0].split()[1])
+def _first_bad_image(output: str, images: int) -> int:
+    """The image of the testbench's ``MISMATCH image N`` line (the stalled one otherwise)."""
+    import re
+
+    match = re.search(r"(?:MISMATCH image|STALL: image) (\d+)", output)
+    return min(int(match.group(1)), images - 1) if match else 0
 
 
 def first_differing_step(program: Program, pixels, writes) -> str | None:
@@ -140,8 +152,7 @@ class HexRun:
         return f"{self.images} images, {self.mismatches} mismatches, {cycles}"
 
 
-def build_hex_bench(program: Program, images: int, bound: int, accelerator=None,
-                    progress=None) -> Path:
+def build_hex_bench(program: Program, images: int, accelerator=None, progress=None) -> Path:
     """``verilator --binary`` of the accelerator and its self-checking testbench
     (:mod:`intvit.fpga.accelerator_tb`); cached by a hash of both sources."""
     import fcntl
@@ -160,7 +171,7 @@ def build_hex_bench(program: Program, images: int, bound: int, accelerator=None,
     say("generating the accelerator's Verilog ...")
     verilog = export_verilog(accelerator, MODULE)
     bench = testbench(program.lanes, images, int(np.prod(program.image)), program.classes,
-                      bound, len(accelerator.tap_addr), len(accelerator.tap_data),
+                      len(accelerator.tap_addr), len(accelerator.tap_data),
                       len(accelerator.step))
     key = hashlib.sha256((verilog + bench + repr(verilator_version())).encode()).hexdigest()[:20]
     build_dir = cache_root() / "accelerator" / key
@@ -196,11 +207,12 @@ def run_hex_bench(program: Program, images, expected, *, work_dir, timeout_cycle
     work_dir = Path(work_dir).resolve()
     pixels = image_pixels(program, images)
     bound = TIMEOUT_FACTOR * timeout_cycles + pixels.shape[1]
-    executable = build_hex_bench(program, len(pixels), bound, accelerator, progress)
+    executable = build_hex_bench(program, len(pixels), accelerator, progress)
     write_hex(work_dir, pixels, np.asarray(expected))
     if progress:
         progress(f"simulating {len(pixels)} images ...")
-    result = subprocess.run([str(executable)], cwd=work_dir, capture_output=True, text=True)
+    result = subprocess.run([str(executable), f"+images={len(pixels)}", f"+bound={bound}"],
+                            cwd=work_dir, capture_output=True, text=True)
     output = result.stdout + result.stderr
     cycles = [int(c) for c in re.findall(r"^image \d+: (\d+) cycles$", output, re.MULTILINE)]
     match = re.search(r"^(\d+) images, (\d+) mismatches", output, re.MULTILINE)

@@ -78,17 +78,66 @@ def cmd_sim_accelerator(args, work_dir: Path) -> int:
     return 0 if run.mismatches == 0 and run.images == images else 1
 
 
-def cmd_perf(args) -> int:
-    from intvit.hw.accelerator_timing import step_cycles
+def cmd_cost_accelerator(args) -> int:
+    from intvit.fpga.cost import cached_flow, write_cost_json
+    from intvit.golden_model.files import check_output_file
+    from intvit.hw.accelerator import Accelerator
+    from intvit.hw.export import export_verilog
 
-    refuse(args.arch is not None, "--arch: the model of timm ViT/DeiT names is not built yet "
-           "(issue 18); give --quant")
+    from .units import default_cost_path, format_cost
+
+    output = check_output_file(args.output or default_cost_path("accelerator", args.target),
+                               "-o")
     _, _, _, program = compiled(args)
-    steps = step_cycles(program)
-    total = sum(cycles for _, cycles in steps)
-    print(f"{len(steps)} steps, {total:,} cycles per image, "
-          f"{args.mhz * 1e6 / total:,.0f} images/s at {args.mhz:g} MHz")
+    top = "intvit_accelerator"
+    say(f"synthesizing and placing the accelerator for {args.target} (tens of minutes the "
+        "first time; cached after) ...")
+    result, cached, versions = cached_flow(export_verilog(Accelerator(program), top), top,
+                                           args.target)
+    entry = {"op": "accelerator", "target": args.target, **result, "tools": versions,
+             "lanes": program.lanes, "steps": len(program.steps),
+             "units": [op for op, _ in program.units], "cached": cached,
+             "command": f"intvit cost accelerator --rows {program.lanes} --cols "
+                        f"{program.lanes} --target {args.target}"}
+    write_cost_json(entry, output)
+    print(format_cost(entry))
+    print(f"wrote {output}")
     return 0
+
+
+def cmd_perf(args) -> int:
+    from intvit.hw.accelerator_timing import perf_report, shape_program
+
+    config = accelerator_config(args)
+    if args.quant is not None:
+        _, _, _, program = compiled(args)
+        name = str(args.quant)
+    else:
+        refuse(args.arch is None, "give --arch (a timm ViT/DeiT name, e.g. "
+               "deit_tiny_patch16_224) or --quant quant.json")
+        program = shape_program(args.arch, config.lanes, config.requant_lanes, args.method)
+        name = args.arch
+    report = perf_report(program, mhz=args.mhz, bandwidth_gbs=args.bandwidth)
+    print(format_perf(name, program, report, args.mhz))
+    return 0
+
+
+def format_perf(name: str, program, report: dict, mhz: float) -> str:
+    """The performance model's figures as lines."""
+    memory = ", ".join(f"{kind} {bits / 8 / 1024:,.0f} KiB"
+                       for kind, bits in report["memory_bits"].items())
+    shares = ", ".join(f"{kind} {cycles / report['cycles']:.1%}"
+                       for kind, cycles in report["by_kind"].items())
+    lines = [f"{name} on a {program.lanes}x{program.lanes} array at {mhz:g} MHz: "
+             f"{report['cycles']:,} cycles per image ({report['cycles'] / report['gemm_cycles']:.3f}"
+             f"x the array's busy cycles), {report['ms_per_image']:.2f} ms, "
+             f"{report['images_per_s']:.2f} images/s",
+             f"  cycle shares: {shares}",
+             f"  on-chip memory: {memory}",
+             f"  weights: {report['weights']}"
+             + (f", {report['weight_traffic_bytes'] / 1e6:,.1f} MB per image"
+                if report["weight_traffic_bytes"] else "")]
+    return "\n".join(lines)
 
 
 def add_accelerator_options(parser, quant: bool = True) -> None:
@@ -106,6 +155,10 @@ def add_perf(commands) -> None:
     perf.add_argument("--rows", type=int, default=8, help="array rows (default 8)")
     perf.add_argument("--cols", type=int, default=8, help="array columns (default 8)")
     perf.add_argument("--mhz", type=float, default=100.0, help="clock in MHz (default 100)")
+    perf.add_argument("--bandwidth", type=float, default=4.0, help="off-chip bandwidth for "
+                      "streamed weights, GB/s (default 4)")
+    perf.add_argument("--method", default="ivit", help="--arch: the candidate of every "
+                      "non-linear layer (default ivit)")
     add_accelerator_options(perf)
     perf.set_defaults(run=cmd_perf)
 

@@ -197,6 +197,9 @@ def cmd_cost(args) -> int:
     from intvit.golden_model.files import check_output_file
 
     refuse(not args.op, "name an operator (see `intvit ops`), gemm, or give --all")
+    if args.op == "accelerator":
+        from .accelerator import cmd_cost_accelerator
+        return cmd_cost_accelerator(args)
     if args.op == "gemm":
         refuse(bool(args.set), "gemm takes no --set; size it with --rows, --cols, --weight-bits")
         stem = (f"gemm_{args.rows}x{args.cols}" + ("_per_channel" if args.per_channel else "")
@@ -312,12 +315,13 @@ def add_sim(commands) -> None:
 def add_cost(commands) -> None:
     cost = commands.add_parser("cost", help="synthesize and place-and-route a unit; write its "
                                "cost JSON (--all: the whole cost table)")
-    add_unit_options(cost, optional=True, extra=" or gemm; omit with --all")
+    add_unit_options(cost, optional=True, extra=", gemm or accelerator; omit with --all")
     cost.add_argument("--all", action="store_true", help="measure every available unit at its "
                       "8-bit example config and the GEMM array at 4x4 and 8x8; write the table "
                       "(default fpga/tables/TARGET.json)")
     add_lanes(cost)
     add_gemm_options(cost, full=False)
+    add_accelerator_options(cost)
     cost.add_argument("--target", default="ecp5", choices=("ecp5", "xilinx"))
     cost.add_argument("-o", "--output", type=Path, help="JSON file (default runs/cost/..., or "
                       "with --all fpga/tables/TARGET.json)")
