@@ -101,6 +101,23 @@ def memory_bits(program: Program) -> dict:
             "class/position": len(program.clspos) * lanes * program.lane_bits}
 
 
+def check_fits(program: Program, target: str) -> None:
+    """A one-line error when the accelerator's memories (all on chip: the streamed-weight port
+    is not generated) exceed ``target``'s block RAM (ECP5: the LFE5U-85F)."""
+    from intvit.golden_model.errors import IntvitError
+
+    if target != "ecp5":
+        return
+    bits = memory_bits(program)
+    total = sum(bits.values())
+    if total > ECP5_85F_BRAM_BITS:
+        raise IntvitError(f"the accelerator of this model needs {total / 2**20:.1f} Mbit of "
+                          f"on-chip memory (activations {bits['activations'] / 2**20:.1f}, "
+                          f"weights {bits['weights'] / 2**20:.1f}); an LFE5U-85F has "
+                          f"{ECP5_85F_BRAM_BITS / 2**20:.1f} Mbit and streamed weights are not "
+                          "generated yet: see `intvit perf` for its figures")
+
+
 def weight_traffic_bytes(program: Program) -> int:
     """Bytes of weights read per image: each GEMM step reads its weight words once per row
     tile (the array is output-stationary)."""

@@ -86,9 +86,12 @@ def cmd_cost_accelerator(args) -> int:
 
     from .units import default_cost_path, format_cost
 
+    from intvit.hw.accelerator_timing import check_fits
+
     output = check_output_file(args.output or default_cost_path("accelerator", args.target),
                                "-o")
     _, _, _, program = compiled(args)
+    check_fits(program, args.target)
     top = "intvit_accelerator"
     say(f"synthesizing and placing the accelerator for {args.target} (tens of minutes the "
         "first time; cached after) ...")
