@@ -73,10 +73,9 @@ def test_integer_model_is_integer_only_and_agrees(hf_model):
     qmodel, spec = integer_model(hf_model)
     layernorms = [plan.config for name, plan in qmodel.plans.items() if "norm" in name]
     assert len(layernorms) == 5 and all(cfg.eps == HF_EPS for cfg in layernorms)
-    inputs, _ = library_io("hf_vit")
-    logits, taps = traced(qmodel, quantize_images(inputs.numpy(), spec.image_scale))
-    assert logits.tolist() == qmodel.forward(quantize_images(inputs.numpy(),
-                                                             spec.image_scale)).tolist()
+    images_q = quantize_images(library_io("hf_vit")[0].numpy(), spec.image_scale)
+    logits, taps = traced(qmodel, images_q)
+    assert logits.tolist() == qmodel.forward(images_q).tolist()
     assert set(taps) == expected_taps(hf_model.config)
     assert agreement(hf_model, qmodel, spec, random_images(hf_model.config, 64, 11)) >= AGREEMENT
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from intvit.cli import main
+from intvit.golden_model.adfq import AdfqSettings, QuantViT
 from intvit.golden_model.checkpoint import infer_config, load_checkpoint
 from intvit.golden_model.errors import IntvitError
 from intvit.golden_model.qvit import merged_heads, quantize_images
@@ -113,3 +114,8 @@ def test_cli_refuses_a_checkpoint_of_no_family(tmp_path, capsys):
     assert err.count("\n") == 1 and "matches no supported model family" in err
     assert "conv1.weight" in err and "expected a timm ViT/DeiT" in err
     assert not out.exists()
+
+
+def test_adfq_refuses_a_distilled_model(deit):
+    with pytest.raises(IntvitError, match="distilled DeiT .* not supported by --method adfq"):
+        QuantViT(deit, AdfqSettings("w4a4", frozenset()))
