@@ -108,6 +108,8 @@ def copy_with_config(tmp_path, **changes):
     ({"hidden_act": "gelu_new"}, "hidden_act='gelu_new'"),
     ({"hidden_act": None}, "lacks hidden_act"),
     ({"layer_norm_eps": None}, "layer_norm_eps"),
+    ({"layer_norm_eps": 0}, "layer_norm_eps must be finite and > 0"),
+    ({"num_attention_heads": 3}, "not a multiple of num_heads 3"),
     ({"hidden_size": 64}, "hidden_size=64"),
     ({"image_size": [32, 24]}, "image_size"),
     ({"model_type": "deit"}, "model_type 'deit'"),
