@@ -502,6 +502,9 @@ class QuantViT(nn.Module):
 
     def __init__(self, model, settings: AdfqSettings):
         super().__init__()
+        if model.config.distilled:
+            raise IntvitError("ADFQ-ViT takes a class-token ViT; a distilled DeiT (two tokens, "
+                              "two heads) is not supported by --method adfq")
         self.settings = settings
         self.patch = model.config.patch_size
         self.patch_embed = WeightQuantizer(model.patch_embed.proj.weight, EDGE_BITS)

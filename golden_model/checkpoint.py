@@ -1,10 +1,15 @@
-"""Load timm ViT/DeiT checkpoints (and the bundled models) into :class:`VisionTransformer`.
+"""Load timm ViT/DeiT and Hugging Face ViT checkpoints (and the bundled models) into
+:class:`VisionTransformer`.
 
 Accepted: a state dict with timm's ``VisionTransformer`` keys for a class-token model with
 ``global_pool='token'`` and no register tokens, layer scale or pre-logits layer (timm's
-``vit_*_patch16_224`` and DeiT's non-distilled ``deit_*_patch16_224``), given as a dict, a path to
-a ``torch.save`` file, or wrapped as ``{"model": ...}`` / ``{"state_dict": ...}`` (DeiT releases).
-Tensors are converted to float32.
+``vit_*_patch16_224`` and DeiT's ``deit_*_patch16_224``), or timm's
+``VisionTransformerDistilled`` keys (``deit_*_distilled_patch16_224``: ``dist_token`` and
+``head_dist`` besides), or a Hugging Face ``ViTForImageClassification`` state dict
+(:mod:`.checkpoint_hf`, which maps its keys and reads its ``config.json``). Given as a dict, a
+path to a ``torch.save`` or ``.safetensors`` file (:mod:`.safetensors_file`), a
+``save_pretrained`` directory, or wrapped as ``{"model": ...}`` / ``{"state_dict": ...}`` (DeiT
+releases). Tensors are converted to float32.
 
 Without a config, the shapes give every field but ``num_heads``, which no weight shape records:
 it is given, or taken from the preset (:data:`intvit.golden_model.vit.PRESETS`) with the same
@@ -17,8 +22,10 @@ from pathlib import Path
 
 import torch
 
+from . import checkpoint_hf
 from .dataset import ALIASES
 from .errors import ConfigError, IntvitError
+from .safetensors_file import read_safetensors
 from .vit import PRESETS, ViTConfig, VisionTransformer
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -31,17 +38,26 @@ BUNDLED_WEIGHTS = DATA / "bundled_vit.pt"
 BUNDLED_META = DATA / "bundled_vit.json"
 WRAPPERS = ("model", "state_dict")
 """Keys under which DeiT and other training scripts nest the state dict."""
-DISTILLED_KEYS = ("dist_token", "head_dist.weight", "head_dist.bias")
 SHOWN_KEYS = 3
 """How many missing or unexpected keys an error message names."""
 HINT = ("export a timm VisionTransformer state dict (class token, global_pool='token', "
-        "no register tokens, layer scale or pre_logits)")
+        "no register tokens, layer scale or pre_logits; VisionTransformerDistilled too)")
+FAMILIES = ("a timm ViT/DeiT (patch_embed.proj.weight, pos_embed, blocks.N.attn.qkv.weight, "
+            "head.weight; distilled DeiT adds dist_token, head_dist.weight) or a Hugging Face "
+            "ViTForImageClassification (vit.embeddings.*, vit.encoder.layer.N.*, "
+            "classifier.weight)")
+"""What a checkpoint's keys must look like: every family intvit reads."""
 
 
 def _read(path: Path) -> object:
-    """``torch.load`` with ``weights_only=True``: tensors and plain containers only, no code."""
+    """A ``save_pretrained`` directory's weight file, a ``.safetensors`` file, or ``torch.load``
+    with ``weights_only=True``: tensors and plain containers only, no code."""
+    if path.is_dir():
+        path = checkpoint_hf.weights_in(path)
     if not path.is_file():
         raise IntvitError(f"checkpoint {path} does not exist; give the path of a torch.save file")
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -65,12 +81,36 @@ def _unwrap(checkpoint: object, source: str) -> dict[str, torch.Tensor]:
     if not_tensors:
         raise IntvitError(f"checkpoint {source}: entries {_first(not_tensors)} are not named "
                           f"tensors; {HINT}")
-    distilled = [key for key in DISTILLED_KEYS if key in checkpoint]
-    if distilled:
-        raise IntvitError(f"checkpoint {source} is a distilled DeiT ({', '.join(distilled)}), "
-                          "which intvit does not support; use the non-distilled "
-                          "deit_*_patch16_224 weights")
     return checkpoint
+
+
+def _is_timm(state: dict) -> bool:
+    return any(key in ("patch_embed.proj.weight", "pos_embed", "cls_token")
+               or key.startswith("blocks.") for key in state)
+
+
+def _from_hf(state: dict, source: str, path: Path | None, config: ViTConfig | None,
+             num_heads: int | None) -> tuple[dict, ViTConfig]:
+    """A Hugging Face ViT state dict under timm's keys, and its config: from ``config.json``
+    beside a file (``config``/``num_heads`` refused: it sets them), or ``config`` for a dict."""
+    depth = checkpoint_hf.hf_depth(state)
+    expected = checkpoint_hf.hf_keys(depth)
+    missing, unexpected = set(expected) - state.keys(), state.keys() - set(expected)
+    if missing or unexpected:
+        raise _key_mismatch(source, missing, unexpected, checkpoint_hf.HINT,
+                            "Hugging Face ViTForImageClassification")
+    if path is not None and (config is not None or num_heads is not None):
+        raise IntvitError(f"checkpoint {source} is a Hugging Face ViT whose config.json sets "
+                          "its architecture; leave out the architecture and heads (--arch, "
+                          "--heads)")
+    if path is None and config is None:
+        raise IntvitError("an in-memory Hugging Face ViT state dict needs config=ViTConfig(...) "
+                          "(with its layer_norm_eps), or load it from its directory")
+    state = checkpoint_hf.timm_state(state)
+    if config is None:
+        config = checkpoint_hf.vit_config(checkpoint_hf.read_config(path, source), state, depth,
+                                          source)
+    return state, config
 
 
 def _first(keys) -> str:
@@ -79,13 +119,15 @@ def _first(keys) -> str:
     return ", ".join(keys[:SHOWN_KEYS]) + more
 
 
-def _key_mismatch(source: str, missing, unexpected) -> IntvitError:
+def _key_mismatch(source: str, missing, unexpected, hint: str = HINT,
+                  family: str = "ViT") -> IntvitError:
     parts = []
     if missing:
         parts.append(f"missing {_first(missing)}")
     if unexpected:
         parts.append(f"unexpected {_first(unexpected)}")
-    return IntvitError(f"checkpoint {source} is not a supported ViT: {'; '.join(parts)}; {HINT}")
+    return IntvitError(f"checkpoint {source} is not a supported {family}: {'; '.join(parts)}; "
+                       f"{hint}")
 
 
 def infer_config(state: dict[str, torch.Tensor], source: str = "(in memory)",
@@ -101,14 +143,17 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "(in memory)",
             raise IntvitError(f"checkpoint {source}: {key} has shape {tuple(state[key].shape)}, "
                               f"expected {ndim} dimensions; {HINT}")
     embed_dim, in_chans, patch_size, _ = state["patch_embed.proj.weight"].shape
-    patches = state["pos_embed"].shape[1] - 1
-    grid = round(patches ** 0.5)
+    distilled = "dist_token" in state
+    prefix = 2 if distilled else 1
+    patches = state["pos_embed"].shape[1] - prefix
+    grid = round(max(patches, 0) ** 0.5)
     if grid * grid != patches:
-        raise IntvitError(f"checkpoint {source}: pos_embed has {patches + 1} positions, not a "
-                          "square grid plus one class token; " + HINT)
+        raise IntvitError(f"checkpoint {source}: pos_embed has {patches + prefix} positions, not "
+                          f"a square grid plus {prefix} prefix token(s); " + HINT)
     depth = 1 + max(int(m.group(1)) for key in state if (m := re.match(r"blocks\.(\d+)\.", key)))
     shapes = dict(img_size=grid * patch_size, patch_size=patch_size, embed_dim=embed_dim,
-                  depth=depth, mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim)
+                  depth=depth, mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim,
+                  distilled=distilled)
     matches = [preset for preset in PRESETS.values()
                if all(getattr(preset, field) == value for field, value in shapes.items())]
     if num_heads is None and not matches:
@@ -128,15 +173,19 @@ def load_checkpoint(checkpoint, config: ViTConfig | None = None,
     """A float :class:`VisionTransformer` in eval mode with the checkpoint's weights.
 
     ``checkpoint`` is a path or a (possibly wrapped) state dict; ``config`` is inferred from the
-    shapes (with ``num_heads``, else a preset's) when omitted, else checked against them.
-    Anything unsupported is a one-line :class:`IntvitError` naming the first few offending keys.
+    shapes (with ``num_heads``, else a preset's) when omitted, else checked against them (a
+    Hugging Face ViT's comes from its ``config.json``). Anything unsupported is a one-line
+    :class:`IntvitError` naming the first few offending keys, or, for keys of no supported
+    family, what was expected.
     """
-    if isinstance(checkpoint, (str, Path)):
-        source = str(checkpoint)
-        checkpoint = _read(Path(checkpoint))
-    else:
-        source = "(in memory)"
-    state = _unwrap(checkpoint, source)
+    path = Path(checkpoint) if isinstance(checkpoint, (str, Path)) else None
+    source = "(in memory)" if path is None else str(path)
+    state = _unwrap(checkpoint if path is None else _read(path), source)
+    if checkpoint_hf.is_hf_state(state):
+        state, config = _from_hf(state, source, path, config, num_heads)
+    elif not _is_timm(state):
+        raise IntvitError(f"checkpoint {source} matches no supported model family (its keys "
+                          f"include {_first(state) or 'nothing'}); expected {FAMILIES}")
     if config is None:
         config = infer_config(state, source, num_heads)
     model = VisionTransformer(config)

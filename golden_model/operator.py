@@ -42,7 +42,8 @@ class Operator:
     calibrate : callable or None
         For the selectable kinds: ``calibrate(in_scale, samples, *, in_bits=8, out_bits=8,
         **layer_params) -> config``, the config for one model layer from its input scale and a
-        sample of its real (float) inputs; LayerNorm also takes ``gamma`` and ``beta``.
+        sample of its real (float) inputs; LayerNorm also takes ``gamma``, ``beta`` and the
+        model's ``eps``.
     fast_run : callable or None
         The integer ViT's internal entry point (issue 15): ``fast_run(config, codes) -> codes or
         None``, ``run``'s function on *float codes* (``exact.float_codes``: a float32 or float64

@@ -21,8 +21,9 @@ the whole model so that residual additions are plain saturating integer addition
       -> proj GEMM -> requant to R's scale -> R + branch (saturating)
     R -> requant -> LayerNorm -> FC1 GEMM -> requant -> GELU -> int8 -> FC2 GEMM -> requant -> R +
 and at the end the final LayerNorm, the head GEMM on the class token and a requant to int16
-logits. Patch embedding is a GEMM over flattened patches; the class token and position
-embedding are int constants on R's scale.
+logits (a distilled DeiT: one GEMM on the class and distillation tokens side by side, the two
+heads merged at build time, :func:`merged_heads`). Patch embedding is a GEMM over flattened
+patches; the prefix tokens and position embedding are int constants on R's scale.
 
 Calibration options (:class:`QuantSpec`, each measured by ``bench/calibration.py``):
 ``calibrator`` chooses the activation clips (``per-layer``: per tensor, the lower-MSE of the
@@ -196,7 +197,7 @@ class IntegerViT:
     num_heads: int
     patch_size: int
     patch_embed: IntLinear
-    cls_pos: np.ndarray          # (N, D) residual codes of class token + position embedding
+    cls_pos: np.ndarray          # (N, D) residual codes of prefix tokens + position embedding
     blocks: list
     norm: dict
     head: IntLinear
@@ -206,6 +207,7 @@ class IntegerViT:
     assignment: dict
     residual_range: tuple = field(default=(0, 0))
     zero_points: dict = field(default_factory=dict)  # tap name -> zero point of its codes
+    prefix_tokens: int = 1       # class token (1), or class and distillation tokens (2)
 
     def forward(self, images, taps: dict | None = None) -> np.ndarray:
         """int8 images ``(B, C, H, W)`` -> int16 logits ``(B, classes)``; ``taps`` (a dict) gets
@@ -240,15 +242,17 @@ class IntegerViT:
         fast = np.float64 if fast_codes(x) else False  # the residual stream in float64
         r = self.patch_embed(_patchify(x, self.patch_size), codes=fast)
         cls_pos = self.cls_pos.astype(r.dtype, copy=False)  # 16-bit codes: exact
-        cls = np.broadcast_to(cls_pos[:1], (r.shape[0], 1, r.shape[2]))
-        r = self._saturate(np.concatenate([cls, r + cls_pos[1:]], axis=1))
+        lead = self.prefix_tokens
+        prefix = np.broadcast_to(cls_pos[:lead], (r.shape[0], lead, r.shape[2]))
+        r = self._saturate(np.concatenate([prefix, r + cls_pos[lead:]], axis=1))
         for index, block in enumerate(self.blocks):
             r = self._block(index, block, r, record)
         record("norm", r)
         h = self._nonlinear("norm", self._requant_residual(self.norm["in"], r), record,
                             self.norm["in"])
-        record("head", h[:, 0])
-        logits = self.head(h[:, 0], a_max=self._out_bound("norm"))
+        features = h[:, :lead].reshape(h.shape[0], -1)  # the prefix tokens side by side
+        record("head", features)
+        logits = self.head(features, a_max=self._out_bound("norm"))
         return logits.astype(np.int64) if float_codes(logits) else logits
 
     def _saturate(self, x):
@@ -514,6 +518,8 @@ class _Builder:
     def __init__(self, model: VisionTransformer, assignment: dict, spec: QuantSpec, taps: dict):
         self.config, self.assignment, self.spec, self.taps = model.config, assignment, spec, taps
         self.state = {k: v.detach().double().numpy() for k, v in model.state_dict().items()}
+        if self.config.distilled:
+            self.state.update(merged_heads(self.state))
         self.s_res = self._residual_scale()
         self.scales: dict = {"patch_embed.proj": spec.image_scale}
         self.zero_points: dict = {}
@@ -530,7 +536,8 @@ class _Builder:
                           plans=self.plans, scales=self.scales, spec=self.spec,
                           assignment=self.assignment,
                           residual_range=signed_range(self.spec.residual_bits),
-                          zero_points=self.zero_points)
+                          zero_points=self.zero_points,
+                          prefix_tokens=self.config.prefix_tokens)
 
     def _residual_scale(self) -> float:
         """The residual stream's one scale: max-abs over every LayerNorm input, plus headroom."""
@@ -585,19 +592,21 @@ class _Builder:
     def layernorm(self, layer: str):
         """A LayerNorm's config and the requantizer from residual codes to its input codes."""
         cfg = self.nonlinear(layer, gamma=self.state[f"{layer}.weight"],
-                             beta=self.state[f"{layer}.bias"])
+                             beta=self.state[f"{layer}.bias"], eps=self.config.layer_norm_eps)
         requant = ChannelRequant.from_scales(self.s_res / input_scale(cfg), cfg.in_bits)
         self.plans[layer].in_requant = requant
         self.scales[layer] = self.s_res
         return cfg, requant
 
     def patch_embedding(self):
-        """The patch GEMM onto the residual scale, and the class token plus position embedding
-        as residual codes."""
+        """The patch GEMM onto the residual scale, and the prefix tokens (class, distillation)
+        plus position embedding as residual codes."""
         rbits = self.spec.residual_bits
         linear = self.linear("patch_embed.proj", self.spec.image_scale, self.s_res, rbits)
         cls_pos = self.state["pos_embed"][0].copy()
         cls_pos[0] += self.state["cls_token"][0, 0]
+        if self.config.distilled:
+            cls_pos[1] += self.state["dist_token"][0, 0]
         return linear, quantize(cls_pos, self.s_res, rbits)
 
     def attention(self, p: str) -> dict:
@@ -644,13 +653,23 @@ class _Builder:
         return {"norm2_in": norm2_in, "fc1": fc1, "fc2": fc2}
 
     def head(self):
-        """The final LayerNorm, and the classifier on the class token to int16 logits."""
+        """The final LayerNorm, and the classifier on the prefix tokens (the ``head`` tap) to
+        int16 logits."""
         norm, norm_in = self.layernorm("norm")
         self.scales["head"] = norm.out_scale
         s_logit = self.taps.max_abs("logits") * HEADROOM / qmax(LOGIT_BITS)
         head = self.linear("head", norm.out_scale, s_logit, LOGIT_BITS)
         self.scales["logits"] = s_logit
         return norm_in, head
+
+
+def merged_heads(state: dict) -> dict:
+    """A distilled DeiT's two heads as one linear on ``[h_0, h_1]`` (the ``head`` tap, class
+    and distillation tokens side by side): ``(W h_0 + b + W_d h_1 + b_d) / 2 =
+    ([W, W_d] / 2) [h_0; h_1] + (b + b_d) / 2`` (timm's eval-mode mean of the heads), so the
+    mean costs no second GEMM; quantized per output channel as any linear."""
+    weight = np.concatenate([state["head.weight"], state["head_dist.weight"]], axis=1) / 2
+    return {"head.weight": weight, "head.bias": (state["head.bias"] + state["head_dist.bias"]) / 2}
 
 
 def fold_input_zero_point(linear: IntLinear, zero_point: int) -> IntLinear:

@@ -4,12 +4,18 @@ Architecture (ViT, Dosovitskiy et al. 2021, sec. 3.1; DeiT, Touvron et al. 2021,
 patch embedding by a ``patch x patch`` stride-``patch`` convolution, a class token prepended, a
 learned position embedding added, ``depth`` pre-norm blocks
 ``x = x + attn(norm1(x)); x = x + mlp(norm2(x))``, a final LayerNorm, and a linear head on the
-class token. LayerNorm eps is ``1e-6`` and GELU is the exact erf form, as in timm. Attention has
+class token. LayerNorm eps is the config's ``layer_norm_eps`` (timm's ``1e-6`` by default; Hugging
+Face ViT uses ``1e-12``) and GELU is the exact erf form, as in timm. Attention has
 a bias on QKV (``qkv_bias=True``, the timm/DeiT default) and is written op by op:
 ``softmax(q @ k^T * head_dim**-0.5) @ v``.
 
 State-dict keys are timm's (``timm/models/vision_transformer.py``: ``VisionTransformer``,
 ``Block``, ``Attention``, ``Mlp``, ``PatchEmbed``), so a timm ViT/DeiT checkpoint loads as is.
+
+Distilled DeiT (Touvron et al. 2021, sec. 5; timm ``VisionTransformerDistilled``,
+``config.distilled``): a distillation token ``dist_token`` is prepended after the class token
+(the position embedding covers both), a second head ``head_dist`` reads it, and the eval-mode
+output is the mean of the two heads: ``(head(h_0) + head_dist(h_1)) / 2``.
 
 Taps
 ----
@@ -35,7 +41,9 @@ heads, ``d = D / H``, ``M`` MLP hidden width):
     blocks.i.mlp.gelu          (B, N, M)         GELU
     blocks.i.mlp.fc2           (B, N, M)         second MLP linear
     norm                       (B, N, D)         final LayerNorm
-    head                       (B, D)            classifier (the normalized class token)
+    head                       (B, P*D)          classifier: the P = config.prefix_tokens
+                                                 normalized leading tokens side by side (the
+                                                 class token; distilled: class, distillation)
 
 :func:`tap_names` lists them in forward order; :func:`nonlinear_layers` maps the softmax, GELU
 and LayerNorm taps to their operator kind.
@@ -48,9 +56,10 @@ from torch import nn
 
 from .errors import ConfigError
 from .integer import check_int, check_scale
+from .ops.layernorm.common import EPS
 
-LAYERNORM_EPS = 1e-6
-"""timm ViT/DeiT LayerNorm epsilon."""
+LAYERNORM_EPS = EPS
+"""timm ViT/DeiT LayerNorm epsilon, the default of :attr:`ViTConfig.layer_norm_eps`."""
 INIT_STD = 0.02
 """Truncated-normal std of weights and position embedding at initialization (timm default)."""
 
@@ -59,7 +68,10 @@ INIT_STD = 0.02
 class ViTConfig:
     """Shape of a ViT: everything needed to build it (weights aside).
 
-    ``mlp_ratio`` sets the MLP hidden width ``int(embed_dim * mlp_ratio)`` (timm's rule).
+    ``mlp_ratio`` sets the MLP hidden width ``int(embed_dim * mlp_ratio)`` (timm's rule);
+    ``distilled`` adds DeiT's distillation token and head; ``layer_norm_eps`` is every
+    LayerNorm's epsilon (float model, and the integer LayerNorms' float reference and
+    calibration).
     """
 
     img_size: int
@@ -70,6 +82,8 @@ class ViTConfig:
     depth: int
     num_heads: int
     mlp_ratio: float = 4.0
+    distilled: bool = False
+    layer_norm_eps: float = LAYERNORM_EPS
 
     def __post_init__(self):
         owner = "ViTConfig"
@@ -81,6 +95,10 @@ class ViTConfig:
         check_int(owner, "depth", self.depth, 1, 256)
         check_int(owner, "num_heads", self.num_heads, 1, self.embed_dim)
         check_scale(owner, "mlp_ratio", self.mlp_ratio)
+        check_scale(owner, "layer_norm_eps", self.layer_norm_eps)
+        if not isinstance(self.distilled, bool):
+            raise ConfigError(f"{owner}: distilled must be True or False (got "
+                              f"{self.distilled!r})")
         if self.img_size % self.patch_size:
             raise ConfigError(f"{owner}: img_size {self.img_size} is not a multiple of "
                               f"patch_size {self.patch_size}")
@@ -96,9 +114,14 @@ class ViTConfig:
         return self.img_size // self.patch_size
 
     @property
+    def prefix_tokens(self) -> int:
+        """Tokens before the patches: the class token, and the distillation token if any."""
+        return 2 if self.distilled else 1
+
+    @property
     def num_tokens(self) -> int:
-        """Sequence length: the patches plus the class token."""
-        return self.grid * self.grid + 1
+        """Sequence length: the patches plus the prefix tokens."""
+        return self.grid * self.grid + self.prefix_tokens
 
     @property
     def head_dim(self) -> int:
@@ -112,9 +135,10 @@ class ViTConfig:
         return asdict(self)
 
 
-def _imagenet(embed_dim: int, num_heads: int) -> ViTConfig:
+def _imagenet(embed_dim: int, num_heads: int, distilled: bool = False) -> ViTConfig:
     return ViTConfig(img_size=224, patch_size=16, in_chans=3, num_classes=1000,
-                     embed_dim=embed_dim, depth=12, num_heads=num_heads, mlp_ratio=4.0)
+                     embed_dim=embed_dim, depth=12, num_heads=num_heads, mlp_ratio=4.0,
+                     distilled=distilled)
 
 
 PRESETS: dict[str, ViTConfig] = {
@@ -125,6 +149,10 @@ PRESETS: dict[str, ViTConfig] = {
     "deit_tiny_patch16_224": _imagenet(192, 3),
     "deit_small_patch16_224": _imagenet(384, 6),
     "deit_base_patch16_224": _imagenet(768, 12),
+    # timm deit_*_distilled_patch16_224 (DeiT Table 1, the "⚗" rows): the same plus dist_token.
+    "deit_tiny_distilled_patch16_224": _imagenet(192, 3, distilled=True),
+    "deit_small_distilled_patch16_224": _imagenet(384, 6, distilled=True),
+    "deit_base_distilled_patch16_224": _imagenet(768, 12, distilled=True),
     # The bundled digits model (golden_model/dataset.py, scripts/train_bundled.py):
     # 8x8 images, 2x2 patches -> 16 patches + class token = 17 tokens.
     "bundled": ViTConfig(img_size=8, patch_size=2, in_chans=1, num_classes=10,
@@ -212,9 +240,9 @@ class Block(nn.Module):
     def __init__(self, config: ViTConfig, index: int):
         super().__init__()
         self.name = f"blocks.{index}"
-        self.norm1 = nn.LayerNorm(config.embed_dim, eps=LAYERNORM_EPS)
+        self.norm1 = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
         self.attn = Attention(config, f"{self.name}.attn")
-        self.norm2 = nn.LayerNorm(config.embed_dim, eps=LAYERNORM_EPS)
+        self.norm2 = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
         self.mlp = Mlp(config, f"{self.name}.mlp")
 
     def forward(self, x, taps=None, replace=None):
@@ -225,24 +253,32 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """Class-token ViT/DeiT classifier; ``forward(x, taps=None) -> logits (B, num_classes)``."""
+    """Class-token ViT/DeiT classifier (distilled DeiT too);
+    ``forward(x, taps=None) -> logits (B, num_classes)``."""
 
     def __init__(self, config: ViTConfig):
         super().__init__()
         self.config = config
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim))
+        if config.distilled:
+            self.dist_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, config.num_tokens, config.embed_dim))
         self.patch_embed = PatchEmbed(config)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.depth))
-        self.norm = nn.LayerNorm(config.embed_dim, eps=LAYERNORM_EPS)
+        self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
         self.head = nn.Linear(config.embed_dim, config.num_classes)
+        if config.distilled:
+            self.head_dist = nn.Linear(config.embed_dim, config.num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
         """timm's default init: truncated normal (std 0.02) weights and position embedding,
-        zero biases, unit LayerNorm gain, class token normal with std 1e-6."""
+        zero biases, unit LayerNorm gain, class token normal with std 1e-6 (distillation token:
+        truncated normal, std 0.02)."""
         nn.init.trunc_normal_(self.pos_embed, std=INIT_STD)
         nn.init.normal_(self.cls_token, std=1e-6)
+        if self.config.distilled:
+            nn.init.trunc_normal_(self.dist_token, std=INIT_STD)
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
                 nn.init.trunc_normal_(module.weight, std=INIT_STD)
@@ -256,8 +292,9 @@ class VisionTransformer(nn.Module):
         """Logits of ``x``; ``taps`` records layer inputs, ``replace`` maps non-linear layer names
         (:func:`nonlinear_layers`) to functions used instead of the float operation."""
         tokens = self.patch_embed(x, taps)
-        cls = self.cls_token.expand(tokens.shape[0], -1, -1)
-        tokens = torch.cat([cls, tokens], dim=1) + self.pos_embed
+        prefix = [self.cls_token, self.dist_token] if self.config.distilled else [self.cls_token]
+        prefix = torch.cat(prefix, dim=1).expand(tokens.shape[0], -1, -1)
+        tokens = torch.cat([prefix, tokens], dim=1) + self.pos_embed
         return self.forward_from(0, tokens, taps, replace)
 
     def forward_from(self, block: int, tokens: torch.Tensor, taps: dict | None = None,
@@ -268,9 +305,19 @@ class VisionTransformer(nn.Module):
         for module in self.blocks[block:]:
             tokens = module(tokens, taps, replace)
         _tap(taps, "norm", tokens)
-        features = _op(replace, "norm", self.norm, tokens)[:, 0]
+        features = _op(replace, "norm", self.norm, tokens)[:, :self.config.prefix_tokens]
+        features = features.flatten(1)
         _tap(taps, "head", features)
-        return self.head(features)
+        return self.classify(features)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """The logits of the ``head`` tap: ``head(h_0)``, or for a distilled DeiT
+        ``(head(h_0) + head_dist(h_1)) / 2`` (timm's eval-mode output), ``h_i`` the normalized
+        prefix tokens side by side in ``features``."""
+        if not self.config.distilled:
+            return self.head(features)
+        cls, dist = features.chunk(2, dim=-1)
+        return (self.head(cls) + self.head_dist(dist)) / 2
 
 
 def _block_tap_names(index: int) -> list[str]:

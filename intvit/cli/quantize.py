@@ -1,5 +1,5 @@
 """``intvit quantize``: IPTQ-ViT's three stages (``--method iptq``) or ADFQ-ViT (``--method
-adfq``) on a bundled model or a timm checkpoint."""
+adfq``) on a bundled model or a timm or Hugging Face checkpoint."""
 from pathlib import Path
 
 from intvit.golden_model.errors import IntvitError
@@ -146,7 +146,8 @@ def bundled_choice(model: str) -> str | None:
         return None
     raise IntvitError(f"--model {model!r} is neither a bundled model "
                       f"({', '.join(BUNDLED_NAMES)}; bundled = digits) nor a checkpoint file; "
-                      "give one of those names or the path of a timm ViT/DeiT checkpoint")
+                      "give one of those names or the path of a timm ViT/DeiT or Hugging Face ViT "
+                      "checkpoint")
 
 
 def model_and_data(args, name: str | None, bits: str, options: dict):
@@ -212,8 +213,9 @@ def checkpoint_and_images(args):
            "N x C x H x W normalized as the model expects, or a folder of image files)")
     refuse(args.eval is not None and args.eval_count is not None, "--eval-count holds out "
            "calibration images; with --eval the evaluation images are given: use one")
-    refuse(not Path(args.model).is_file(), f"--model {args.model}: no such checkpoint file; "
-           "give a timm ViT/DeiT .pth or .safetensors, or a bundled model: digits, mnist")
+    refuse(not Path(args.model).exists(), f"--model {args.model}: no such checkpoint file; "
+           "give a timm ViT/DeiT .pth or .safetensors, a Hugging Face ViT directory or weight "
+           "file, or a bundled model: digits, mnist")
     model = load_checkpoint(args.model, PRESETS[args.arch] if args.arch else None, args.heads)
     shape = (model.config.in_chans, model.config.img_size)
     calibration = load_images(args.calibration, *shape, "calibration images")
@@ -272,7 +274,8 @@ def add_quantize(commands) -> None:
                                    "one candidate per non-linear layer")
     quantize.add_argument("--model", default="digits",
                           help="a bundled model: digits (default; alias bundled) or mnist, or "
-                          "a timm ViT/DeiT checkpoint path")
+                          "a checkpoint path: timm ViT/DeiT (distilled too; .pth or "
+                          ".safetensors) or a Hugging Face ViT directory or weight file")
     quantize.add_argument("--bits", default=None, help=f"{' or '.join(IPTQ_BITS)} (default "
                           "w8a8); with --method adfq: w4a4 (default) or w6a6")
     quantize.add_argument("--method", default="iptq", choices=("iptq", "adfq"),

@@ -58,8 +58,8 @@ def add_demo(commands) -> None:
 
     demo = commands.add_parser("demo", help="the main job on a bundled model or a checkpoint")
     demo.add_argument("--model", default="digits", help="the bundled model: digits (default; "
-                      "alias bundled) or mnist, or a timm ViT/DeiT checkpoint path (with "
-                      "--calibration)")
+                      "alias bundled) or mnist, or a timm ViT/DeiT or Hugging Face ViT "
+                      "checkpoint path (with --calibration)")
     demo.add_argument("-o", "--out", default="runs/demo",
                       help="output directory (default runs/demo)")
     demo.add_argument("--force", action="store_true",

@@ -7,9 +7,10 @@ Shared interface (all three candidates):
   ``beta``; any leading shape. Real input ``x_c = q_c * channel_scales[c]`` (``in_scale`` for
   I-BERT and I-ViT; ``in_scale * 2**alpha_c`` for FQ-ViT).
 - Output: signed ``out_bits`` codes at ``out_scale``, saturated; real ``y = code * out_scale``.
-- Float reference: ``gamma * (x - mean) / sqrt(var + eps) + beta``, biased variance,
-  ``eps = 1e-6`` (timm ViT). The integer paths have no eps (as in all three papers): they agree
-  with it unless the row's real variance is near ``eps``.
+- Float reference: ``gamma * (x - mean) / sqrt(var + eps) + beta``, biased variance, the
+  config's ``eps`` (default :data:`EPS`, timm ViT; a model passes its ``layer_norm_eps``, e.g.
+  Hugging Face ViT's 1e-12, to ``calibrate``). The integer paths have no eps (as in all three
+  papers): they agree with it unless the row's real variance is near ``eps``.
 - All-equal row (variance 0): the integer root is clamped to the config's ``root_floor`` before
   the division, the centred values are 0, so the output is ``round(beta_c / out_scale)`` -- what
   the float reference gives.
@@ -229,9 +230,10 @@ def calibration_samples(owner: str, samples, channels: int) -> np.ndarray:
     return samples.reshape(-1, channels)
 
 
-def calibrated_out_scale(owner: str, samples, gamma, beta, out_bits: int) -> float:
-    """``max |LayerNorm(samples)| / (2**(out_bits-1) - 1)`` (float LayerNorm, eps 1e-6)."""
-    reach = float(np.max(np.abs(float_layernorm(samples, gamma, beta, EPS))))
+def calibrated_out_scale(owner: str, samples, gamma, beta, out_bits: int,
+                         eps: float = EPS) -> float:
+    """``max |LayerNorm(samples)| / (2**(out_bits-1) - 1)`` (float LayerNorm with ``eps``)."""
+    reach = float(np.max(np.abs(float_layernorm(samples, gamma, beta, eps))))
     return check_scale(owner, "out_scale (max |LayerNorm(samples)|)",
                        reach / ((1 << (out_bits - 1)) - 1))
 
@@ -349,14 +351,15 @@ class CentredConfig(RowConfig):
 
     @classmethod
     def calibrate(cls, in_scale, samples, *, in_bits: int = 8, out_bits: int = 8, gamma,
-                  beta):
-        """``from_scale`` with ``out_scale`` from the samples (:func:`calibrated_out_scale`)."""
+                  beta, eps: float = EPS):
+        """``from_scale`` with ``out_scale`` from the samples (:func:`calibrated_out_scale`,
+        the model's LayerNorm ``eps``)."""
         owner = f"{cls.__name__}.calibrate"
         gamma, beta = affine_vectors(owner, gamma, beta)
         samples = calibration_samples(owner, samples, len(gamma))
         check_bits(owner, in_bits, out_bits)
-        out_scale = calibrated_out_scale(owner, samples, gamma, beta, out_bits)
-        return cls.from_scale(in_scale, gamma, beta, out_scale, in_bits, out_bits)
+        out_scale = calibrated_out_scale(owner, samples, gamma, beta, out_bits, eps)
+        return cls.from_scale(in_scale, gamma, beta, out_scale, in_bits, out_bits, eps=eps)
 
 
 # --- run-time steps ---------------------------------------------------------------------------

@@ -175,10 +175,11 @@ class PTFLayerNormConfig(RowConfig):
 
     @classmethod
     def from_scale(cls, in_scale, gamma, beta, out_scale=None, in_bits: int = 8,
-                   out_bits: int = 8, alpha=None,
-                   alpha_max: int = ALPHA_MAX) -> "PTFLayerNormConfig":
+                   out_bits: int = 8, alpha=None, alpha_max: int = ALPHA_MAX,
+                   eps: float = EPS) -> "PTFLayerNormConfig":
         """Constants from the finest input step ``in_scale``, the factors ``alpha`` (default all
-        0), ``gamma``/``beta`` and the output scale (``None``: no saturation possible)."""
+        0), ``gamma``/``beta`` and the output scale (``None``: no saturation possible); ``eps``
+        is the float reference's."""
         owner = "PTFLayerNormConfig.from_scale"
         in_scale, gamma, beta, out_scale = checked_scales(owner, in_scale, gamma, beta,
                                                           out_scale, in_bits, out_bits)
@@ -203,12 +204,13 @@ class PTFLayerNormConfig(RowConfig):
                    root_frac=root_frac, sqrt_steps=bitserial_steps(var_bound << 2 * root_frac),
                    gamma_int=gamma_int, gamma_frac=gamma_frac, recip_shift=recip_shift,
                    beta_int=beta_int, max_shift=max_shift, in_scale=in_scale,
-                   out_scale=out_scale, gamma=gamma, beta=beta)
+                   out_scale=out_scale, gamma=gamma, beta=beta, eps=eps)
 
     @classmethod
     def calibrate(cls, in_scale, samples, *, in_bits: int = 8, out_bits: int = 8, gamma, beta,
-                  alpha_max: int = ALPHA_MAX) -> "PTFLayerNormConfig":
-        """Factors and ``out_scale`` from the samples.
+                  alpha_max: int = ALPHA_MAX, eps: float = EPS) -> "PTFLayerNormConfig":
+        """Factors and ``out_scale`` from the samples (``out_scale``: the float LayerNorm with
+        ``eps``, the model's).
 
         ``in_scale`` is the layer's per-tensor step (FQ-ViT's coarsest scale, ``alpha = K``);
         the finest step is ``in_scale / 2**K``. Per channel, ``alpha_c`` minimizes the squared
@@ -229,8 +231,9 @@ class PTFLayerNormConfig(RowConfig):
             restored = np.clip(np.floor(samples / step + 0.5), lo, hi) * step
             errors.append(((samples - restored) ** 2).sum(axis=0))
         alpha = tuple(int(a) for a in np.argmin(np.array(errors), axis=0))
-        out_scale = calibrated_out_scale(owner, samples, gamma, beta, out_bits)
-        return cls.from_scale(base, gamma, beta, out_scale, in_bits, out_bits, alpha, alpha_max)
+        out_scale = calibrated_out_scale(owner, samples, gamma, beta, out_bits, eps)
+        return cls.from_scale(base, gamma, beta, out_scale, in_bits, out_bits, alpha, alpha_max,
+                              eps)
 
 
 def ptf_sumsq_bound(in_bits: int, alpha) -> int:

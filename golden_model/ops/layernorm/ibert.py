@@ -72,9 +72,10 @@ class IBertLayerNormConfig(CentredConfig):
 
     @classmethod
     def from_scale(cls, in_scale, gamma, beta, out_scale=None, in_bits: int = 8,
-                   out_bits: int = 8) -> "IBertLayerNormConfig":
+                   out_bits: int = 8, eps: float = EPS) -> "IBertLayerNormConfig":
         """Constants from the input scale, LayerNorm ``gamma``/``beta`` and the output scale
-        (``None``: :func:`.common.default_out_scale`, no saturation possible)."""
+        (``None``: :func:`.common.default_out_scale`, no saturation possible); ``eps`` is the
+        float reference's."""
         owner = "IBertLayerNormConfig.from_scale"
         in_scale, gamma, beta, out_scale = checked_scales(owner, in_scale, gamma, beta,
                                                           out_scale, in_bits, out_bits)
@@ -84,7 +85,7 @@ class IBertLayerNormConfig(CentredConfig):
         iterations = newton_iterations(shifted_sumsq_bound(in_bits, channels, var_shift))
         return cls(in_bits=in_bits, out_bits=out_bits, var_shift=var_shift,
                    sqrt_iterations=iterations, mult=mult, bias=bias, out_shift=shift,
-                   in_scale=in_scale, out_scale=out_scale, gamma=gamma, beta=beta)
+                   in_scale=in_scale, out_scale=out_scale, gamma=gamma, beta=beta, eps=eps)
 
 
 def ibert_var_shift(in_bits: int, channels: int, max_var_bits: int) -> int:

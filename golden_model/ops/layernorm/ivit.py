@@ -68,8 +68,9 @@ class ShiftLayerNormConfig(CentredConfig):
 
     @classmethod
     def from_scale(cls, in_scale, gamma, beta, out_scale=None, in_bits: int = 8,
-                   out_bits: int = 8) -> "ShiftLayerNormConfig":
-        """Constants from the scales and ``gamma``/``beta`` (``out_scale=None``: no saturation)."""
+                   out_bits: int = 8, eps: float = EPS) -> "ShiftLayerNormConfig":
+        """Constants from the scales and ``gamma``/``beta`` (``out_scale=None``: no saturation);
+        ``eps`` is the float reference's."""
         owner = "ShiftLayerNormConfig.from_scale"
         in_scale, gamma, beta, out_scale = checked_scales(owner, in_scale, gamma, beta,
                                                           out_scale, in_bits, out_bits)
@@ -78,7 +79,7 @@ class ShiftLayerNormConfig(CentredConfig):
         steps = bitserial_steps(centred_sumsq_bound(in_bits, channels))
         return cls(in_bits=in_bits, out_bits=out_bits, sqrt_steps=steps, mult=mult, bias=bias,
                    out_shift=shift, in_scale=in_scale, out_scale=out_scale, gamma=gamma,
-                   beta=beta)
+                   beta=beta, eps=eps)
 
 
 def run_ivit(cfg: ShiftLayerNormConfig, q) -> np.ndarray:
