@@ -185,6 +185,9 @@ def _check_model(qmodel, config: AcceleratorConfig):
     if not isinstance(qmodel, (IntegerViT, ModelShape)):
         raise IntvitError("the accelerator compiles an IntegerViT (intvit quantize's model); "
                           f"got {type(qmodel).__name__}")
+    if getattr(qmodel, "prefix_tokens", 1) != 1:
+        raise IntvitError("the accelerator runs models with one class token; a distilled DeiT "
+                          "(class and distillation tokens) is not supported yet")
     dim = qmodel.patch_embed.weight.shape[0]
     head_dim = dim // qmodel.num_heads
     if head_dim % config.lanes or dim % config.lanes:

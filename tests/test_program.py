@@ -4,6 +4,7 @@ The program on numpy is a second implementation of the integer forward (memory l
 per-step requantizers and saturation); its logits must equal ``IntegerViT.forward`` bit for bit
 for every mix, and each step's writes must stay inside its region.
 """
+import dataclasses
 import json
 
 import numpy as np
@@ -81,3 +82,5 @@ def test_bad_input(bundled):
         image_pixels(program, np.zeros((1, 1, 16, 16), dtype=np.int64))
     with pytest.raises(IntvitError, match="IntegerViT"):
         compile_program(model)
+    with pytest.raises(IntvitError, match="distilled"):
+        compile_program(dataclasses.replace(qmodel, prefix_tokens=2))
