@@ -26,15 +26,20 @@ def write_hex(directory: Path, pixels: np.ndarray, logits: np.ndarray) -> None:
         "".join(f"{int(v) & 0xFFFF:04x}\n" for v in np.asarray(logits).reshape(-1)))
 
 
-def capacity(images: int) -> int:
-    """Images the testbench's memories hold: a power of two, at least 16 (so that runs of
-    different lengths share one build)."""
-    return max(16, 1 << (images - 1).bit_length())
+PIXEL_MEMORY = 1 << 20
+"""Pixels the testbench's memory holds at least (a megabyte): every run of a small model's
+images, of any length up to that, shares one build."""
+
+
+def capacity(images: int, pixels: int) -> int:
+    """Images the testbench's memories hold: a power of two, ``images`` or more, and as many as
+    :data:`PIXEL_MEMORY` pixels allow."""
+    return 1 << (max(images, PIXEL_MEMORY // pixels, 1) - 1).bit_length()
 
 
 def testbench(lanes: int, images: int, pixels: int, classes: int, addr_bits: int,
               data_bits: int, step_bits: int) -> str:
-    """The testbench source for up to :func:`capacity` ``(images)`` images of ``pixels``
+    """The testbench source for up to :func:`capacity` ``(images, pixels)`` images of ``pixels``
     pixels and ``classes`` logits; plusargs ``+images=N`` (the images in the hex files) and
     ``+bound=C`` (cycles an image may take before it counts as stalled)."""
     beats = -(-classes // lanes)
@@ -44,7 +49,7 @@ def testbench(lanes: int, images: int, pixels: int, classes: int, addr_bits: int
 // "N images, M mismatches"; $fatal(1) on a mismatch or a stall.
 module tb_{MODULE};
     localparam LANES = {lanes};
-    localparam CAPACITY = {capacity(images)};
+    localparam CAPACITY = {capacity(images, pixels)};
     localparam PIXELS = {pixels};
     localparam CLASSES = {classes};
     localparam BEATS = {beats};
