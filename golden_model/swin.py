@@ -453,3 +453,15 @@ def nonlinear_layers(config: SwinConfig) -> dict[str, str]:
                        f"{name}.norm2": "layernorm", f"{name}.mlp.gelu": "gelu"})
     layers["norm"] = "layernorm"
     return layers
+
+
+def tap_values_per_image(config: SwinConfig) -> int:
+    """How many activation values one image records over all taps of the float Swin."""
+    total = config.in_chans * config.img_size ** 2 + config.dim(0) * config.resolution(0) ** 2
+    for stage, block in config.blocks():
+        tokens, dim = config.resolution(stage) ** 2, config.dim(stage)
+        heads, n = config.num_heads[stage], config.window(stage) ** 2
+        total += 8 * tokens * dim + 3 * heads * tokens * n + 2 * tokens * config.mlp_hidden(stage)
+        if stage and block == 0:
+            total += 4 * tokens * 2 * dim
+    return total
