@@ -169,7 +169,9 @@ class IntegerSwin:
         record(f"{p}.attn.probs", probs)
         context = block["probs_v"].requantized(block["context"], probs, v, code,
                                                self._out_bound(name))
-        return context.transpose(0, 2, 1, 3).reshape(windows, tokens, dim)
+        context = context.transpose(0, 2, 1, 3).reshape(windows, tokens, dim)
+        record(f"{p}.attn.proj", context)
+        return context
 
     def _masked_softmax(self, name, scores, keep, batch, record):
         """The shifted block's softmax: the operator's ``run`` with the window mask ``keep``

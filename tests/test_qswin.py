@@ -2,12 +2,13 @@
 does for the ViT), its two evaluations equal bit for bit, and its layers close to the float
 Swin's (the independent reference) on timm's tiny Swin fixture (shifted windows, merging)."""
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from intvit.golden_model import qswin, registry
+from intvit.golden_model import qswin, registry, select
 from intvit.golden_model.metrics import asqnr
 from intvit.golden_model.ops.requant import ChannelRequant
 from intvit.golden_model.qvit import (IntLinear, QuantSpec, default_assignment, float_taps,
@@ -98,3 +99,26 @@ def test_shifted_window_rows_exclude_the_masked_positions(swin, method):
     probabilities = qmodel.plans[SHIFTED].config.dequantize_output(taps[f"{SHIFTED}:out"])
     assert (probabilities[~keep] == 0).all()
     assert (probabilities[keep] > 0).any()
+
+
+def test_rerun_from_every_entry_gives_the_float_logits(swin):
+    """The selection's re-run from a layer's cached entry tap (block, merging, embedding or the
+    final LayerNorm) reproduces the float model's logits."""
+    model, _, images, _ = swin
+    reference = float_taps(model, images[:2])
+    for layer in nonlinear_layers(model.config):
+        with torch.no_grad():
+            logits = select._rerun(model, layer, reference, {})
+        np.testing.assert_allclose(logits.double().numpy(), reference["logits"], atol=1e-5)
+
+
+def test_selection_scores_and_quantizes_a_swin(swin):
+    model, calibration, images, spec = swin
+    splits = {"calibration": SimpleNamespace(images=calibration[:8], labels=None),
+              "test": SimpleNamespace(images=images, labels=None)}
+    result = select.quantize_model(model, splits, spec)
+    assert set(result.assignment) == set(nonlinear_layers(model.config))
+    assert set(result.scores[SHIFTED]) == {f"softmax/{m}" for m in METHODS}
+    linear = [score for op, score in result.scores[SHIFTED].items() if op != "softmax/fqvit"]
+    assert min(score.sqnr_out for score in linear) > 20  # masked rows scored as run
+    assert result.fidelity["agreement"] >= 0.75 and result.fidelity["logit_sqnr_db"] > 18
