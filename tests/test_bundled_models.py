@@ -1,7 +1,8 @@
-"""The two bundled models, ``digits`` (alias ``bundled``) and ``mnist``: they load, their float
-accuracy on the test split is the one their metadata states (recomputed here), their splits are
-deterministic and disjoint and their images exact int8 codes, and every command that runs on a
-bundled model picks one by ``--model`` and remembers it in quant.json."""
+"""The bundled models, ``digits`` (alias ``bundled``), ``mnist`` and the Swin ``mnist-swin``
+(trained on mnist): they load, their float accuracy on the test split is the one their metadata
+states (recomputed here), their splits are deterministic and disjoint and their images exact int8
+codes, and every command that runs on a bundled model picks one by ``--model`` and remembers it
+in quant.json."""
 import dataclasses
 import json
 
@@ -29,7 +30,9 @@ def bundled(request):
 
 
 def test_names_and_alias():
-    assert MODELS == ("digits", "mnist") and set(BUNDLED_NAMES) == {"digits", "mnist", "bundled"}
+    assert MODELS == ("digits", "mnist", "mnist-swin")
+    assert set(BUNDLED_NAMES) == {"digits", "mnist", "mnist-swin", "bundled"}
+    assert dataset("mnist-swin") is dataset("mnist")
     assert bundled_name("bundled") == "digits" and dataset("bundled") is dataset("digits")
     digits, alias = load_bundled("digits")[0], load_bundled("bundled")[0]
     assert all(torch.equal(a, b) for a, b in zip(digits.state_dict().values(),
@@ -114,7 +117,8 @@ def expect_refusal(argv, words, directory, capsys):
 ])
 def test_unknown_model_name_is_refused(argv, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    expect_refusal(argv, "'fashion' is neither a bundled model (digits, mnist, bundled", tmp_path,
+    expect_refusal(argv, "'fashion' is neither a bundled model (digits, mnist, mnist-swin, "
+                   "bundled", tmp_path,
                    capsys)
 
 
