@@ -98,9 +98,10 @@ class SwinConfig:
                               "window or patch")
         for stage in range(1, self.stages):
             if self.resolution(stage - 1) % 2 or self.resolution(stage) % self.window(stage):
-                raise ConfigError(f"{owner}: stage {stage} cannot merge {self.resolution(stage - 1)}"
-                                  f" tokens a side into windows of {self.window(stage)}; use an "
-                                  "img_size with more factors of 2, or fewer stages")
+                side = self.resolution(stage - 1)
+                raise ConfigError(f"{owner}: stage {stage} cannot merge {side} tokens a side "
+                                  f"into windows of {self.window(stage)}; use an img_size with "
+                                  "more factors of 2, or fewer stages")
 
     @property
     def stages(self) -> int:

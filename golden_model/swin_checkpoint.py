@@ -15,8 +15,6 @@ import math
 import re
 from pathlib import Path
 
-import torch
-
 from .checkpoint import _first, _read, _unwrap
 from .errors import ConfigError, IntvitError
 from .swin import PRESETS, SwinConfig, SwinTransformer

@@ -182,3 +182,24 @@ def test_quantize_records_the_bundled_model(tmp_path, monkeypatch, capsys):
     quant = json.loads((out / "quant.json").read_text())
     assert quant["model"] == "mnist" and quant["spec"]["image_scale"] == 1 / 128
     assert "the bundled mnist model" in capsys.readouterr().out
+
+
+def test_quantize_takes_the_bundled_swin(tmp_path, monkeypatch, capsys):
+    """``quantize --model mnist-swin`` hands the selection the Swin, the mnist splits and their
+    input scale (the selection stubbed as above; bench/swin.py runs it in full)."""
+    from intvit.golden_model import select
+    from intvit.golden_model.swin import SwinTransformer
+
+    seen = {}
+
+    def selection(model, splits, spec, rule, *args, **kwargs):
+        seen.update(swin=isinstance(model, SwinTransformer), test=len(splits["test"]),
+                    scale=spec.image_scale)
+        return select.QuantizationResult(spec, rule, default_assignment(model.config), {},
+                                         {"float": 1.0, "stage2": 1.0, "stage3": 1.0})
+
+    monkeypatch.setattr(select, "quantize_model", selection)
+    out = tmp_path / "run"
+    assert main(["quantize", "--model", "mnist-swin", "--rule", "all-iptq", "-o", str(out)]) == 0
+    assert seen == {"swin": True, "test": 1000, "scale": dataset("mnist").image_scale}
+    assert json.loads((out / "quant.json").read_text())["model"] == "mnist-swin"

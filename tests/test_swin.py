@@ -107,3 +107,11 @@ def test_vit_state_dict_is_not_a_swin():
     with pytest.raises(IntvitError) as error:
         load_swin_checkpoint({"patch_embed.proj.weight": torch.zeros(8, 3, 2, 2)})
     assert "missing" in one_line_error(error)
+
+
+def test_stage_that_cannot_merge_is_refused():
+    """42 = 3 x (2 x 7) passes the image-size rule, but its 21 x 21 tokens cannot be merged."""
+    with pytest.raises(ConfigError) as error:
+        SwinConfig(img_size=42, patch_size=2, in_chans=1, num_classes=10, embed_dim=32,
+                   depths=(2, 2), num_heads=(2, 4), window_size=7)
+    assert "cannot merge 21 tokens" in one_line_error(error)
