@@ -27,7 +27,8 @@ BUNDLED_STEMS = {"digits": "bundled_vit", "mnist": "mnist_vit", "mnist-swin": "m
 Swin, on mnist) and the stem of their files in :data:`DATA`: ``STEM.pt`` (state dict) and
 ``STEM.json`` (metadata)."""
 BUNDLED_NAMES = (*BUNDLED_STEMS, *ALIASES)
-"""Every name :func:`load_bundled` accepts: ``digits``, ``mnist`` and ``bundled`` (= digits)."""
+"""Every name :func:`load_bundled` accepts: ``digits``, ``mnist``, ``mnist-swin`` and ``bundled``
+(= digits)."""
 BUNDLED_WEIGHTS = DATA / "bundled_vit.pt"
 BUNDLED_META = DATA / "bundled_vit.json"
 WRAPPERS = ("model", "state_dict")

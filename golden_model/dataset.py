@@ -129,7 +129,8 @@ SPLIT_SIZES = DATASETS["digits"].split_sizes
 
 
 def dataset(name: str = DEFAULT) -> Dataset:
-    """The bundled dataset ``name`` (``digits``, ``mnist``, or the alias ``bundled``)."""
+    """The bundled dataset ``name`` (``digits``, ``mnist``, or the alias ``bundled``), or the one
+    a bundled model of another name is trained on (:data:`TRAINED_ON`)."""
     resolved = ALIASES.get(name, TRAINED_ON.get(name, name))
     if resolved not in DATASETS:
         raise IntvitError(f"no bundled dataset {name!r}; use one of "

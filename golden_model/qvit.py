@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import registry
+from . import registry, swin
 from .calibration import (CALIBRATORS, activation_scale, input_scale, qmax, quantize,
                           weight_scales)
 from .errors import IntvitError
@@ -48,7 +48,6 @@ from .ops.gelu import asymmetric_output
 from .ops.requant import ACC_BITS, ChannelRequant
 from .ops.softmax import LINEAR_PROBABILITIES, SCALE_SNAPS
 from .tapstats import TapStatistics, batches, float_statistics
-from . import swin
 from .vit import VisionTransformer, nonlinear_layers
 
 IMAGE_BITS = 8
