@@ -29,11 +29,13 @@ from .safetensors_file import read_safetensors
 from .vit import PRESETS, ViTConfig, VisionTransformer
 
 DATA = Path(__file__).resolve().parent / "data"
-BUNDLED_STEMS = {"digits": "bundled_vit", "mnist": "mnist_vit"}
-"""The bundled models by name (each trained on the dataset of the same name) and the stem of
-their files in :data:`DATA`: ``STEM.pt`` (state dict) and ``STEM.json`` (metadata)."""
+BUNDLED_STEMS = {"digits": "bundled_vit", "mnist": "mnist_vit", "mnist-swin": "mnist_swin"}
+"""The bundled models by name (each trained on the dataset of the same name; ``mnist-swin``, a
+Swin, on mnist) and the stem of their files in :data:`DATA`: ``STEM.pt`` (state dict) and
+``STEM.json`` (metadata)."""
 BUNDLED_NAMES = (*BUNDLED_STEMS, *ALIASES)
-"""Every name :func:`load_bundled` accepts: ``digits``, ``mnist`` and ``bundled`` (= digits)."""
+"""Every name :func:`load_bundled` accepts: ``digits``, ``mnist``, ``mnist-swin`` and ``bundled``
+(= digits)."""
 BUNDLED_WEIGHTS = DATA / "bundled_vit.pt"
 BUNDLED_META = DATA / "bundled_vit.json"
 WRAPPERS = ("model", "state_dict")
@@ -224,5 +226,11 @@ def load_bundled(name: str = "digits") -> tuple[VisionTransformer, ViTConfig, di
                           f"run scripts/train_bundled.py --model {bundled_name(name)} to "
                           "recreate them")
     meta = json.loads(meta_path.read_text())
+    if meta.get("architecture") == "swin":
+        from .swin import SwinConfig
+        from .swin_checkpoint import load_swin_checkpoint
+
+        config = SwinConfig(**meta["config"])
+        return load_swin_checkpoint(weights, config), config, meta
     config = ViTConfig(**meta["config"])
     return load_checkpoint(weights, config), config, meta

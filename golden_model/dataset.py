@@ -44,6 +44,8 @@ SPLIT_SEED = 0
 DEFAULT = "digits"
 ALIASES = {"bundled": "digits"}
 """``bundled`` (the only bundled model before ``mnist``) names the digits model."""
+TRAINED_ON = {"mnist-swin": "mnist"}
+"""Bundled models named otherwise than the dataset they are trained on (issue 19's Swin)."""
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,9 @@ SPLIT_SIZES = DATASETS["digits"].split_sizes
 
 
 def dataset(name: str = DEFAULT) -> Dataset:
-    """The bundled dataset ``name`` (``digits``, ``mnist``, or the alias ``bundled``)."""
-    resolved = ALIASES.get(name, name)
+    """The bundled dataset ``name`` (``digits``, ``mnist``, or the alias ``bundled``), or the one
+    a bundled model of another name is trained on (:data:`TRAINED_ON`)."""
+    resolved = ALIASES.get(name, TRAINED_ON.get(name, name))
     if resolved not in DATASETS:
         raise IntvitError(f"no bundled dataset {name!r}; use one of "
                           f"{', '.join([*DATASETS, *ALIASES])}")

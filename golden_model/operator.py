@@ -28,7 +28,9 @@ class Operator:
     config_type : type
         The frozen config dataclass.
     run : callable
-        ``run(config, q: int array) -> int array``, integer arithmetic only.
+        ``run(config, q: int array) -> int array``, integer arithmetic only. Softmax
+        candidates also take ``keep=`` (booleans broadcastable to ``q``): elements where it is
+        false are excluded from their row and get probability 0 (Swin's shifted windows).
     reference : callable
         ``reference(config, x: float array) -> float array``, the real function approximated.
     example_config : callable

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import registry
+from . import registry, swin
 from .calibration import (CALIBRATORS, activation_scale, input_scale, qmax, quantize,
                           weight_scales)
 from .errors import IntvitError
@@ -458,11 +458,19 @@ def float_taps(model: VisionTransformer, images: torch.Tensor, batch: int = 256)
     return taps
 
 
+def model_layers(model_config) -> dict:
+    """The non-linear layers of a ViT or a Swin config (:func:`~.vit.nonlinear_layers`,
+    :func:`~.swin.nonlinear_layers`)."""
+    if isinstance(model_config, swin.SwinConfig):
+        return swin.nonlinear_layers(model_config)
+    return nonlinear_layers(model_config)
+
+
 def default_assignment(model_config, method: str = "iptq") -> dict:
     """Every non-linear layer on one method (``gelu/fqvit`` does not exist: FQ-ViT keeps GELU
     in float, so an all-FQ-ViT model takes I-BERT's i-GELU, the integer GELU it builds on)."""
     assignment = {}
-    for layer, kind in nonlinear_layers(model_config).items():
+    for layer, kind in model_layers(model_config).items():
         name = f"{kind}/{method}"
         if name not in registry.REGISTRY:
             name = f"{kind}/ibert"
@@ -472,7 +480,7 @@ def default_assignment(model_config, method: str = "iptq") -> dict:
 
 def check_assignment(model_config, assignment: dict) -> dict:
     """Every non-linear layer assigned exactly one registered candidate of its kind."""
-    layers = nonlinear_layers(model_config)
+    layers = model_layers(model_config)
     missing = [layer for layer in layers if layer not in assignment]
     extra = [layer for layer in assignment if layer not in layers]
     if missing or extra:

@@ -29,16 +29,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from . import registry
+from . import qswin, registry, swin
 from .costs import CostTable, LayerShape, MixCost, mix_cost
 from .errors import IntvitError
 from .calibration import input_scale, quantize_input
 from .metrics import (OmegaWeights, Terms, asqnr, asqnr_of, choose, kl_per_image, mean_and_se,
                       omega, signal_to_noise)
 from .qvit import (QuantSpec, build_integer_vit, calibration_tap_names, default_assignment,
-                   float_taps, integer_statistics, integer_taps, quantize_images)
+                   float_taps, integer_statistics, integer_taps, model_layers, quantize_images)
 from .tapstats import batch_size, batches, float_statistics
-from .vit import nonlinear_layers
 
 METHODS = ("iptq", "ivit", "ibert", "fqvit")
 MIXED_NLQ_METHODS = ("ibert", "fqvit", "ivit")
@@ -66,13 +65,31 @@ class CandidateScore:
 
 
 def candidate_function(op_name: str, config):
-    """The candidate as a float -> float function (quantize, integer run, dequantize)."""
+    """The candidate as a float -> float function (quantize, integer run, dequantize); a
+    softmax also takes the mask ``keep`` of a shifted Swin window."""
     operator = registry.get(op_name)
 
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        y = operator.run(config, quantize_input(config, x.double().numpy()))
+    def apply(x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        q = quantize_input(config, x.double().numpy())
+        y = operator.run(config, q) if keep is None else operator.run(config, q,
+                                                                     keep=keep.numpy())
         return torch.from_numpy(config.dequantize_output(y)).to(x.dtype)
     return apply
+
+
+def build_integer(model, calibration_images, assignment: dict, spec: QuantSpec, taps=None):
+    """The integer model of a ViT (:func:`~.qvit.build_integer_vit`) or a Swin
+    (:func:`~.qswin.build_integer_swin`)."""
+    if isinstance(model, swin.SwinTransformer):
+        return qswin.build_integer_swin(model, calibration_images, assignment, spec, taps)
+    return build_integer_vit(model, calibration_images, assignment, spec, taps)
+
+
+def calibration_taps(model_config) -> set:
+    """The taps a ViT's or a Swin's integer build calibrates on."""
+    if isinstance(model_config, swin.SwinConfig):
+        return qswin.calibration_tap_names(model_config)
+    return calibration_tap_names(model_config)
 
 
 def candidates_of(kind: str) -> list[str]:
@@ -82,13 +99,16 @@ def candidates_of(kind: str) -> list[str]:
 def layer_shapes(model_config) -> dict:
     """``{layer: LayerShape}``: the rows one image sends through each non-linear layer's unit.
     ``N`` tokens (patches + class token): softmax ``heads x N`` rows of ``N``; LayerNorm ``N``
-    rows of the width; GELU ``N x hidden`` elements (as ``N`` rows of ``hidden``)."""
+    rows of the width; GELU ``N x hidden`` elements (as ``N`` rows of ``hidden``). A Swin's
+    windows: :func:`~.qswin.layer_shapes`."""
+    if isinstance(model_config, swin.SwinConfig):
+        return qswin.layer_shapes(model_config, LayerShape)
     tokens = (model_config.img_size // model_config.patch_size) ** 2 + 1
     hidden = int(model_config.embed_dim * model_config.mlp_ratio)
     rows = {"softmax": LayerShape(tokens, model_config.num_heads * tokens),
             "layernorm": LayerShape(model_config.embed_dim, tokens),
             "gelu": LayerShape(hidden, tokens)}
-    return {layer: rows[kind] for layer, kind in nonlinear_layers(model_config).items()}
+    return {layer: rows[kind] for layer, kind in model_layers(model_config).items()}
 
 
 def assignment_cost(cost_table: CostTable, assignment: dict, model_config) -> MixCost:
@@ -110,11 +130,11 @@ def score_layers(model, calibration_images, spec: QuantSpec, cost_table: CostTab
     ``progress(done, total, layer)`` after each layer of each batch. The cost table must have
     every candidate (checked first: a one-line error)."""
     config = model.config
-    layers = nonlinear_layers(config)
+    layers = model_layers(config)
     cost_table.require(op for kind in set(layers.values()) for op in candidates_of(kind))
     if stats is None:
-        stats = float_statistics(model, calibration_images, calibration_tap_names(config), batch)
-    builds = {m: build_integer_vit(model, None, default_assignment(config, m), spec, stats)
+        stats = float_statistics(model, calibration_images, calibration_taps(config), batch)
+    builds = {m: build_integer(model, None, default_assignment(config, m), spec, stats)
               for m in METHODS}
     images = calibration_images if score_images is None else score_images
     terms = _TermSums()
@@ -149,19 +169,33 @@ def _batch_terms(model, op_name: str, cfg, layer: str, ftaps: dict, btaps: dict)
     """One batch's per-image terms of one candidate at one layer: input and output
     signal-to-noise ratios (for ASQNR) and the KL of the logits with only this layer replaced,
     re-run from the cached input of the layer's block onward."""
-    config = model.config
     operator = registry.get(op_name)
     x_float = ftaps[layer]
     q_in = quantize_input(cfg, btaps[layer])
-    y_out = cfg.dequantize_output(operator.run(cfg, q_in))
-    block = int(layer.split(".")[1]) if layer.startswith("blocks.") else config.depth
-    entry = torch.from_numpy(ftaps[f"blocks.{block}.norm1" if block < config.depth
-                                   else "norm"]).float()
+    keep = ftaps.get(layer.replace(".softmax", ".keep")) if layer.endswith(".softmax") else None
+    if keep is None:
+        y_out, x_reference = operator.run(cfg, q_in), x_float
+    else:  # a shifted Swin window: masked positions out of the row, as the models run it
+        keep = keep > 0
+        y_out, x_reference = operator.run(cfg, q_in, keep=keep), np.where(keep, x_float, -np.inf)
+    y_out = cfg.dequantize_output(y_out)
     with torch.no_grad():
-        z = model.forward_from(block, entry, replace={layer: candidate_function(op_name, cfg)})
+        z = _rerun(model, layer, ftaps, {layer: candidate_function(op_name, cfg)})
     return {"in": signal_to_noise(x_float, q_in * input_scale(cfg)),
-            "out": signal_to_noise(operator.reference(cfg, x_float), y_out),
+            "out": signal_to_noise(operator.reference(cfg, x_reference), y_out),
             "kl": kl_per_image(ftaps["logits"], z.double().numpy())}
+
+
+def _rerun(model, layer: str, ftaps: dict, replace: dict) -> torch.Tensor:
+    """The float model's logits with ``replace`` swapped in, re-run from the cached input of
+    ``layer``'s block (a Swin: of its block, merging or embedding, :func:`~.swin.entry_tap`)."""
+    if isinstance(model, swin.SwinTransformer):
+        entry = swin.entry_tap(layer)
+        return model.forward_from(entry, torch.from_numpy(ftaps[entry]).float(), replace=replace)
+    depth = model.config.depth
+    block = int(layer.split(".")[1]) if layer.startswith("blocks.") else depth
+    entry = torch.from_numpy(ftaps[f"blocks.{block}.norm1" if block < depth else "norm"]).float()
+    return model.forward_from(block, entry, replace=replace)
 
 
 class _TermSums:
@@ -224,13 +258,13 @@ def calibrate_mix(model, calibration_images, assignment: dict, spec: QuantSpec, 
     """Stage 3: build the mix on float activations (``stats``, gathered when omitted), then
     rebuild it calibrated on its own integer activations (dequantized), gathered batch by
     batch."""
-    names = calibration_tap_names(model.config)
+    names = calibration_taps(model.config)
     if stats is None:
         stats = float_statistics(model, calibration_images, names, batch)
-    first = build_integer_vit(model, None, assignment, spec, stats)
+    first = build_integer(model, None, assignment, spec, stats)
     codes = quantize_images(calibration_images.numpy(), spec.image_scale)
     own = integer_statistics(first, codes, names, integer_batch(model.config, batch), progress)
-    return build_integer_vit(model, None, assignment, spec, taps=own)
+    return build_integer(model, None, assignment, spec, taps=own)
 
 
 INTEGER_BATCH = 8
@@ -323,7 +357,7 @@ def quantize_model(model, splits: dict, spec: QuantSpec, rule: str = "unified",
     score = splits.get("score", calibration)
     report = stage_progress or (lambda stage, done, total: None)
     cost_table = cost_table or load_cost_table()
-    names = calibration_tap_names(model.config)
+    names = calibration_taps(model.config)
     stats = float_statistics(model, calibration.images, names, batch,
                              lambda done, total: report("float calibration", done, total))
     if scores is None:
@@ -331,7 +365,7 @@ def quantize_model(model, splits: dict, spec: QuantSpec, rule: str = "unified",
                               stats=stats, score_images=score.images, batch=batch)
     assignment = assign(scores, rule, model.config, weights)
     cost = assignment_cost(cost_table, assignment, model.config)
-    stage2 = build_integer_vit(model, None, assignment, spec, stats)
+    stage2 = build_integer(model, None, assignment, spec, stats)
     stage3 = calibrate_mix(model, calibration.images, assignment, spec, stats, batch,
                            lambda done, total: report("stage 3 calibration", done, total))
     logits = float_logits(model, test.images, batch)

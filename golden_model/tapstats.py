@@ -19,6 +19,7 @@ residual and logit ranges. Holding every activation of every image costs about 2
 import numpy as np
 import torch
 
+from . import swin
 from .errors import IntvitError
 
 SAMPLE_VALUES = 1 << 20
@@ -118,6 +119,8 @@ class TapStatistics:
 
 def tap_values_per_image(config) -> int:
     """How many activation values one image records over all taps of the float model."""
+    if isinstance(config, swin.SwinConfig):
+        return swin.tap_values_per_image(config)
     n, d, m, h = config.num_tokens, config.embed_dim, config.mlp_hidden, config.num_heads
     per_block = 8 * n * d + 2 * h * n * n + 2 * n * m
     return config.in_chans * config.img_size ** 2 + config.depth * per_block + 2 * n * d

@@ -1,5 +1,6 @@
-"""Train a bundled ViT (``--model digits`` or ``mnist``) and write its weights and metadata into
-``golden_model/data/`` (``bundled_vit.{pt,json}`` for digits, ``mnist_vit.{pt,json}``).
+"""Train a bundled model (``--model digits``, ``mnist`` or ``mnist-swin``) and write its weights and
+metadata into ``golden_model/data/`` (``bundled_vit.{pt,json}`` for digits, ``mnist_vit.{pt,json}``,
+``mnist_swin.{pt,json}``).
 
 Deterministic on one machine: fixed seeds, CPU, one thread (it fixes the reduction order, and
 the machine's cores are shared), deterministic algorithms. Run with
@@ -15,6 +16,10 @@ smoothing 0.1; the final epoch's weights are saved, no selection on the calibrat
 - ``mnist``: 28x28 images, 4x4 patches, 6 blocks of width 96 with 3 heads; lr 2e-3, weight decay
   0.05, batch 64, each training image shifted by a random whole number of pixels in
   ``-SHIFT..SHIFT`` on each axis every epoch (background filled in), from a seeded generator.
+- ``mnist-swin`` (issue 19): the mnist images and split, a Swin with 2x2 patches (14x14 tokens),
+  windows of 7 (four windows, shifted in the second block of stage 0; stage 1 is one 7x7
+  window), two stages of widths 32 and 64 with 2 and 4 heads, MLP ratio 2; lr 2e-3, weight decay
+  0.05, batch 64, no augmentation, 20 epochs (the time it took is in ``mnist_swin.json``).
 """
 import argparse
 import json
@@ -28,6 +33,7 @@ import torch.nn.functional as F
 
 from intvit.golden_model.dataset import SPLIT_SEED, Split, dataset, load_splits
 from intvit.golden_model.files import atomic_output, write_text_atomic
+from intvit.golden_model.swin import SwinConfig, SwinTransformer
 from intvit.golden_model.vit import PRESETS, ViTConfig, VisionTransformer, parameter_count
 
 DATA = Path(__file__).resolve().parent.parent / "golden_model" / "data"
@@ -48,6 +54,14 @@ class Recipe:
     weight_decay: float
     shift: int
     """Largest random shift in pixels per axis (0: no augmentation)."""
+    dataset: str | None = None
+    """The bundled dataset it is trained on (``None``: the recipe's own name)."""
+
+    def model(self):
+        """A freshly initialized model of the recipe's config (a ViT or a Swin)."""
+        if isinstance(self.config, SwinConfig):
+            return SwinTransformer(self.config)
+        return VisionTransformer(self.config)
 
 
 RECIPES = {
@@ -57,6 +71,11 @@ RECIPES = {
                               embed_dim=96, depth=6, num_heads=3, mlp_ratio=2.0),
                     None, "mnist_vit", epochs=50, batch=64, lr=2e-3, weight_decay=0.05,
                     shift=2),
+    "mnist-swin": Recipe(SwinConfig(img_size=28, patch_size=2, in_chans=1, num_classes=10,
+                                    embed_dim=32, depths=(2, 2), num_heads=(2, 4),
+                                    window_size=7, mlp_ratio=2.0),
+                         None, "mnist_swin", epochs=20, batch=64, lr=2e-3, weight_decay=0.05,
+                         shift=0, dataset="mnist"),
 }
 
 
@@ -94,18 +113,17 @@ def train(name: str, epochs: int) -> tuple[VisionTransformer, dict, float]:
     torch.manual_seed(TRAIN_SEED)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    splits = load_splits(SPLIT_SEED, name)
+    splits = load_splits(SPLIT_SEED, recipe.dataset or name)
     train_split = splits["train"]
     background = float(train_split.images.min())
-    model = VisionTransformer(recipe.config)
+    model = recipe.model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr,
                                   weight_decay=recipe.weight_decay)
     generator = torch.Generator().manual_seed(TRAIN_SEED)
     shifts = torch.Generator().manual_seed(TRAIN_SEED + 1)
     steps_per_epoch = -(-len(train_split) // recipe.batch)
     total_steps = epochs * steps_per_epoch
-    print(f"{name} ViT: {parameter_count(model)} parameters, {recipe.config.num_tokens} tokens, "
-          f"{len(train_split)} training images")
+    print(f"{name}: {parameter_count(model)} parameters, {len(train_split)} training images")
     start, step = time.perf_counter(), 0
     for epoch in range(epochs):
         model.train()
@@ -135,7 +153,7 @@ def train(name: str, epochs: int) -> tuple[VisionTransformer, dict, float]:
 def metadata(name: str, model: VisionTransformer, accuracies: dict, seconds: float,
              epochs: int) -> dict:
     """What ``golden_model/data/STEM.json`` records: enough to load, check and retrain."""
-    recipe, data = RECIPES[name], dataset(name)
+    recipe, data = RECIPES[name], dataset(RECIPES[name].dataset or name)
     meta = {
         "config": model.config.to_dict(),
         "preset": recipe.preset,
@@ -151,6 +169,8 @@ def metadata(name: str, model: VisionTransformer, accuracies: dict, seconds: flo
     }
     if name != "digits":
         meta.update(model=name, image_scale=data.image_scale)
+        if isinstance(model.config, SwinConfig):
+            meta.update(architecture="swin", dataset_name=recipe.dataset)
         meta["training"].update(shift=recipe.shift, threads=1,
                                 command=f"python scripts/train_bundled.py --model {name}"
                                 + ("" if epochs == recipe.epochs else f" --epochs {epochs}"))
@@ -162,7 +182,8 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(RECIPES), default="digits",
                         help="which bundled model to train (default digits)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs (default: the recipe's, 60 for digits, 50 for mnist)")
+                        help="epochs (default: the recipe's, 60 for digits, 50 for mnist, 20 for "
+                             "mnist-swin)")
     parser.add_argument("--out", type=Path, default=DATA, help="output directory")
     args = parser.parse_args()
     recipe = RECIPES[args.model]

@@ -1,7 +1,8 @@
-"""The two bundled models, ``digits`` (alias ``bundled``) and ``mnist``: they load, their float
-accuracy on the test split is the one their metadata states (recomputed here), their splits are
-deterministic and disjoint and their images exact int8 codes, and every command that runs on a
-bundled model picks one by ``--model`` and remembers it in quant.json."""
+"""The bundled models, ``digits`` (alias ``bundled``), ``mnist`` and the Swin ``mnist-swin``
+(trained on mnist): they load, their float accuracy on the test split is the one their metadata
+states (recomputed here), their splits are deterministic and disjoint and their images exact int8
+codes, and every command that runs on a bundled model picks one by ``--model`` and remembers it
+in quant.json."""
 import dataclasses
 import json
 
@@ -29,7 +30,9 @@ def bundled(request):
 
 
 def test_names_and_alias():
-    assert MODELS == ("digits", "mnist") and set(BUNDLED_NAMES) == {"digits", "mnist", "bundled"}
+    assert MODELS == ("digits", "mnist", "mnist-swin")
+    assert set(BUNDLED_NAMES) == {"digits", "mnist", "mnist-swin", "bundled"}
+    assert dataset("mnist-swin") is dataset("mnist")
     assert bundled_name("bundled") == "digits" and dataset("bundled") is dataset("digits")
     digits, alias = load_bundled("digits")[0], load_bundled("bundled")[0]
     assert all(torch.equal(a, b) for a, b in zip(digits.state_dict().values(),
@@ -114,7 +117,8 @@ def expect_refusal(argv, words, directory, capsys):
 ])
 def test_unknown_model_name_is_refused(argv, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    expect_refusal(argv, "'fashion' is neither a bundled model (digits, mnist, bundled", tmp_path,
+    expect_refusal(argv, "'fashion' is neither a bundled model (digits, mnist, mnist-swin, "
+                   "bundled", tmp_path,
                    capsys)
 
 
@@ -178,3 +182,24 @@ def test_quantize_records_the_bundled_model(tmp_path, monkeypatch, capsys):
     quant = json.loads((out / "quant.json").read_text())
     assert quant["model"] == "mnist" and quant["spec"]["image_scale"] == 1 / 128
     assert "the bundled mnist model" in capsys.readouterr().out
+
+
+def test_quantize_takes_the_bundled_swin(tmp_path, monkeypatch, capsys):
+    """``quantize --model mnist-swin`` hands the selection the Swin, the mnist splits and their
+    input scale (the selection stubbed as above; bench/swin.py runs it in full)."""
+    from intvit.golden_model import select
+    from intvit.golden_model.swin import SwinTransformer
+
+    seen = {}
+
+    def selection(model, splits, spec, rule, *args, **kwargs):
+        seen.update(swin=isinstance(model, SwinTransformer), test=len(splits["test"]),
+                    scale=spec.image_scale)
+        return select.QuantizationResult(spec, rule, default_assignment(model.config), {},
+                                         {"float": 1.0, "stage2": 1.0, "stage3": 1.0})
+
+    monkeypatch.setattr(select, "quantize_model", selection)
+    out = tmp_path / "run"
+    assert main(["quantize", "--model", "mnist-swin", "--rule", "all-iptq", "-o", str(out)]) == 0
+    assert seen == {"swin": True, "test": 1000, "scale": dataset("mnist").image_scale}
+    assert json.loads((out / "quant.json").read_text())["model"] == "mnist-swin"

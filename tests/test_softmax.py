@@ -533,3 +533,54 @@ def test_example_config_states_the_options_of_from_scale(name):
     assert parameters["in_scale"].default == common.EXAMPLE_SCALE
     assert operator.example_config(out_bits=6) == CONFIG_TYPES[name].from_scale(
         common.EXAMPLE_SCALE, out_bits=6)
+
+
+# --- masked rows (issue 19: Swin's shifted windows) ---------------------------------------------
+
+def excluded_code(cfg) -> int:
+    """The output code of an excluded element: probability 0 (FQ-ViT: its top log2 code)."""
+    return getattr(cfg, "top_code", 0)
+
+
+@pytest.mark.parametrize("name,label,cfg", CASES, ids=CASE_IDS)
+def test_masked_row_is_the_row_of_its_kept_elements(name, label, cfg):
+    """With a mask, the kept elements get what the unmasked operator and the second
+    implementation give the row of the kept elements alone; the excluded get probability 0."""
+    run = get(name).run
+    rng = np.random.default_rng(31)
+    for row in sample_rows(cfg, rng)[::2]:
+        keep = rng.random(row.shape) < 0.6
+        keep[rng.integers(len(row))] = True
+        y = run(cfg, row, keep=keep)
+        assert y[keep].tolist() == run(cfg, row[keep]).tolist()
+        assert y[keep].tolist() == SECOND[name](cfg, row[keep])
+        assert (y[~keep] == excluded_code(cfg)).all()
+
+
+@pytest.mark.parametrize("name,label,cfg", CASES, ids=CASE_IDS)
+def test_mask_keeping_everything_changes_nothing(name, label, cfg):
+    rows = sm.sweep_inputs(cfg, np.random.default_rng(17))
+    run = get(name).run
+    assert run(cfg, rows, keep=np.ones(rows.shape, bool)).tolist() == run(cfg, rows).tolist()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_masked_run_is_integer_only(name):
+    cfg = get(name).example_config()
+    rows = sm.sweep_inputs(cfg, np.random.default_rng(5))
+    keep = np.random.default_rng(6).random(rows.shape) < 0.5
+    keep[:, 0] = True
+    run = get(name).run
+    assert run(cfg, trap_floats(rows), keep=keep).tolist() == run(cfg, rows, keep=keep).tolist()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_mask_is_a_one_line_error(name):
+    cfg = get(name).example_config(max_row=16)
+    run, x = get(name).run, np.zeros((2, 4), dtype=np.int64)
+    cases = [(np.ones((2, 3), bool), "does not match"), (np.ones((2, 4), int), "booleans"),
+             (np.array([[True] * 4, [False] * 4]), "excludes every element")]
+    for keep, words in cases:
+        with pytest.raises(IntvitError, match=words) as info:
+            run(cfg, x, keep=keep)
+        assert "\n" not in str(info.value)

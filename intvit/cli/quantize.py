@@ -114,6 +114,8 @@ def quantize_adfq_command(args) -> int:
     name = bundled_choice(args.model)
     refuse(name is None, "--method adfq runs on a bundled model only (it needs labelled test "
            "images): digits or mnist")
+    refuse(name == "mnist-swin", "--method adfq runs on the ViT models only (digits or mnist); "
+           "quantize mnist-swin with --method iptq")
     bits = (args.bits or "w4a4").lower()
     refuse(bits not in BITS, f"--bits {args.bits!r} is not supported by --method adfq; use "
            f"{' or '.join(BITS)}")
@@ -273,9 +275,10 @@ def add_quantize(commands) -> None:
     quantize = commands.add_parser("quantize", help="quantize the bundled model to integers, "
                                    "one candidate per non-linear layer")
     quantize.add_argument("--model", default="digits",
-                          help="a bundled model: digits (default; alias bundled) or mnist, or "
-                          "a checkpoint path: timm ViT/DeiT (distilled too; .pth or "
-                          ".safetensors) or a Hugging Face ViT directory or weight file")
+                          help="a bundled model: digits (default; alias bundled), mnist or "
+                          "mnist-swin (a Swin), or a checkpoint path: timm ViT/DeiT (distilled "
+                          "too; .pth or .safetensors) or a Hugging Face ViT directory or weight "
+                          "file")
     quantize.add_argument("--bits", default=None, help=f"{' or '.join(IPTQ_BITS)} (default "
                           "w8a8); with --method adfq: w4a4 (default) or w6a6")
     quantize.add_argument("--method", default="iptq", choices=("iptq", "adfq"),

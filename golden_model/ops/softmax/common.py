@@ -113,8 +113,11 @@ def check_fits(owner: str, field: str, bits: int, limit: int, hint: str) -> None
         raise ConfigError(f"{owner}: {field} is {bits} bits, above the {limit}-bit limit; {hint}")
 
 
-def row_offsets(cfg, q) -> np.ndarray:
-    """``d = q - max_row(q)`` after checking type, shape, row length and input range."""
+def row_offsets(cfg, q, keep=None) -> np.ndarray:
+    """``d = q - max_row(q)`` after checking type, shape, row length and input range. With a
+    mask ``keep`` (booleans broadcastable to ``q``; :func:`check_keep`) the maximum is over the
+    kept elements and the excluded ones get the smallest offset ``1 - 2**in_bits`` (any value
+    in range would do: :func:`masked` zeroes their exponentials)."""
     name = cfg.OP_NAME
     q = as_int_array(q, f"{name} input")
     if q.ndim == 0 or q.shape[-1] == 0:
@@ -127,7 +130,33 @@ def row_offsets(cfg, q) -> np.ndarray:
     if q.min() < lo or q.max() > hi:
         raise IntvitError(f"{name}: input codes must be signed {cfg.in_bits}-bit ({lo}..{hi}), "
                           f"got {int(q.min())}..{int(q.max())}; requantize the scores first")
-    return q - q.max(axis=-1, keepdims=True)
+    if keep is None:
+        return q - q.max(axis=-1, keepdims=True)
+    keep = check_keep(name, keep, q.shape)
+    top = np.where(keep, q, lo).max(axis=-1, keepdims=True)
+    return np.where(keep, q - top, 1 - (1 << cfg.in_bits))
+
+
+def check_keep(name: str, keep, shape) -> np.ndarray:
+    """The mask of excluded row elements (issue 19: Swin's shifted windows): booleans
+    broadcastable to the input's ``shape``, ``False`` = excluded, at least one kept per row."""
+    keep = np.asarray(keep)
+    try:
+        keep = np.broadcast_to(keep, shape)
+    except ValueError:
+        raise IntvitError(f"{name}: keep mask of shape {keep.shape} does not match the input "
+                          f"shape {shape}") from None
+    if keep.dtype != np.bool_:
+        raise IntvitError(f"{name}: keep mask must be booleans (got {keep.dtype})")
+    if not keep.any(axis=-1).all():
+        raise IntvitError(f"{name}: a keep mask row excludes every element; keep at least one")
+    return keep
+
+
+def masked(e: np.ndarray, keep) -> np.ndarray:
+    """The exponentials ``e`` with excluded elements set to 0: they add nothing to the row sum
+    and normalize to probability 0 (``keep`` ``None``: ``e`` itself, unchanged)."""
+    return e if keep is None else np.where(keep, e, 0)
 
 
 def row_sum(e: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .common import GUARD_BITS, check_common, row_offsets, row_sum, softmax_operator
+from .common import GUARD_BITS, check_common, masked, row_offsets, row_sum, softmax_operator
 from .ibert import IBERT_N, IExpConfig, check_i_exp, derived_exp_shift, i_exp, i_exp_constants
 
 FQVIT_OUT_BITS = 4
@@ -87,9 +87,10 @@ def floor_log2(x: np.ndarray) -> np.ndarray:
     return position
 
 
-def log_int_softmax(cfg: LogIntSoftmaxConfig, q) -> np.ndarray:
-    """``softmax/fqvit`` on signed codes ``q``: log2 codes of the probabilities."""
-    e = i_exp(cfg, row_offsets(cfg, q))
+def log_int_softmax(cfg: LogIntSoftmaxConfig, q, keep=None) -> np.ndarray:
+    """``softmax/fqvit`` on signed codes ``q``: log2 codes of the probabilities; elements where
+    ``keep`` is false are excluded (:func:`~.common.masked`: the top code, probability 0)."""
+    e = masked(i_exp(cfg, row_offsets(cfg, q, keep)), keep)
     total = row_sum(e)
     ratio = (2 * total + e) // (2 * np.maximum(e, 1))
     log = floor_log2(ratio)

@@ -11,7 +11,8 @@ import numpy as np
 from ...errors import ConfigError
 from ...integer import check_int
 from .common import (GUARD_BITS, INT64_BITS, ReciprocalSoftmaxConfig, SoftmaxConfig, ceil_log2,
-                     check_common, check_fits, normalize, row_offsets, softmax_operator)
+                     check_common, check_fits, masked, normalize, row_offsets,
+                     softmax_operator)
 
 
 @dataclass(frozen=True)
@@ -233,9 +234,10 @@ class IBertSoftmaxConfig(IExpConfig, ReciprocalSoftmaxConfig):
         return (self.recip_numerator // self.exp_one).bit_length()
 
 
-def ibert_softmax(cfg: IBertSoftmaxConfig, q) -> np.ndarray:
-    """``softmax/ibert`` on signed codes ``q`` (rows on the last axis)."""
-    return normalize(cfg, i_exp(cfg, row_offsets(cfg, q)))
+def ibert_softmax(cfg: IBertSoftmaxConfig, q, keep=None) -> np.ndarray:
+    """``softmax/ibert`` on signed codes ``q`` (rows on the last axis), the elements where
+    ``keep`` is false excluded (:func:`~.common.masked`)."""
+    return normalize(cfg, masked(i_exp(cfg, row_offsets(cfg, q, keep)), keep))
 
 
 OPERATOR = softmax_operator(

@@ -12,7 +12,7 @@ from ...errors import ConfigError
 from ...integer import check_int, elementwise, round_half_up_shift
 from .common import (GUARD_BITS, INT64_BITS, LOG2E_FOLD, LOG2E_FRAC_BITS,
                      ReciprocalSoftmaxConfig, ScoreScale, ceil_log2, check_common, check_fits,
-                     log2e_times16, normalize, row_offsets, softmax_operator)
+                     log2e_times16, masked, normalize, row_offsets, softmax_operator)
 
 BIT_EXP_COEFFS = (Fraction(1) - Fraction(1, 1 << 9) - Fraction(1, 1 << 10),
                   -(Fraction(1, 2) + Fraction(1, 8) + Fraction(1, 32)),
@@ -172,12 +172,13 @@ def bit_exp(cfg: BitExpSoftmaxConfig, d: np.ndarray) -> np.ndarray:
     return bit_exp_poly(cfg, u & ((1 << cfg.frac_bits) - 1)) >> k
 
 
-def bit_exp_softmax(cfg: BitExpSoftmaxConfig, q) -> np.ndarray:
+def bit_exp_softmax(cfg: BitExpSoftmaxConfig, q, keep=None) -> np.ndarray:
     """``softmax/iptq`` on signed codes ``q`` (rows on the last axis). Steps 1-4 act on each
     ``d`` alone, ``d`` in ``[1 - 2**in_bits, 0]``: a large input looks them up in a table of
-    :func:`bit_exp` at every ``d`` (:func:`~intvit.golden_model.integer.elementwise`)."""
-    d = row_offsets(cfg, q)
-    return normalize(cfg, elementwise(bit_exp, cfg, d, 1 - (1 << cfg.in_bits), 0))
+    :func:`bit_exp` at every ``d`` (:func:`~intvit.golden_model.integer.elementwise`). Elements
+    where ``keep`` is false are excluded (:func:`~.common.masked`)."""
+    d = row_offsets(cfg, q, keep)
+    return normalize(cfg, masked(elementwise(bit_exp, cfg, d, 1 - (1 << cfg.in_bits), 0), keep))
 
 
 OPERATOR = softmax_operator(

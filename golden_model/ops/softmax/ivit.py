@@ -9,7 +9,8 @@ import numpy as np
 from ...errors import ConfigError
 from ...integer import check_int
 from .common import (INT64_BITS, LOG2E_FOLD, ReciprocalSoftmaxConfig, ScoreScale, check_common,
-                     check_fits, log2e_shift_add, normalize, row_offsets, softmax_operator)
+                     check_fits, log2e_shift_add, masked, normalize, row_offsets,
+                     softmax_operator)
 
 IVIT_N = 15
 """I-ViT's ``n`` for Shiftmax (reference ``IntSoftmax.n``), the ``published`` preset."""
@@ -142,9 +143,10 @@ def shift_exp(cfg: ShiftmaxConfig, d: np.ndarray) -> np.ndarray:
     return shift_exp_power(shift_exp_mantissa(cfg, t - cfg.x0 * k), cfg.n - k)
 
 
-def shiftmax(cfg: ShiftmaxConfig, q) -> np.ndarray:
-    """``softmax/ivit`` on signed codes ``q`` (rows on the last axis)."""
-    return normalize(cfg, shift_exp(cfg, row_offsets(cfg, q)))
+def shiftmax(cfg: ShiftmaxConfig, q, keep=None) -> np.ndarray:
+    """``softmax/ivit`` on signed codes ``q`` (rows on the last axis), the elements where
+    ``keep`` is false excluded (:func:`~.common.masked`)."""
+    return normalize(cfg, masked(shift_exp(cfg, row_offsets(cfg, q, keep)), keep))
 
 
 OPERATOR = softmax_operator(
