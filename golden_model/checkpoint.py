@@ -16,16 +16,17 @@ it is given, or taken from the preset (:data:`intvit.golden_model.vit.PRESETS`) 
 image, patch, embedding, depth and MLP sizes; a model matching no preset needs it given.
 """
 import json
-import pickle
 import re
 from pathlib import Path
 
 import torch
 
 from . import checkpoint_hf
+from .checkpoint_io import first_keys as _first
+from .checkpoint_io import read_state as _read
+from .checkpoint_io import unwrap_state
 from .dataset import ALIASES
 from .errors import ConfigError, IntvitError
-from .safetensors_file import read_safetensors
 from .vit import PRESETS, ViTConfig, VisionTransformer
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -38,10 +39,6 @@ BUNDLED_NAMES = (*BUNDLED_STEMS, *ALIASES)
 (= digits)."""
 BUNDLED_WEIGHTS = DATA / "bundled_vit.pt"
 BUNDLED_META = DATA / "bundled_vit.json"
-WRAPPERS = ("model", "state_dict")
-"""Keys under which DeiT and other training scripts nest the state dict."""
-SHOWN_KEYS = 3
-"""How many missing or unexpected keys an error message names."""
 HINT = ("export a timm VisionTransformer state dict (class token, global_pool='token', "
         "no register tokens, layer scale or pre_logits; VisionTransformerDistilled too)")
 FAMILIES = ("a timm ViT/DeiT (patch_embed.proj.weight, pos_embed, blocks.N.attn.qkv.weight, "
@@ -51,39 +48,8 @@ FAMILIES = ("a timm ViT/DeiT (patch_embed.proj.weight, pos_embed, blocks.N.attn.
 """What a checkpoint's keys must look like: every family intvit reads."""
 
 
-def _read(path: Path) -> object:
-    """A ``save_pretrained`` directory's weight file, a ``.safetensors`` file, or ``torch.load``
-    with ``weights_only=True``: tensors and plain containers only, no code."""
-    if path.is_dir():
-        path = checkpoint_hf.weights_in(path)
-    if not path.is_file():
-        raise IntvitError(f"checkpoint {path} does not exist; give the path of a torch.save file")
-    if path.suffix == ".safetensors":
-        return read_safetensors(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        reason = "it is damaged, or holds Python objects besides tensors"
-    except Exception as error:  # torch raises many types for a damaged or foreign file
-        reason = (str(error).strip().split(". ")[0].splitlines() or [type(error).__name__])[0]
-    raise IntvitError(f"cannot read checkpoint {path}: {reason}; give a file written by "
-                      "torch.save(model.state_dict(), path)")
-
-
 def _unwrap(checkpoint: object, source: str) -> dict[str, torch.Tensor]:
-    if not isinstance(checkpoint, dict):
-        raise IntvitError(f"checkpoint {source} holds a {type(checkpoint).__name__}, not a "
-                          f"state dict; {HINT}")
-    for wrapper in WRAPPERS:
-        if isinstance(checkpoint.get(wrapper), dict):
-            checkpoint = checkpoint[wrapper]
-            break
-    not_tensors = [key for key, value in checkpoint.items()
-                   if not (isinstance(key, str) and torch.is_tensor(value))]
-    if not_tensors:
-        raise IntvitError(f"checkpoint {source}: entries {_first(not_tensors)} are not named "
-                          f"tensors; {HINT}")
-    return checkpoint
+    return unwrap_state(checkpoint, source, HINT)
 
 
 def _is_timm(state: dict) -> bool:
@@ -113,12 +79,6 @@ def _from_hf(state: dict, source: str, path: Path | None, config: ViTConfig | No
         config = checkpoint_hf.vit_config(checkpoint_hf.read_config(path, source), state, depth,
                                           source)
     return state, config
-
-
-def _first(keys) -> str:
-    keys = sorted(map(str, keys))
-    more = f" (+{len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else ""
-    return ", ".join(keys[:SHOWN_KEYS]) + more
 
 
 def _key_mismatch(source: str, missing, unexpected, hint: str = HINT,

@@ -15,7 +15,9 @@ import math
 import re
 from pathlib import Path
 
-from .checkpoint import _first, _read, _unwrap
+from .checkpoint_io import first_keys as _first
+from .checkpoint_io import read_state as _read
+from .checkpoint_io import unwrap_state
 from .errors import ConfigError, IntvitError
 from .swin import PRESETS, SwinConfig, SwinTransformer
 
@@ -83,7 +85,7 @@ def load_swin_checkpoint(checkpoint, config: SwinConfig | None = None,
         checkpoint = _read(Path(checkpoint))
     else:
         source = "(in memory)"
-    state = {key: value for key, value in _unwrap(checkpoint, source).items()
+    state = {key: value for key, value in unwrap_state(checkpoint, source, HINT).items()
              if key.rsplit(".", 1)[-1] not in REBUILT}
     if config is None:
         config = infer_swin_config(state, source, img_size)

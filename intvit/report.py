@@ -16,7 +16,8 @@ from intvit.golden_model.files import write_text_atomic
 from intvit.plots import accuracy_per_rule, gelu_curves, omega_per_layer, softmax_curves
 
 SECTIONS = ("Accuracy", "Per-layer choices", "Unified metric per layer",
-            "Approximation curves", "Hardware cost", "Simulation verdicts")
+            "Approximation curves", "Hardware cost", "Simulation verdicts",
+            "The whole model on the accelerator")
 
 
 def standard_error(p: float, images: int) -> float:
@@ -186,8 +187,8 @@ def _accelerator_section(record: dict) -> str:
     """The whole model on the generated accelerator: bit-exactness, cycles and their shares."""
     cycles = record["image_cycles"]
     measured = sum(cycles) / len(cycles) if cycles else 0
-    shares = [[kind, count(c), percent(c / record["model_cycles"])]
-              for kind, c in record["by_kind"].items()]
+    total = sum(record["by_kind"].values())
+    shares = [[kind, count(c), f"{c / total:.3f}"] for kind, c in record["by_kind"].items()]
     verdict = ("every image's logits equal the integer model's" if not record["mismatches"]
                else f"FAIL: {record['first_mismatch']}; first differing step: "
                     f"{record['first_step']}")
@@ -199,7 +200,8 @@ def _accelerator_section(record: dict) -> str:
             f"{count(record['gemm_cycles'])} of them "
             f"({record['model_cycles'] / record['gemm_cycles']:.2f}x). Program: "
             f"`{record['program']}`.\n\n"
-            + _table(["step kind", "cycles per image", "share"], shares))
+            + _table(["step kind", "cycles per image (steps)", "fraction of the steps' cycles"],
+                     shares))
 
 
 def markdown_to_html(text: str, title: str) -> str:

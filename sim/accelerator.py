@@ -145,12 +145,12 @@ class HexRun:
 
 def build_hex_bench(program: Program, images: int, accelerator=None, progress=None) -> Path:
     """``verilator --binary`` of the accelerator and its self-checking testbench
-    (:mod:`intvit.fpga.accelerator_tb`); cached by a hash of both sources."""
+    (:mod:`intvit.sim.accelerator_tb`); cached by a hash of both sources."""
     import fcntl
     import hashlib
     import subprocess
 
-    from intvit.fpga.accelerator_tb import MODULE, testbench
+    from .accelerator_tb import MODULE, testbench
     from intvit.golden_model.files import cache_root
     from intvit.hw.accelerator import Accelerator
     from intvit.hw.export import export_verilog
@@ -193,7 +193,7 @@ def run_hex_bench(program: Program, images, expected, *, work_dir, timeout_cycle
     import re
     import subprocess
 
-    from intvit.fpga.accelerator_tb import write_hex
+    from .accelerator_tb import write_hex
 
     work_dir = Path(work_dir).resolve()
     pixels = image_pixels(program, images)

@@ -17,7 +17,7 @@ def run_cli(*argv):
 def test_help_lists_every_stage():
     out = subprocess.run([sys.executable, "-m", "intvit.cli", "--help"], capture_output=True,
                          text=True, check=True).stdout
-    for command in ("doctor", "ops", "verilog", "vectors", "sim", "cost", "demo"):
+    for command in ("doctor", "ops", "verilog", "vectors", "sim", "cost", "perf", "demo"):
         assert command in out
 
 
@@ -39,7 +39,7 @@ def test_every_command_has_a_parser_function_of_its_own():
     """``build_parser`` only collects the per-command functions (issue 14: it was 111 lines)."""
     assert [add.__name__ for add in COMMANDS] == [
         "add_doctor", "add_ops", "add_verilog", "add_vectors", "add_sim", "add_cost",
-        "add_quantize", "add_demo", "add_report"]
+        "add_quantize", "add_perf", "add_demo", "add_report"]
     for add in (*COMMANDS, build_parser):
         assert len(inspect.getsource(add).splitlines()) <= 25, add.__name__
 

@@ -5,9 +5,9 @@ default the demo's run ``runs/demo/quant.json`` (the bundled model's unified mix
 """
 from pathlib import Path
 
-from .arguments import refuse, say
+from .arguments import (DEFAULT_QUANT, add_accelerator_options, default_cost_path,
+                        format_cost, refuse, say)
 
-DEFAULT_QUANT = Path("runs") / "demo" / "quant.json"
 SIM_IMAGES = 4
 """``sim accelerator``: test images simulated by default."""
 
@@ -84,8 +84,6 @@ def cmd_cost_accelerator(args) -> int:
     from intvit.hw.accelerator import Accelerator
     from intvit.hw.export import export_verilog
 
-    from .units import default_cost_path, format_cost
-
     from intvit.hw.accelerator_timing import check_fits
 
     output = check_output_file(args.output or default_cost_path("accelerator", args.target),
@@ -141,14 +139,6 @@ def format_perf(name: str, program, report: dict, mhz: float) -> str:
              + (f", {report['weight_traffic_bytes'] / 1e6:,.1f} MB per image"
                 if report["weight_traffic_bytes"] else "")]
     return "\n".join(lines)
-
-
-def add_accelerator_options(parser, quant: bool = True) -> None:
-    if quant:
-        parser.add_argument("--quant", type=Path, help="accelerator: quant.json (or its "
-                            f"directory) of `intvit quantize`/`demo` (default {DEFAULT_QUANT})")
-    parser.add_argument("--requant-lanes", type=int, default=4, help="accelerator: requantizer "
-                        "lanes of the array's drain (default 4)")
 
 
 def add_perf(commands) -> None:

@@ -3,6 +3,7 @@
 import argparse
 import inspect
 import sys
+from pathlib import Path
 
 from intvit.golden_model.errors import IntvitError
 
@@ -145,3 +146,27 @@ def add_lanes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-row", type=positive_int, default=None,
                         help="row units: longest row the buffer holds (default: LayerNorm's "
                              "channels, else 256)")
+
+
+DEFAULT_QUANT = Path("runs") / "demo" / "quant.json"
+"""The accelerator commands' model when no ``--quant`` is given: the demo's unified mix."""
+
+
+def add_accelerator_options(parser, quant: bool = True) -> None:
+    if quant:
+        parser.add_argument("--quant", type=Path, help="accelerator: quant.json (or its "
+                            f"directory) of `intvit quantize`/`demo` (default {DEFAULT_QUANT})")
+    parser.add_argument("--requant-lanes", type=int, default=4, help="accelerator: requantizer "
+                        "lanes of the array's drain (default 4)")
+
+
+def default_cost_path(stem: str, target: str) -> Path:
+    return Path("runs") / "cost" / f"{stem}-{target}.json"
+
+
+def format_cost(entry: dict) -> str:
+    resources = ", ".join(f"{k} {v}" for k, v in entry["resources"].items())
+    fmax = entry.get("fmax_mhz")
+    timing = f", Fmax {fmax:.1f} MHz" if fmax else ""
+    source = " (cached)" if entry.get("cached") else ""
+    return f"{entry['op']} on {entry['target']}: {resources}{timing}{source}"

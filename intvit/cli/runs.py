@@ -33,7 +33,8 @@ def cmd_demo(args) -> int:
     return run_demo(Path(args.out), force=args.force, only=args.only, source=source)
 
 
-REPORT_INPUTS = ("quant.json", "rules.json", "quantize.done", "sim.done", "cost.done")
+REPORT_INPUTS = ("quant.json", "rules.json", "quantize.done", "sim.done", "accelerator.done",
+                 "cost.done")
 
 
 def cmd_report(args) -> int:

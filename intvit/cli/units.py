@@ -2,8 +2,8 @@
 import sys
 from pathlib import Path
 
-from .accelerator import add_accelerator_options
-from .arguments import (EXIT_TOOLCHAIN, METHOD_DOC, add_gemm_options, add_lanes, add_unit_options,
+from .arguments import (add_accelerator_options, default_cost_path, format_cost,
+                        EXIT_TOOLCHAIN, METHOD_DOC, add_gemm_options, add_lanes, add_unit_options,
                         non_negative_int, operator_config, positive_int, refuse, say,
                         stall_probability)
 
@@ -219,10 +219,6 @@ def cmd_cost(args) -> int:
     return 0
 
 
-def default_cost_path(stem: str, target: str) -> Path:
-    return Path("runs") / "cost" / f"{stem}-{target}.json"
-
-
 def cost_table(args) -> int:
     """``cost --all``: every unit at its example config, written as the cost table."""
     from intvit.fpga.table import build_table, table_path, write_table
@@ -239,14 +235,6 @@ def cost_table(args) -> int:
               f"{', '.join(failures)}", file=sys.stderr)
         return 1
     return 0
-
-
-def format_cost(entry: dict) -> str:
-    resources = ", ".join(f"{k} {v}" for k, v in entry["resources"].items())
-    fmax = entry.get("fmax_mhz")
-    timing = f", Fmax {fmax:.1f} MHz" if fmax else ""
-    source = " (cached)" if entry.get("cached") else ""
-    return f"{entry['op']} on {entry['target']}: {resources}{timing}{source}"
 
 
 def add_doctor(commands) -> None:

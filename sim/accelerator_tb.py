@@ -5,7 +5,7 @@ raster order) and ``logits.hex`` (``classes`` int16 logits per image, from
 ``IntegerViT.forward``), streams each image in, checks its logits, and prints per image ``image
 N: C cycles`` (first pixel accepted to last logits beat, both counted) and at the end
 ``N images, M mismatches``; ``$fatal`` on a mismatch or when an image takes longer than its
-bound (plusargs ``+images=N +bound=C``). One process on the rising edge, as the unit testbenches (``fpga/hextb.py``), so the
+bound (plusargs ``+images=N +bound=C``). One process on the rising edge, as the unit testbenches (``intvit.fpga.hextb``), so the
 handshakes seen here are the ones the accelerator saw.
 """
 from pathlib import Path
@@ -44,7 +44,7 @@ def testbench(lanes: int, images: int, pixels: int, classes: int, addr_bits: int
     ``+bound=C`` (cycles an image may take before it counts as stalled)."""
     beats = -(-classes // lanes)
     return f"""\
-// Self-checking testbench of {MODULE}, written by intvit (fpga/accelerator_tb.py).
+// Self-checking testbench of {MODULE}, written by intvit (sim/accelerator_tb.py).
 // Reads pixels.hex and logits.hex from the working directory; prints one line per image and
 // "N images, M mismatches"; $fatal(1) on a mismatch or a stall.
 module tb_{MODULE};
