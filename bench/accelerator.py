@@ -105,14 +105,17 @@ def deit_block(images: int, mhz: float, work_dir: Path) -> tuple[str, int]:
     return text, run.mismatches
 
 
+DEFAULTS = {"images": 400, "deit_block": 0}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--images", type=int, default=DEFAULTS["images"])
     parser.add_argument("--mixes", default="iptq,ivit,fqvit")
     parser.add_argument("--mhz", type=float, default=100.0,
                         help="clock for images/s (default 100 MHz)")
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench/accelerator"))
-    parser.add_argument("--deit-block", type=int, default=0, metavar="N",
+    parser.add_argument("--deit-block", type=int, default=DEFAULTS["deit_block"], metavar="N",
                         help="also simulate N images through a DeiT-Tiny-shaped block")
     args = parser.parse_args(argv)
     rows, bad = [], 0
@@ -132,7 +135,9 @@ def main(argv=None) -> int:
         shares = ", ".join(f"{kind} {c / report['cycles']:.1%}"
                            for kind, c in report["by_kind"].items())
         print(f"{name}: {run.summary()} ({seconds:.0f} s)", flush=True)
-        rows.append([name, ", ".join(op for op, _ in program.units), run.images,
+        units = [op for op, _ in program.units]
+        rows.append([name, ", ".join(f"{op} x{units.count(op)}" for op in dict.fromkeys(units)),
+                     run.images,
                      run.mismatches, ", ".join(f"{c:,}" for c in measured), f"{report['cycles']:,}",
                      f"{report['cycles'] / report['gemm_cycles']:.2f}", shares])
     predictions = []
@@ -146,12 +151,15 @@ def main(argv=None) -> int:
                             f"{memory:,.1f}",
                             f"{report['weight_traffic_bytes'] / 1e6:,.0f}"])
     body = "\n".join([
-        "Every test image of the bundled digits model through the generated accelerator "
+        f"The first {args.images} test images of the bundled digits model (400 in all) through "
+        "the generated accelerator "
         "(8 x 8 array, 4 requantizer lanes; `intvit sim accelerator`), its logits compared with "
         "`IntegerViT.forward` in a self-checking Verilog testbench under Verilator 5.048. "
         "Cycles per image from the first pixel accepted to the last logits beat; the model's "
         "from `hw/accelerator_timing.py` (`intvit perf`); ratio = model cycles over the GEMM "
-        "array's own cycles (`predicted_cycles` of every GEMM step).", "",
+        "array's own cycles (`predicted_cycles` of every GEMM step). Units: one per distinct "
+        "layer config (`x N`: N units of that operator; the I-BERT and I-ViT LayerNorms share "
+        "one).", "",
         markdown_table(["mix", "units", "images", "mismatches", "cycles per image (measured)",
                         "cycles (model)", "x GEMM", "cycle shares (model)"], rows), "",
         f"### The cycle model for timm shapes (8 x 8 array at {args.mhz:g} MHz)", "",
@@ -169,8 +177,10 @@ def main(argv=None) -> int:
         text, deit_bad = deit_block(args.deit_block, args.mhz, args.work_dir / "deit_block")
         body += "\n\n" + text
         bad += deit_bad
-    write_section("accelerator", "The whole model on the accelerator", "python bench/accelerator.py",
-                  body)
+    command = "python bench/accelerator.py" + "".join(
+        f" --{name.replace('_', '-')} {value}" for name, value in
+        (("images", args.images), ("deit_block", args.deit_block)) if value != DEFAULTS[name])
+    write_section("accelerator", "The whole model on the accelerator", command, body)
     print(body)
     return 0 if bad == 0 else 1
 
