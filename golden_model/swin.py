@@ -41,6 +41,7 @@ the stage, ``w`` windows of ``n = M*M`` tokens over the batch, ``H`` heads, ``d 
     head.fc                               (B, C)             the token mean
 """
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -59,6 +60,11 @@ LAYERNORM_EPS = 1e-5
 class SwinConfig:
     """Shape of a Swin Transformer. ``depths`` and ``num_heads`` hold one entry per stage; stage
     ``S`` is ``embed_dim * 2**S`` wide; the MLP hidden width is ``int(C * mlp_ratio)``."""
+
+    distilled: ClassVar[bool] = False
+    """No distillation token (the integer builder shared with the ViT asks)."""
+    layer_norm_eps: ClassVar[float] = LAYERNORM_EPS
+    """Every LayerNorm's epsilon (the integer LayerNorms' float reference takes it)."""
 
     img_size: int
     patch_size: int
