@@ -149,7 +149,9 @@ def perf_report(program: Program, mhz: float, bandwidth_gbs: float, accelerator=
         seconds = max(seconds, traffic / (bandwidth_gbs * 1e9))
     gemm_busy = sum(predicted_cycles(s.m, s.k, s.n, _gemm_config(program))
                     for s in program.steps if s.kind == "gemm")
+    macs = sum(s.m * s.k * s.n for s in program.steps if s.kind == "gemm")
     return {"cycles": cycles, "gemm_cycles": gemm_busy, "by_kind": by_kind,
+            "utilization": macs / (program.lanes ** 2 * cycles),
             "images_per_s": 1 / seconds, "ms_per_image": seconds * 1e3,
             "memory_bits": bits, "weights": "on chip" if on_chip else "streamed",
             "weight_traffic_bytes": traffic}

@@ -132,7 +132,8 @@ def format_perf(name: str, program, report: dict, mhz: float) -> str:
     lines = [f"{name} on a {program.lanes}x{program.lanes} array at {mhz:g} MHz: "
              f"{report['cycles']:,} cycles per image ({report['cycles'] / report['gemm_cycles']:.3f}"
              f"x the array's busy cycles), {report['ms_per_image']:.2f} ms, "
-             f"{report['images_per_s']:.2f} images/s",
+             f"{report['images_per_s']:.2f} images/s; array utilization "
+             f"{report['utilization']:.1%}",
              f"  cycle shares: {shares}",
              f"  on-chip memory: {memory}",
              f"  weights: {report['weights']}"
