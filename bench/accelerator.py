@@ -15,8 +15,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
 from bench.results import markdown_table, write_section  # noqa: E402
 from intvit.golden_model.checkpoint import load_bundled  # noqa: E402
 from intvit.golden_model.dataset import load_splits  # noqa: E402

@@ -35,7 +35,7 @@ from .exact import fast_codes, float_codes
 from .integer import as_int_array, clamp, signed_range
 from .ops.requant import ChannelRequant
 from .qvit import (HEADROOM, IMAGE_BITS, LOGIT_BITS, IntegerViT, QuantSpec,
-                   _Builder, _patchify, _ProbsTimesV, _recorder, _requant_product,
+                   _Builder, _patchify, _recorder, _requant_product,
                    check_assignment)
 from .swin import (SwinConfig, SwinTransformer, attention_keep, merge_neighbours,
                    nonlinear_layers, partition, relative_position_index, roll, unpartition)
@@ -276,30 +276,10 @@ class _SwinBuilder(_Builder):
 
     def window_attention(self, stage: int, p: str) -> dict:
         """norm1, QKV, the scores' requantizer and bias codes, softmax, probs @ v, proj."""
-        bits, dim = self.spec.act_bits, self.config.dim(stage)
-        head_dim = dim // self.config.num_heads[stage]
-        ln1, norm1_in = self.layernorm(f"{p}.norm1")
-        s_q, s_k, s_v = (self.act_scale(f"{p}.attn.{t}") for t in "qkv")
-        self.scales[f"{p}.attn.qkv"] = ln1.out_scale
-        self.scales.update({f"{p}.attn.q": s_q, f"{p}.attn.k": s_k, f"{p}.attn.v": s_v})
-        qkv_out = np.concatenate([np.full(dim, s_q), np.full(dim, s_k), np.full(dim, s_v)])
-        qkv = self.linear(f"{p}.attn.qkv", ln1.out_scale, qkv_out, bits)
-        s_scores, s_config = self.score_scale(f"{p}.attn.softmax")
-        sm = self.nonlinear(f"{p}.attn.softmax", in_scale=s_config)
-        if s_scores != s_config:
-            self.plans[f"{p}.attn.softmax"].code_scale = s_scores
-        self.scales[f"{p}.attn.softmax"] = s_scores
-        scores = ChannelRequant.from_scales([s_q * s_k * head_dim ** -0.5 / s_scores],
-                                            sm.in_bits)
-        probs_v = _ProbsTimesV(sm)
-        self.scales[f"{p}.attn.probs"] = None
-        s_ctx = self.act_scale(f"{p}.attn.proj")
-        self.scales[f"{p}.attn.proj"] = s_ctx
-        context = ChannelRequant.from_scales([probs_v.scale(sm) * s_v / s_ctx], bits)
-        proj = self.linear(f"{p}.attn.proj", s_ctx, self.s_res, self.spec.residual_bits)
-        return {"norm1_in": norm1_in, "qkv": qkv, "scores": scores,
-                "bias": self.bias_codes(p, s_scores, sm.in_bits), "probs_v": probs_v,
-                "context": context, "proj": proj}
+        dim = self.config.dim(stage)
+        parts = self.attention_of(p, dim, dim // self.config.num_heads[stage])
+        return {**parts, "bias": self.bias_codes(p, self.scales[f"{p}.attn.softmax"],
+                                                 self.plans[f"{p}.attn.softmax"].config.in_bits)}
 
     def bias_codes(self, p: str, s_scores: float, bits: int) -> np.ndarray:
         """``(H, n, n)`` relative position bias as codes on the scores' scale (round,

@@ -619,7 +619,12 @@ class _Builder:
 
     def attention(self, p: str) -> dict:
         """norm1, QKV, the scores' requantizer, softmax, probs @ v and the projection."""
-        bits, dim = self.spec.act_bits, self.config.embed_dim
+        return self.attention_of(p, self.config.embed_dim, self.config.head_dim)
+
+    def attention_of(self, p: str, dim: int, head_dim: int) -> dict:
+        """:meth:`attention` of a block ``dim`` wide with heads ``head_dim`` wide (also a Swin
+        stage's window attention, which adds its bias codes)."""
+        bits = self.spec.act_bits
         ln1, norm1_in = self.layernorm(f"{p}.norm1")
         s_q, s_k, s_v = (self.act_scale(f"{p}.attn.{t}") for t in "qkv")
         self.scales[f"{p}.attn.qkv"] = ln1.out_scale
@@ -631,8 +636,8 @@ class _Builder:
         if s_scores != s_config:
             self.plans[f"{p}.attn.softmax"].code_scale = s_scores
         self.scales[f"{p}.attn.softmax"] = s_scores
-        scores = ChannelRequant.from_scales(
-            [s_q * s_k * self.config.head_dim ** -0.5 / s_scores], sm.in_bits)
+        scores = ChannelRequant.from_scales([s_q * s_k * head_dim ** -0.5 / s_scores],
+                                            sm.in_bits)
         probs_v = _ProbsTimesV(sm)
         self.scales[f"{p}.attn.probs"] = None
         s_ctx = self.act_scale(f"{p}.attn.proj")

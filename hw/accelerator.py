@@ -188,7 +188,6 @@ class Accelerator(wiring.Component):
         m = Module()
         prog = self.program
         L, lb = self.lanes, self.lane_bits
-        lg = (L - 1).bit_length()
 
         # Memories.
         act = Memory(shape=unsigned(L * lb), depth=prog.act_words, init=[])
