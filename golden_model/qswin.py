@@ -66,6 +66,7 @@ class IntegerSwin:
     _requant_residual = IntegerViT._requant_residual
     _nonlinear = IntegerViT._nonlinear
     _out_bound = IntegerViT._out_bound
+    _mlp_half = IntegerViT._mlp_half
 
     def forward(self, images, taps: dict | None = None) -> np.ndarray:
         """int8 images ``(B, C, H, W)`` -> int16 logits ``(B, classes)``; ``taps`` gets every
@@ -127,16 +128,7 @@ class IntegerSwin:
         wide = np.float64 if float_codes(r) else None
         out = block["proj"](context, codes=wide, a_max=1 << (block["context"].out_bits - 1))
         r = self._residual_add(r, roll(unpartition(out, resolution, window), resolution, shift))
-        record(f"{p}.norm2", r)
-        h = self._nonlinear(f"{p}.norm2", self._requant_residual(block["norm2_in"], r), record,
-                            block["norm2_in"])
-        record(f"{p}.mlp.fc1", h)
-        g = block["fc1"](h, a_max=self._out_bound(f"{p}.norm2"), codes=wide)
-        record(f"{p}.mlp.gelu", g)
-        g = self._nonlinear(f"{p}.mlp.gelu", g, record, block["fc1"].requant)
-        record(f"{p}.mlp.fc2", g)
-        return self._residual_add(r, block["fc2"](g, a_max=self._out_bound(f"{p}.mlp.gelu"),
-                                                  codes=wide))
+        return self._mlp_half(p, block, r, record, wide)
 
     def _attention(self, block, h, record, batch):
         """Window attention on ``(windows, n, C)`` codes: QKV, scores requantized, the bias

@@ -336,6 +336,10 @@ class IntegerViT:
         record(f"{prefix}.attn.proj", context)
         r = self._residual_add(r, block["proj"](context, codes=wide,
                                                 a_max=1 << (block["context"].out_bits - 1)))
+        return self._mlp_half(prefix, block, r, record, wide)
+
+    def _mlp_half(self, prefix, block, r, record, wide):
+        """``r + fc2(gelu(fc1(norm2(r))))`` of block ``prefix`` (a ViT's or a Swin's)."""
         record(f"{prefix}.norm2", r)
         h = self._nonlinear(f"{prefix}.norm2", self._requant_residual(block["norm2_in"], r),
                             record, block["norm2_in"])

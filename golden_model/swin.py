@@ -45,12 +45,11 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
 from .integer import check_int, check_scale
-from .vit import _op, _tap
+from .vit import Mlp, _op, _tap
 
 LAYERNORM_EPS = 1e-5
 """timm's Swin LayerNorm epsilon (torch's default)."""
@@ -315,24 +314,6 @@ class WindowAttention(nn.Module):
         context = (probs @ v).transpose(1, 2).reshape(windows, tokens, dim)
         _tap(taps, f"{self.name}.proj", context)
         return self.proj(context)
-
-
-class Mlp(nn.Module):
-    """``fc2(gelu(fc1(x)))`` with exact (erf) GELU."""
-
-    def __init__(self, dim: int, hidden: int, name: str):
-        super().__init__()
-        self.name = name
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x, taps=None, replace=None):
-        _tap(taps, f"{self.name}.fc1", x)
-        hidden = self.fc1(x)
-        _tap(taps, f"{self.name}.gelu", hidden)
-        hidden = _op(replace, f"{self.name}.gelu", F.gelu, hidden)
-        _tap(taps, f"{self.name}.fc2", hidden)
-        return self.fc2(hidden)
 
 
 class SwinBlock(nn.Module):

@@ -219,11 +219,11 @@ class Attention(nn.Module):
 class Mlp(nn.Module):
     """``fc2(gelu(fc1(x)))`` with exact (erf) GELU."""
 
-    def __init__(self, config: ViTConfig, name: str):
+    def __init__(self, dim: int, hidden: int, name: str):
         super().__init__()
         self.name = name
-        self.fc1 = nn.Linear(config.embed_dim, config.mlp_hidden)
-        self.fc2 = nn.Linear(config.mlp_hidden, config.embed_dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x, taps=None, replace=None):
         _tap(taps, f"{self.name}.fc1", x)
@@ -243,7 +243,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
         self.attn = Attention(config, f"{self.name}.attn")
         self.norm2 = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
-        self.mlp = Mlp(config, f"{self.name}.mlp")
+        self.mlp = Mlp(config.embed_dim, config.mlp_hidden, f"{self.name}.mlp")
 
     def forward(self, x, taps=None, replace=None):
         _tap(taps, f"{self.name}.norm1", x)

@@ -93,6 +93,13 @@ def descriptor_value(layout: data.StructLayout, step) -> int:
     return word
 
 
+def model_only(elaboratable):
+    """``elaboratable``, built for its cycle model only: Amaranth is told it is not part of a
+    design (no "created but never used" warning)."""
+    elaboratable._MustUse__silence = True
+    return elaboratable
+
+
 def _bias_lane(layout: data.StructLayout, bias: int, multiplier: int, shift: int) -> int:
     """One lane of a bias word (:func:`~intvit.hw.requant.channel_operand`) as an integer."""
     word = 0
@@ -163,9 +170,7 @@ class Accelerator(wiring.Component):
     @property
     def requant_latency(self) -> int:
         """Cycles through the LayerNorm-input requantizer."""
-        requant = ChannelRequantizer(self.chan_bits, lanes=1)
-        requant._MustUse__silence = True  # built for its latency only, never elaborated
-        return requant.latency
+        return model_only(ChannelRequantizer(self.chan_bits, lanes=1)).latency
 
     def units(self):
         """The unit of each program unit index, at one lane: a row unit sized for the longest

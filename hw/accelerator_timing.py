@@ -43,10 +43,10 @@ def row_step_cycles(program: Program, step, unit, requant_latency: int) -> int:
 
 def step_cycles(program: Program, accelerator=None) -> list:
     """``(name, cycles)`` of every step of one image."""
-    from .accelerator import Accelerator
+    from .accelerator import Accelerator, model_only
 
-    accelerator = accelerator or _unused(Accelerator(program))
-    units = [_unused(unit) for unit in accelerator.units()]
+    accelerator = accelerator or model_only(Accelerator(program))
+    units = [model_only(unit) for unit in accelerator.units()]
     requant = accelerator.requant_latency
     result = []
     for step in program.steps:
@@ -58,13 +58,6 @@ def step_cycles(program: Program, accelerator=None) -> list:
             cycles = row_step_cycles(program, step, units[step.unit], requant)
         result.append((step.name, cycles))
     return result
-
-
-def _unused(elaboratable):
-    """``elaboratable``, built for its cycle model only: Amaranth is told it is not a design
-    (no "created but never used" warning)."""
-    elaboratable._MustUse__silence = True
-    return elaboratable
 
 
 def logits_tail(program: Program) -> int:

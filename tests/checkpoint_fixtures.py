@@ -4,8 +4,11 @@ logits, a W8A8 integer model and its integer-only forward."""
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
+from intvit.golden_model.checkpoint import load_checkpoint
+from intvit.golden_model.errors import IntvitError
 from intvit.golden_model.qvit import (QuantSpec, build_integer_vit, default_assignment,
                                       image_scale_for, quantize_images)
 from intvit.golden_model.vit import nonlinear_layers, tap_names
@@ -65,3 +68,12 @@ def agreement(model, qmodel, spec, images: torch.Tensor) -> float:
     want = float_logits(model, images).argmax(-1)
     got = qmodel.predict(quantize_images(images.numpy(), spec.image_scale))
     return float(np.mean(got == want))
+
+
+def one_line_error(checkpoint, **options) -> str:
+    """The message of ``load_checkpoint``'s refusal, checked to be one line."""
+    with pytest.raises(IntvitError) as error:
+        load_checkpoint(checkpoint, **options)
+    message = str(error.value)
+    assert "\n" not in message
+    return message

@@ -12,24 +12,16 @@ from torch import nn
 
 from intvit.cli import main
 from intvit.golden_model.checkpoint import load_checkpoint
-from intvit.golden_model.errors import IntvitError
 from intvit.golden_model.qvit import quantize_images
 from intvit.golden_model.safetensors_file import bfloat16_to_float32, read_safetensors
 from intvit.golden_model.vit import ViTConfig
 from checkpoint_fixtures import (AGREEMENT, ATOL, FIXTURES, agreement, expected_taps,
-                                 float_logits, integer_model, library_io, random_images, traced)
+                                 float_logits, integer_model, library_io, one_line_error,
+                                 random_images, traced)
 
 HF = FIXTURES / "hf_vit"
 HF_EPS = 1e-12
 """The fixture's config.json layer_norm_eps (transformers' default; timm's is 1e-6)."""
-
-
-def one_line_error(checkpoint, **options) -> str:
-    with pytest.raises(IntvitError) as error:
-        load_checkpoint(checkpoint, **options)
-    message = str(error.value)
-    assert "\n" not in message
-    return message
 
 
 @pytest.fixture(scope="module")

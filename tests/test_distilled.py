@@ -15,7 +15,8 @@ from intvit.golden_model.errors import IntvitError
 from intvit.golden_model.qvit import merged_heads, quantize_images
 from intvit.golden_model.vit import PRESETS, VisionTransformer
 from checkpoint_fixtures import (AGREEMENT, ATOL, FIXTURES, agreement, expected_taps,
-                                 float_logits, integer_model, library_io, random_images, traced)
+                                 float_logits, integer_model, library_io, one_line_error,
+                                 random_images, traced)
 
 CHECKPOINT = FIXTURES / "deit_distilled.pt"
 HEADS = 2
@@ -70,14 +71,6 @@ def test_integer_model_is_integer_only_and_agrees(deit, method):
     assert set(taps) == expected_taps(deit.config)
     assert taps["head"].shape == (4, 2 * deit.config.embed_dim)
     assert agreement(deit, qmodel, spec, random_images(deit.config, 64, 11)) >= AGREEMENT
-
-
-def one_line_error(checkpoint, **options) -> str:
-    with pytest.raises(IntvitError) as error:
-        load_checkpoint(checkpoint, **options)
-    message = str(error.value)
-    assert "\n" not in message
-    return message
 
 
 def test_inconsistent_distilled_keys():
