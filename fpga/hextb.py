@@ -12,7 +12,9 @@ the unit's own interface: its port names and widths, its beat layout
 The bench drives every input beat honouring ``i_ready`` and takes every output beat, both sides
 stalled at random by an LFSR (about one cycle in four; plusarg ``+nostall`` streams at full
 rate), so a run also proves the handshake. It compares every real element (padding lanes of a
-partial final beat are not compared), ``last`` and, for row units, ``keep``; at the end every
+partial final beat are not compared; nor, in a masked row, are the masked lanes of its final
+beat, which its ``keep`` cannot tell from padding), ``last`` and, for row units, ``keep``; at
+the end every
 extra status output (a row unit's sticky ``overflow``) must be low. It prints
 ``N passed, M failed``: ``N`` counts matching elements, so a clean run passes exactly the number
 of vectors; ``M`` counts mismatching elements, beats with wrong flags and raised status outputs.
@@ -235,10 +237,11 @@ def _instance(module: str, status: list[tuple[str, int]]) -> str:
 
 
 def _checks(layout: BeatLayout, beats: HexBeats, status: list[tuple[str, int]]) -> str:
-    """The per-beat comparison and the final verdict. A lane is real when its ``keep`` bit is
-    set (row units), or when it is not padding of a row's final beat (element-wise)."""
+    """The per-beat comparison and the final verdict. A lane is real when its beat is not its
+    row's last or its ``keep`` bit is set (row units), or when it is not padding of a row's
+    final beat (element-wise)."""
     if layout.keyed:
-        used = "want[FLAGS_LSB + lane]"
+        used = "!want[OUT_WIDTH-1] || want[FLAGS_LSB + lane]"
     else:
         used = f"!want[OUT_WIDTH-1] || lane < {_last_lanes(layout, beats)}"
     sign = "$signed" if layout.out_signed else ""

@@ -74,5 +74,10 @@ class Operator:
         return self.name.split("/")[0]
 
     @property
+    def masked_rows(self) -> bool:
+        """Whether ``run`` takes a ``keep`` mask (the softmax candidates)."""
+        return self.kind == "softmax"
+
+    @property
     def method(self) -> str | None:
         return self.name.split("/")[1] if "/" in self.name else None

@@ -68,6 +68,17 @@ class IntegerSwin:
     _out_bound = IntegerViT._out_bound
     _mlp_half = IntegerViT._mlp_half
 
+    @property
+    def masked_layers(self) -> frozenset:
+        """The softmax layers whose rows a window mask cuts (the shifted blocks')."""
+        return frozenset(f"{block['name']}.attn.softmax" for stage in self.stages
+                         for block in stage["blocks"] if block["keep"] is not None)
+
+    @property
+    def first_qkv(self) -> tuple[str, object]:
+        """The first block's QKV layer: its tap name and its :class:`~.qvit.IntLinear`."""
+        return "layers.0.blocks.0.attn.qkv", self.stages[0]["blocks"][0]["qkv"]
+
     def forward(self, images, taps: dict | None = None) -> np.ndarray:
         """int8 images ``(B, C, H, W)`` -> int16 logits ``(B, classes)``; ``taps`` gets every
         layer's integer input codes under the float model's tap names and ``"<layer>:in"`` /
@@ -167,10 +178,12 @@ class IntegerSwin:
 
     def _masked_softmax(self, name, scores, keep, batch, record):
         """The shifted block's softmax: the operator's ``run`` with the window mask ``keep``
-        ``(windows per image, 1, n, n)`` repeated over the batch."""
+        ``(windows per image, 1, n, n)`` repeated over the batch (tapped as ``<name>:keep``, the
+        mask of each input row, for the layer's test vectors)."""
         plan = self.plans[name]
         record(f"{name}:in", scores)
         keep = np.tile(keep, (batch, 1, 1, 1))
+        record(f"{name}:keep", np.broadcast_to(keep, scores.shape))
         codes = float_codes(scores)
         if codes:
             scores = scores.astype(np.int64)

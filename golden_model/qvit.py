@@ -208,6 +208,12 @@ class IntegerViT:
     residual_range: tuple = field(default=(0, 0))
     zero_points: dict = field(default_factory=dict)  # tap name -> zero point of its codes
     prefix_tokens: int = 1       # class token (1), or class and distillation tokens (2)
+    masked_layers = frozenset()  # no softmax row of a ViT is masked (a shifted Swin's are)
+
+    @property
+    def first_qkv(self) -> tuple[str, object]:
+        """The first block's QKV layer: its tap name and its :class:`IntLinear`."""
+        return "blocks.0.attn.qkv", self.blocks[0]["qkv"]
 
     def forward(self, images, taps: dict | None = None) -> np.ndarray:
         """int8 images ``(B, C, H, W)`` -> int16 logits ``(B, classes)``; ``taps`` (a dict) gets
@@ -727,7 +733,7 @@ def integer_taps(qmodel: IntegerViT, images_q, names=None) -> dict:
     logits = qmodel.forward(images_q, taps)
     out = {}
     for name, q in taps.items():
-        if name.endswith(":in") or name in ("patch_embed.proj",) or name.endswith(".probs"):
+        if name.endswith((":in", ":keep", ".probs")) or name == "patch_embed.proj":
             continue
         if names is None or name in names:
             out[name] = qmodel.dequantize(name, q)

@@ -2,7 +2,8 @@
 
 An ``.npz`` holds ``op`` (name), ``config_json`` (every config field), ``cfg_<field>`` (each
 integer field on its own), ``x`` and ``y`` (input and expected output ints) and the port formats
-``in_bits``, ``in_signed``, ``out_bits``, ``out_signed``.
+``in_bits``, ``in_signed``, ``out_bits``, ``out_signed``; row vectors of several lengths add
+``lengths``, and masked softmax rows (a shifted Swin window's) ``keep``.
 """
 import dataclasses
 import json
@@ -34,12 +35,25 @@ class Vectors:
     lengths: np.ndarray | None = None
     """Row operators with rows of several lengths: row ``i`` is ``x[i, :lengths[i]]`` (the rest
     is padding); ``None`` when every row is whole."""
+    keep: np.ndarray | None = None
+    """Masked rows (softmax): booleans shaped as ``x``, false where an element is excluded from
+    its row (the candidates' ``keep``); ``None`` when every element of every row takes part."""
 
     def rows(self):
         """``(input row, expected row)`` pairs, padding removed."""
         x, y = np.atleast_2d(self.x), np.atleast_2d(self.y)
-        lengths = self.lengths if self.lengths is not None else [x.shape[-1]] * len(x)
-        return [(x[i, :n], y[i, :n]) for i, n in enumerate(lengths)]
+        return [(x[i, :n], y[i, :n]) for i, n in enumerate(self._lengths())]
+
+    def row_keeps(self) -> list[np.ndarray]:
+        """Each row's ``keep`` mask, padding removed (all true without :attr:`keep`)."""
+        lengths = self._lengths()
+        if self.keep is None:
+            return [np.ones(n, bool) for n in lengths]
+        return [np.atleast_2d(self.keep)[i, :n] for i, n in enumerate(lengths)]
+
+    def _lengths(self):
+        x = np.atleast_2d(self.x)
+        return self.lengths if self.lengths is not None else [x.shape[-1]] * len(x)
 
 
 def make_vectors(op_name: str, config, x: np.ndarray, y: np.ndarray) -> Vectors:
@@ -49,19 +63,28 @@ def make_vectors(op_name: str, config, x: np.ndarray, y: np.ndarray) -> Vectors:
                    out_signed=bool(config.out_signed))
 
 
-def make_row_vectors(op_name: str, config, rows, run) -> Vectors:
+def make_row_vectors(op_name: str, config, rows, run, keeps=None) -> Vectors:
     """Vectors for a row operator from rows of any lengths: each row goes through ``run`` on its
-    own, and rows are stored zero-padded to the longest with their ``lengths``."""
+    own (with its ``keep`` mask from ``keeps``, one per row, when given), and rows are stored
+    zero-padded to the longest with their ``lengths`` (and masks, false in the padding)."""
     rows = [np.asarray(row, np.int64).reshape(-1) for row in rows]
     if not rows or min(len(r) for r in rows) < 1:
         raise IntvitError("row vectors need at least one row, each of length >= 1")
+    if keeps is not None:
+        keeps = [np.asarray(k, bool).reshape(-1) for k in keeps]
+        if [len(k) for k in keeps] != [len(r) for r in rows]:
+            raise IntvitError("row vectors: give one keep mask per row, as long as its row")
     width = max(len(r) for r in rows)
     x = np.zeros((len(rows), width), np.int64)
     y = np.zeros((len(rows), width), np.int64)
+    keep = None if keeps is None else np.zeros((len(rows), width), bool)
     for i, row in enumerate(rows):
         x[i, :len(row)] = row
-        y[i, :len(row)] = np.asarray(run(config, row[None, :]), np.int64).reshape(-1)
-    return dataclasses.replace(make_vectors(op_name, config, x, y),
+        masked = {} if keeps is None else {"keep": keeps[i][None, :]}
+        y[i, :len(row)] = np.asarray(run(config, row[None, :], **masked), np.int64).reshape(-1)
+        if keeps is not None:
+            keep[i, :len(row)] = keeps[i]
+    return dataclasses.replace(make_vectors(op_name, config, x, y), keep=keep,
                                lengths=np.array([len(r) for r in rows], np.int64))
 
 
@@ -75,7 +98,8 @@ def save_vectors(path, vectors: Vectors) -> Path:
                             x=vectors.x, y=vectors.y, in_bits=vectors.in_bits,
                             in_signed=vectors.in_signed, out_bits=vectors.out_bits,
                             out_signed=vectors.out_signed, **integer_fields,
-                            **({} if vectors.lengths is None else {"lengths": vectors.lengths}))
+                            **({} if vectors.lengths is None else {"lengths": vectors.lengths}),
+                            **({} if vectors.keep is None else {"keep": vectors.keep}))
     return path
 
 
@@ -101,11 +125,19 @@ def load_vectors(path) -> Vectors:
                                         or lengths.min() < 1 or lengths.max() > x.shape[1]):
                 raise IntvitError(f"vector file {path} is malformed: lengths do not fit the "
                                   f"rows of x; {hint}")
-            return Vectors(op=str(data["op"]), config=json.loads(str(data["config_json"])),
-                           x=x.astype(np.int64), y=y.astype(np.int64),
-                           in_bits=int(data["in_bits"]), in_signed=bool(data["in_signed"]),
-                           out_bits=int(data["out_bits"]), out_signed=bool(data["out_signed"]),
-                           lengths=lengths)
+            keep = data["keep"] if "keep" in data.files else None
+            if keep is not None and (keep.dtype != np.bool_ or keep.shape != x.shape):
+                raise IntvitError(f"vector file {path} is malformed: keep must be booleans "
+                                  f"shaped as x {x.shape}; {hint}")
+            vectors = Vectors(op=str(data["op"]), config=json.loads(str(data["config_json"])),
+                              x=x.astype(np.int64), y=y.astype(np.int64),
+                              in_bits=int(data["in_bits"]), in_signed=bool(data["in_signed"]),
+                              out_bits=int(data["out_bits"]),
+                              out_signed=bool(data["out_signed"]), lengths=lengths, keep=keep)
+            if keep is not None and not all(k.any() for k in vectors.row_keeps()):
+                raise IntvitError(f"vector file {path} is malformed: a row keeps no element; "
+                                  f"{hint}")
+            return vectors
     except FileNotFoundError:
         raise IntvitError(f"vector file {path} does not exist; {hint}") from None
     except IntvitError:
@@ -197,12 +229,15 @@ def load_checked_vectors(path):
 
 def _check_golden(vectors: Vectors, operator, config, where: str, hint: str) -> None:
     """y must equal the golden run on x (row by row for row operators)."""
+    if vectors.keep is not None and not operator.masked_rows:
+        raise IntvitError(f"{where}: {vectors.op} takes no keep mask, but the file has one; {hint}")
     if operator.row_wise:
-        pairs = vectors.rows()
+        pairs, keeps = vectors.rows(), vectors.row_keeps()
         for length in sorted({len(x_row) for x_row, _ in pairs}):
             index = [i for i, (x_row, _) in enumerate(pairs) if len(x_row) == length]
             x = np.stack([pairs[i][0] for i in index])
-            want = np.asarray(operator.run(config, x), np.int64)
+            masked = {} if vectors.keep is None else {"keep": np.stack([keeps[i] for i in index])}
+            want = np.asarray(operator.run(config, x, **masked), np.int64)
             wrong = np.nonzero(np.any(want != np.stack([pairs[i][1] for i in index]), axis=1))[0]
             if wrong.size:
                 raise IntvitError(f"{where}: y of row {index[wrong[0]]} is not the golden output "
@@ -227,7 +262,8 @@ class HexBeats:
     longest_row: int
     """Beats of the longest row (a row unit's latency grows with it)."""
     elements: int
-    """Real elements (padding lanes not counted): the checks a clean run passes."""
+    """Real elements (padding lanes not counted, nor the masked lanes of a masked row's final
+    beat, which its ``keep`` cannot tell from padding): the checks a clean run passes."""
 
 
 def export_hex(vectors: Vectors, directory, stem: str, *, lanes: int = 1,
@@ -239,15 +275,19 @@ def export_hex(vectors: Vectors, directory, stem: str, *, lanes: int = 1,
     ``keyed``, ``intvit.hw.rowpipe.keyed_beat``) lays it out: lane ``k`` at bits
     ``[k*w, (k+1)*w)`` (two's complement), then with ``keyed`` one ``keep`` bit per lane, then
     ``last`` on top. Each row of the vectors (:func:`stream_rows`) is split into beats of
-    ``lanes``; its final beat is zero-padded, with ``keep`` marking the real lanes and ``last``
+    ``lanes``; its final beat is zero-padded, with ``keep`` marking the real lanes (and, for
+    masked rows, the row's :attr:`Vectors.keep`, on input and output beats alike) and ``last``
     set. A ``//`` comment line on top states the layout (``$readmemh`` skips it)."""
     directory = Path(directory)
     rows = stream_rows(vectors)
+    if vectors.keep is not None and not keyed:
+        raise IntvitError(f"{stem}: masked rows need keyed beats (a row unit's port)")
+    keeps = vectors.row_keeps() if vectors.keep is not None else [None] * len(rows)
     written = []
     for suffix, values, bits, what in (("in", [x for x, _ in rows], vectors.in_bits, "input"),
                                        ("out", [y for _, y in rows], vectors.out_bits,
                                         "expected output")):
-        words, width = _beat_words(values, bits, lanes, keyed)
+        words, width = _beat_words(values, bits, lanes, keyed, keeps)
         keep = f"keep at bits [{lanes * bits + lanes - 1}:{lanes * bits}], " if keyed else ""
         header = (f"// {stem}: {len(words)} {what} beats of {width} bits; {lanes} lane(s) of "
                   f"{bits} bits, lane k at bits [{bits}k+{bits - 1}:{bits}k]; {keep}"
@@ -258,7 +298,8 @@ def export_hex(vectors: Vectors, directory, stem: str, *, lanes: int = 1,
     return HexBeats(inputs=written[0], expected=written[1],
                     beats=sum(-(-len(x) // lanes) for x, _ in rows), rows=len(rows),
                     longest_row=max(-(-len(x) // lanes) for x, _ in rows),
-                    elements=sum(len(x) for x, _ in rows))
+                    elements=sum(_checked_lanes(len(x), keep, lanes)
+                                 for (x, _), keep in zip(rows, keeps)))
 
 
 def stream_rows(vectors: Vectors) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -270,19 +311,35 @@ def stream_rows(vectors: Vectors) -> list[tuple[np.ndarray, np.ndarray]]:
     return list(zip(vectors.x.reshape(-1, width), vectors.y.reshape(-1, width)))
 
 
-def _beat_words(rows, bits: int, lanes: int, keyed: bool) -> tuple[list[int], int]:
-    """Payload words of ``rows`` split into beats (see :func:`export_hex`) and their width."""
+def _beat_words(rows, bits: int, lanes: int, keyed: bool, keeps) -> tuple[list[int], int]:
+    """Payload words of ``rows`` split into beats (see :func:`export_hex`) and their width;
+    ``keeps`` holds each row's mask (``None``: every element kept)."""
     mask = (1 << bits) - 1
     top = lanes * bits + (lanes if keyed else 0)
     words = []
-    for row in rows:
+    for row, keep in zip(rows, keeps):
         for start in range(0, len(row), lanes):
             chunk = row[start:start + lanes]
             word = sum((int(v) & mask) << (k * bits) for k, v in enumerate(chunk))
             if keyed:
-                word |= ((1 << len(chunk)) - 1) << (lanes * bits)
+                word |= keep_bits(keep, start, len(chunk)) << (lanes * bits)
             words.append(word | (int(start + lanes >= len(row)) << top))
     return words, top + 1
+
+
+def _checked_lanes(length: int, keep, lanes: int) -> int:
+    """Lanes a testbench compares in a row of ``length``: every lane of its full beats, and the
+    kept lanes of its final beat."""
+    final = (length - 1) // lanes * lanes
+    return final + (length - final if keep is None else int(np.count_nonzero(keep[final:])))
+
+
+def keep_bits(keep, start: int, count: int) -> int:
+    """The ``keep`` field of the beat holding a row's elements ``start .. start + count - 1``:
+    lane ``k``'s bit set when its element is kept (``keep`` ``None``: every element)."""
+    if keep is None:
+        return (1 << count) - 1
+    return sum(int(bool(keep[start + k])) << k for k in range(count))
 
 
 def row_sweep(operator, config, rng: np.random.Generator, max_len: int,
@@ -314,6 +371,32 @@ def row_sweep(operator, config, rng: np.random.Generator, max_len: int,
     randoms = [rng.integers(lo, hi, length(int(rng.integers(1, max_len + 1))), endpoint=True)
                for _ in range(count)]
     return corners + own + randoms
+
+
+def masked_row_sweep(config, rng: np.random.Generator, max_len: int,
+                     count: int = 200) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``(rows, keeps)`` for a masked row unit (softmax): corner masks on full rows (every other
+    element, only the last element, the row's peak masked so that a lower element is the
+    maximum kept, a run of 8 masked elements mid-row, which clears whole beats at up to 8
+    lanes) and ``count`` random rows of random length with random masks (each keeps at least one
+    element)."""
+    lo, hi = input_range(config)
+    n = max_len
+    row = rng.integers(lo, hi, n, endpoint=True)
+    peak = np.full(n, lo // 2 if lo < 0 else hi // 4)
+    peak[::3] = hi
+    alternate = np.arange(n) % 2 == 0
+    last_only = np.arange(n) == n - 1
+    run = (np.arange(n) < 4) | (np.arange(n) >= 12)
+    rows, keeps = [row, row, peak, row], [alternate, last_only, np.arange(n) % 3 != 0, run]
+    keeps = [keep if keep.any() else last_only for keep in keeps]  # rows of one element
+    for _ in range(count):
+        length = int(rng.integers(1, n + 1))
+        keep = rng.random(length) < rng.uniform(0.2, 0.9)
+        keep[rng.integers(length)] = True
+        rows.append(rng.integers(lo, hi, length, endpoint=True))
+        keeps.append(keep)
+    return rows, keeps
 
 
 REAL_IMAGES = 8
@@ -352,8 +435,9 @@ per image; the unit's own sweep already covers every input code)."""
 
 def layer_vectors(qmodel, images_q, layers=None, row_limit: int = 600, progress=None) -> dict:
     """Test vectors of the integer model's non-linear ``layers`` (default: all) from real
-    images: each layer's integer inputs on ``images_q`` and its golden outputs (checked equal to
-    the model's own outputs). Row layers keep their first ``row_limit`` rows, element-wise
+    images: each layer's integer inputs on ``images_q`` (with their ``keep`` masks where the
+    model masks a layer's rows: the tap ``<layer>:keep``) and its golden outputs (checked equal
+    to the model's own outputs). Row layers keep their first ``row_limit`` rows, element-wise
     layers their first :data:`ELEMENT_LIMIT` inputs. The images go through the model
     :data:`VECTOR_BATCH` at a time; ``progress(done, total)`` after each."""
     from . import registry
@@ -361,6 +445,7 @@ def layer_vectors(qmodel, images_q, layers=None, row_limit: int = 600, progress=
     layers = layers or list(qmodel.plans)
     inputs: dict = {layer: [] for layer in layers}
     outputs: dict = {layer: [] for layer in layers}
+    keeps: dict = {}  # the masked layers' keep masks (a shifted Swin window's softmax)
     if progress:
         progress(0, len(images_q))
     for start in range(0, len(images_q), VECTOR_BATCH):
@@ -370,6 +455,8 @@ def layer_vectors(qmodel, images_q, layers=None, row_limit: int = 600, progress=
             x, out = taps[f"{layer}:in"], taps[f"{layer}:out"]
             inputs[layer].append(x.reshape(-1, x.shape[-1]))
             outputs[layer].append(out.reshape(-1, x.shape[-1]))
+            if f"{layer}:keep" in taps:
+                keeps.setdefault(layer, []).append(taps[f"{layer}:keep"].reshape(-1, x.shape[-1]))
         if progress:
             progress(min(start + VECTOR_BATCH, len(images_q)), len(images_q))
     found = {}
@@ -379,7 +466,9 @@ def layer_vectors(qmodel, images_q, layers=None, row_limit: int = 600, progress=
         x, expected = np.concatenate(inputs.pop(layer)), np.concatenate(outputs.pop(layer))
         if operator.row_wise:
             x, expected = x[:row_limit], expected[:row_limit]
-            vectors = make_row_vectors(plan.op, plan.config, list(x), operator.run)
+            keep = np.concatenate(keeps.pop(layer))[:row_limit] if layer in keeps else None
+            vectors = make_row_vectors(plan.op, plan.config, list(x), operator.run,
+                                       None if keep is None else list(keep))
         else:
             x, expected = x.reshape(-1)[:ELEMENT_LIMIT], expected.reshape(-1)[:ELEMENT_LIMIT]
             vectors = make_vectors(plan.op, plan.config, x, operator.run(plan.config, x))

@@ -1,7 +1,12 @@
 """Row units (softmax, LayerNorm): a row is buffered and read in several passes, rows overlapped.
 
-A row arrives as beats of ``lanes`` elements (``keep`` marks the valid lanes of the final, possibly
-partial, beat; ``last`` ends the row). A row unit is a chain of :class:`RowPass` es. Pass 0 takes
+A row arrives as beats of ``lanes`` elements with a ``keep`` bit per lane and ``last`` ending the
+row. ``keep`` says which elements take part in the row: the padding lanes of a partial final beat
+have it low, and so may any element of any beat (a shifted Swin window masks the positions that
+are not its neighbours; the softmax candidates' ``keep`` argument). Reductions skip the elements
+not kept, a stage sees its element's bit as ``ctx.keep``, and every output beat carries its input
+beat's ``keep``: the bits are stored beside the data in the buffer. A row keeps at least one
+element. A row unit is a chain of :class:`RowPass` es. Pass 0 takes
 the input stream and writes the row into a buffer slot; each later pass reads its row back from
 that slot, applies its per-element pipeline and writes the result back in place, and the final
 pass streams the result out. Each pass can reduce its outputs over the row (max or sum); between
@@ -87,10 +92,11 @@ class RowPass:
 
 class LaneContext:
     """What a stage function sees besides its value: the row's scalars (those of the element's
-    own row), the element's index in the row and the row length."""
+    own row), the element's index in the row, the row length (elements kept) and the element's
+    ``keep`` bit."""
 
-    def __init__(self, scalars, index, length):
-        self.scalars, self.index, self._length = scalars, index, length
+    def __init__(self, scalars, index, length, keep):
+        self.scalars, self.index, self._length, self.keep = scalars, index, length, keep
 
     @property
     def length(self):
@@ -100,8 +106,8 @@ class LaneContext:
 class RowUnit(wiring.Component):
     """Base of the row units. Subclasses define :meth:`passes` and may define :meth:`row_step`.
 
-    Rows hold at least one element; only the final beat of a row may be partial, with its valid
-    lanes the low ``keep`` bits. Capacity is ``ceil(max_row / lanes)`` beats.
+    Rows hold at least one kept element; ``keep`` may clear any lane of any beat (the elements
+    outside the row: padding, masked positions). Capacity is ``ceil(max_row / lanes)`` beats.
 
     Members
     -------
@@ -408,7 +414,7 @@ class _RowBuilder:
         self.beat_shape = range(unit.max_beats + 1)
         self.length_shape = range(unit.max_beats * unit.lanes + 1)
         self.stored = [Shape.cast(p.out_shape) for p in passes[:-1]]
-        self.word_bits = self.lanes * max(s.width for s in self.stored)
+        self.word_bits = self.lanes * (1 + max(s.width for s in self.stored))  # keep, then data
         self.n_slots = unit.slot_count
         self.slot_shape = range(max(self.n_slots, 2))  # at least one bit
         self.ports = []
@@ -471,7 +477,8 @@ class _RowBuilder:
                          o.payload.last.eq(beat.last)]
             m.d.comb += [o.payload.data[j].eq(outs[j]) for j in range(self.lanes)]
             return None
-        self.writes.append((beat.slot, sink & beat.keep.any(), beat.index, Cat(*outs)))
+        stored = sink & (beat.index != self.unit.max_beats)  # not a beat dropped at overflow
+        self.writes.append((beat.slot, stored, beat.index, Cat(beat.keep, *outs)))
         ctx_at = carried.at(position)
         self._reductions(k, row_pass, beat, sink, outs, ctx_at, carried, position, length,
                          handoff)
@@ -482,7 +489,7 @@ class _RowBuilder:
         """Lane ``j``'s register after ``stage`` at ``depth``."""
         ctx = LaneContext(ctx_at, beat.index * self.lanes + j,
                           length if length is not None
-                          else (lambda: carried.get("length", position)))
+                          else (lambda: carried.get("length", position)), beat.keep[j])
         expr = stage(value, ctx)
         reg = Signal(expr.shape(), name=f"p{k}_lane{j}_s{depth}")
         with self.m.If(advance):
@@ -490,12 +497,12 @@ class _RowBuilder:
         return reg
 
     def _record_fields(self, k: int, row_pass: RowPass, offered) -> dict:
-        """Shapes of gap ``k``'s row record: the row's scalars (pass 0: ``length``, the last
-        beat's index ``_last`` and ``keep`` ``_keep``; later: everything the previous gap
-        offered) and this pass's reductions."""
+        """Shapes of gap ``k``'s row record: the row's scalars (pass 0: ``length``, the elements
+        kept, and the last beat's index ``_last``; later: everything the previous gap offered)
+        and this pass's reductions."""
         if k == 0:
             scalars = {"length": Shape.cast(self.length_shape),
-                       "_last": Shape.cast(self.beat_shape), "_keep": unsigned(self.lanes)}
+                       "_last": Shape.cast(self.beat_shape)}
         else:
             scalars = {name: v.shape() for name, v in offered[2].items()}
         return {**scalars, **{name: Shape.cast(r.shape)
@@ -528,9 +535,7 @@ class _RowBuilder:
                      self.allocate.eq(start)]
         row_entry = handoff.allocate(start)
         handoff.record(last_accept, entry,
-                       {"length": length + kept,
-                        "_last": Mux(room, issued, unit.max_beats - 1),
-                        "_keep": Mux(room, unit.i.payload.keep, (1 << lanes) - 1)})
+                       {"length": length + kept, "_last": Mux(room, issued, unit.max_beats - 1)})
         beat = _Beat(valid=Signal(name="p0_valid0"), index=Signal(self.beat_shape, name="p0_beat0"),
                      first=Signal(name="p0_first0"), last=Signal(name="p0_last0"),
                      keep=Signal(lanes, name="p0_keep0"), slot=Signal(self.slot_shape,
@@ -557,7 +562,8 @@ class _RowBuilder:
     def _slot_source(self, k: int, advance, offered, handoff):
         """A later pass: a row starts when the previous gap offers its scalars (and, unless
         final, this gap's queue has room), in the cycle its previous row's last beat is issued
-        or later; its beats are read back from its slot (:data:`READ_LATENCY` registers)."""
+        or later; its beats, ``keep`` bits with them, are read back from its slot
+        (:data:`READ_LATENCY` registers)."""
         m, lanes = self.m, self.lanes
         full, clear, offered_values = offered
         final = handoff is None
@@ -585,9 +591,8 @@ class _RowBuilder:
                          slot.eq(_wrap(slot, self.n_slots))]
             m.d.sync += [row[name].eq(v) for name, v in offered_values.items()]
         self.reads.append((k, running, slot, issued, advance))
-        ones = (1 << lanes) - 1
         beat = _Beat(valid=issue, index=issued, first=fresh, last=at_last,
-                     keep=Mux(at_last, row["_keep"], ones), slot=slot)
+                     keep=Const(0, lanes), slot=slot)
         beat = beat.registered(m, advance, f"p{k}_r1")
         beat = beat.registered(m, advance, f"p{k}_r2")
         word = Signal(self.word_bits, name=f"p{k}_word")
@@ -596,11 +601,13 @@ class _RowBuilder:
         if final:  # the slot's last word is in the pass's own register now
             m.d.comb += self.free.eq(beat.valid & beat.last & advance)
         beat = beat.registered(m, advance, f"p{k}_r3")
+        beat.keep = word[:lanes]
         shape = self.stored[k - 1]
         data0 = []
         for j in range(lanes):
             lane = Signal(shape, name=f"p{k}_lane{j}_s0")
-            m.d.comb += lane.eq(word[j * shape.width:(j + 1) * shape.width])
+            low = lanes + j * shape.width
+            m.d.comb += lane.eq(word[low:low + shape.width])
             data0.append(lane)
         sources = {**row, "beats": row["_last"] + 1}
         return beat, data0, _Carried(m, sources, advance, f"p{k}")
@@ -623,7 +630,8 @@ class _RowBuilder:
             shape = Shape.cast(reduction.shape)
             terms = [reduction.term(v, LaneContext(
                 ctx_at, beat.index * lanes + j,
-                length if length is not None else (lambda: carried.get("length", position))))
+                length if length is not None else (lambda: carried.get("length", position)),
+                beat.keep[j]))
                 for j, v in enumerate(outs)]
             if reduction.op == "sum":
                 combine, identity = (lambda a, b: a + b), 0

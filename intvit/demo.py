@@ -1,5 +1,5 @@
-"""``intvit demo``: the main job on a bundled model (``digits`` or ``mnist``) or a user's timm
-ViT/DeiT checkpoint with its images, stage by stage, resumable.
+"""``intvit demo``: the main job on a bundled model (``digits``, ``mnist`` or the Swin
+``mnist-swin``) or a user's timm ViT/DeiT checkpoint with its images, stage by stage, resumable.
 
 Stages (each writes its files under the output directory, then a ``<stage>.done`` record; a
 rerun skips finished stages, so an interrupted demo resumes):
@@ -7,12 +7,15 @@ rerun skips finished stages, so an interrupted demo resumes):
 1. ``quantize``: IPTQ-ViT's three stages at W8A8 plus every other rule for comparison;
    ``quant.json`` (the unified rule's mix) and ``rules.json`` (accuracy of every rule).
 2. ``vectors``: for every distinct operator of the chosen mix, real-activation test vectors:
-   the inputs of its first layer in the integer model on test images, with golden outputs.
+   the inputs of its first layer in the integer model on test images, with golden outputs (a
+   Swin's softmax: its first shifted block's, whose window rows are masked).
 3. ``verilog``: Verilog of each chosen unit (that layer's config) and of the GEMM array.
 4. ``sim``: each unit simulated under Verilator against its vectors, bit for bit.
-5. ``cost``: the resources of the units whose Verilog stage 3 wrote, measured at those configs
+5. ``accelerator``: the whole ViT on the generated accelerator under Verilator (a Swin: skipped,
+   the accelerator's compiler takes ViT/DeiT programs; the record says so).
+6. ``cost``: the resources of the units whose Verilog stage 3 wrote, measured at those configs
    (Yosys and nextpnr, cached: a rerun is free); the GEMM array from the checked-in table.
-6. ``report``: ``report.md`` and ``report.html``.
+7. ``report``: ``report.md`` and ``report.html``.
 
 A stage's marker is written only after all its outputs. Before a stage runs (``--force``,
 ``--only``, or a resume after an interruption), its marker and those of every later stage are
@@ -156,10 +159,11 @@ def chosen_model(out: Path):
 
 
 def representative_layers(qmodel) -> dict:
-    """The first layer of each distinct operator of the mix: ``{op: layer}``."""
+    """The first layer of each distinct operator of the mix, a layer with masked rows (a
+    shifted Swin window's softmax) before any other: ``{op: layer}``."""
     chosen = {}
-    for layer, plan in qmodel.plans.items():
-        chosen.setdefault(plan.op, layer)
+    for layer in sorted(qmodel.plans, key=lambda name: name not in qmodel.masked_layers):
+        chosen.setdefault(qmodel.plans[layer].op, layer)
     return chosen
 
 
@@ -176,8 +180,11 @@ def stage_vectors(out: Path) -> dict:
         path = save_vectors(out / "vectors" / f"{op.replace('/', '_')}.npz", found[layer])
         count = int(found[layer].lengths.sum()) if found[layer].lengths is not None \
             else int(np.size(found[layer].x))
-        units[op] = {"layer": layer, "vectors": str(path), "count": count}
-        print(f"      {op:16s} {count:>7,} real inputs from {layer}", flush=True)
+        masked = sum(not keep.all() for keep in found[layer].row_keeps())
+        units[op] = {"layer": layer, "vectors": str(path), "count": count,
+                     "masked_rows": masked}
+        rows = f" ({masked} rows masked)" if masked else ""
+        print(f"      {op:16s} {count:>7,} real inputs from {layer}{rows}", flush=True)
     return _finish(out, "vectors", {"units": units})
 
 
@@ -238,15 +245,24 @@ ACCELERATOR_IMAGES = 16
 """Test images the demo runs through the whole accelerator (the bench runs all of them)."""
 
 
+SWIN_NOT_ON_ACCELERATOR = ("the accelerator's compiler takes ViT/DeiT programs only; a Swin's "
+                           "windows, masks and patch merging are not compiled")
+
+
 def stage_accelerator(out: Path) -> dict:
     """The unified mix's whole model on the generated accelerator: its program
     (``accelerator/program.json``), ``ACCELERATOR_IMAGES`` test images under Verilator against
-    ``IntegerViT.forward``, cycles per image measured and by the cycle model."""
+    ``IntegerViT.forward``, cycles per image measured and by the cycle model. A Swin is
+    skipped: the record holds the reason (``skipped``)."""
     from intvit.golden_model.program import compile_program
+    from intvit.golden_model.qswin import IntegerSwin
     from intvit.hw.accelerator_timing import perf_report
     from intvit.sim.accelerator import simulate_accelerator
 
     qmodel, codes = chosen_model(out)
+    if isinstance(qmodel, IntegerSwin):
+        print(f"      skipped: {SWIN_NOT_ON_ACCELERATOR}", flush=True)
+        return _finish(out, "accelerator", {"skipped": SWIN_NOT_ON_ACCELERATOR})
     program = compile_program(qmodel)
     program.write(out / "accelerator" / "program.json")
     batch = codes[:ACCELERATOR_IMAGES]
@@ -265,7 +281,8 @@ def stage_accelerator(out: Path) -> dict:
 
 
 def real_qkv_gemm(out: Path, qmodel, codes):
-    """Block 0's QKV layer on the per-channel GEMM array: real int8 activations of an image,
+    """Block 0's QKV layer (a Swin: its first window's) on the per-channel GEMM array: real
+    int8 activations of an image,
     the model's int8 weights, int32 bias and per-channel requantizer; the array's output beats
     are compared with the golden beats, and put back together they must equal the integer
     model's own QKV output (else the run fails)."""
@@ -279,12 +296,12 @@ def real_qkv_gemm(out: Path, qmodel, codes):
 
     taps: dict = {}
     qmodel.forward(codes, taps)
-    linear = qmodel.blocks[0]["qkv"]
-    x = taps["blocks.0.attn.qkv"][0]
+    name, linear = qmodel.first_qkv
+    x = taps[name][0]
     config = dataclasses.replace(example_config(GEMM_SIZE, GEMM_SIZE, per_channel=True),
                                  out_bits=linear.requant.out_bits)
     run = simulate_gemm(config, linear.requant, x, linear.weight.T, linear.bias,
-                        work_dir=out / "sim" / "gemm", name="blocks.0.attn.qkv (real)")
+                        work_dir=out / "sim" / "gemm", name=f"{name} (real)")
     if run.result.passed and not np.array_equal(run.output, linear(x)):
         raise IntvitError("the GEMM array's QKV output differs from the integer model's")
     return run
@@ -408,7 +425,7 @@ def summary(records: dict) -> int:
     dsp = sum(e["resources"].get("DSP", 0) for op, e in entries.items() if op != "gemm")
     print("\n" + "=" * 72)
     source = records["source"]
-    what = f"bundled {source.name} ViT" if source.bundled else source.name
+    what = f"bundled {source.name} model" if source.bundled else source.name
     measure = "accuracy" if source.bundled else "top-1 (agreement with float without labels)"
     print(f"{what}, W8A8, unified rule: float {measure} {acc['float']:.2%}, integer "
           f"{acc['stage3']:.2%}")
@@ -417,9 +434,12 @@ def summary(records: dict) -> int:
     print(f"chosen non-linear units: {lut} LUT, {dsp} DSP in all (ECP5, one lane each, measured "
           "at the configs of their layers)")
     accel = records["accelerator"]
-    print(f"accelerator: {accel['images']} test images, {accel['mismatches']} mismatches, "
-          f"{np.mean(accel['image_cycles']):,.0f} cycles per image (Verilator; the cycle model: "
-          f"{accel['model_cycles']:,})")
+    if "skipped" in accel:
+        print(f"accelerator: skipped ({accel['skipped']})")
+    else:
+        print(f"accelerator: {accel['images']} test images, {accel['mismatches']} mismatches, "
+              f"{np.mean(accel['image_cycles']):,.0f} cycles per image (Verilator; the cycle "
+              f"model: {accel['model_cycles']:,})")
     print(f"report: {records['report']['files']['html']}")
     print("=" * 72)
-    return 0 if passed == len(verdicts) and accel["mismatches"] == 0 else 1
+    return 0 if passed == len(verdicts) and accel.get("mismatches", 0) == 0 else 1

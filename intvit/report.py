@@ -125,16 +125,22 @@ def _cost_section(costs: dict) -> str:
                                      "elements/cycle", "source"], rows))
 
 
-def _verdict_section(verdicts: dict) -> str:
-    rows = [[op, count(v["checked"]), count(v["mismatches"]), count(v["cycles"]),
+def _verdict_section(verdicts: dict, units: dict) -> str:
+    """Each unit's verdict on its layer's real inputs; ``units`` (the vectors stage's record)
+    names the layer and counts its masked rows."""
+    rows = [[op, units[op]["layer"] if op in units else "block 0's QKV",
+             count(units.get(op, {}).get("masked_rows", 0)), count(v["checked"]),
+             count(v["mismatches"]), count(v["cycles"]),
              "PASS" if v["passed"] else f"FAIL: {v['first_mismatch']} (wave {v['waveform']})"]
             for op, v in verdicts.items()]
     return ("## Simulation verdicts\n\nEach chosen unit, built from its first layer's "
-            "config, fed with that layer's real integer inputs on test images, compared "
+            "config (a Swin's softmax: its first shifted block's, whose window rows are "
+            "masked), fed with that layer's real integer inputs on test images, compared "
             "bit for bit with the golden model (cocotb under Verilator); the GEMM array "
             "(per-channel requantization) on block 0's real QKV layer, whose output equals "
             "the integer model's.\n\n"
-            + _table(["unit", "outputs checked", "mismatches", "cycles", "verdict"], rows))
+            + _table(["unit", "layer", "masked rows", "outputs checked", "mismatches",
+                      "cycles", "verdict"], rows))
 
 
 def _fidelity_sentence(fidelity: dict | None) -> str:
@@ -157,7 +163,7 @@ def build_markdown(out: Path) -> str:
     counts = quant.get("images") or {"test": dataset(model).split_sizes["test"]}
     images = counts["test"]
     bundled = model in BUNDLED_NAMES
-    what = f"the bundled {model} ViT" if bundled else f"`{model}`"
+    what = f"the bundled {model} model" if bundled else f"`{model}`"
     measure = "accuracy" if bundled or (quant.get("fidelity") or {}).get("accuracy") is not \
         None else "top-1 agreement with the float model"
     parts = [f"# intvit demo report: {what}, integer-only\n\nFloat test "
@@ -178,13 +184,16 @@ def build_markdown(out: Path) -> str:
     parts.append(f"## Approximation curves\n\n![GELU candidates](img/{gelu.name})\n\n"
                  f"![Softmax candidates](img/{softmax.name})")
     parts.append(_cost_section(_read(out, "cost.done")["entries"]))
-    parts.append(_verdict_section(verdicts))
+    parts.append(_verdict_section(verdicts, _read(out, "vectors.done")["units"]))
     parts.append(_accelerator_section(_read(out, "accelerator.done")))
     return "\n\n".join(parts) + "\n"
 
 
 def _accelerator_section(record: dict) -> str:
-    """The whole model on the generated accelerator: bit-exactness, cycles and their shares."""
+    """The whole model on the generated accelerator: bit-exactness, cycles and their shares
+    (or why the stage skipped the model)."""
+    if "skipped" in record:
+        return f"## The whole model on the accelerator\n\nNot run: {record['skipped']}."
     cycles = record["image_cycles"]
     measured = sum(cycles) / len(cycles) if cycles else 0
     total = sum(record["by_kind"].values())

@@ -1,6 +1,7 @@
 """cocotb bench for row units (softmax, LayerNorm): stream every row back to back, each as beats
-of ``lanes`` elements with ``keep`` on the final partial beat and ``last``, and compare every
-output element, ``keep`` and ``last`` with the golden model's. Measures the initiation interval.
+of ``lanes`` elements with ``keep`` (the final partial beat's real lanes; for masked rows, the
+row's mask) and ``last``, and compare every output element of every row (masked ones too),
+``keep`` and ``last`` with the golden model's. Measures the initiation interval.
 
 Configured through the environment like :mod:`intvit.sim.elementwise_bench`.
 """
@@ -10,17 +11,18 @@ import os
 import cocotb
 from cocotb.triggers import Join
 
-from intvit.golden_model.vectors import load_vectors
+from intvit.golden_model.vectors import keep_bits, load_vectors
 from intvit.sim.tb import TB, BeatFormat, first_output_latency
 
 
-def keyed_beats(row, lanes: int):
-    """``(elements, last, keep)`` beats of one row, the final one zero-padded."""
+def keyed_beats(row, lanes: int, keep=None):
+    """``(elements, last, keep)`` beats of one row with its mask ``keep`` (``None``: every
+    element kept), the final beat zero-padded."""
     beats = []
     for start in range(0, len(row), lanes):
         chunk = [int(v) for v in row[start:start + lanes]]
         beats.append((chunk + [0] * (lanes - len(chunk)), start + lanes >= len(row),
-                      (1 << len(chunk)) - 1))
+                      keep_bits(keep, start, len(chunk))))
     return beats
 
 
@@ -35,9 +37,9 @@ async def rows_match_golden(dut):
             seed=int(os.environ.get("INTVIT_SEED", "1")))
     rows = vectors.rows()
     sent, expected = [], []
-    for x_row, y_row in rows:
-        sent += keyed_beats(x_row, lanes)
-        expected += keyed_beats(y_row, lanes)
+    for (x_row, y_row), keep in zip(rows, vectors.row_keeps()):
+        sent += keyed_beats(x_row, lanes, keep)
+        expected += keyed_beats(y_row, lanes, keep)
 
     await tb.start()
     sender = cocotb.start_soon(tb.send(sent))
@@ -52,7 +54,7 @@ async def rows_match_golden(dut):
                 break
             want, want_last, want_keep = expected[beat]
             got, got_last, got_keep = received[beat]
-            for lane in range(want_keep.bit_length()):
+            for lane in range(min(lanes, len(y_row) - start)):
                 checked += 1
                 if got[lane] != want[lane]:
                     mismatches += 1

@@ -8,8 +8,8 @@ import numpy as np
 from intvit.golden_model import registry
 from intvit.golden_model.errors import IntvitError
 from intvit.golden_model.vectors import (check_row_capacity, load_checked_vectors,
-                                         make_row_vectors, make_vectors, real_activation_rows,
-                                         row_sweep, save_vectors)
+                                         make_row_vectors, make_vectors, masked_row_sweep,
+                                         real_activation_rows, row_sweep, save_vectors)
 from intvit.hw.units import build_unit
 
 from .runner import SimResult, run_bench
@@ -18,6 +18,8 @@ ELEMENTWISE_BENCH = "intvit.sim.elementwise_bench"
 ROW_BENCH = "intvit.sim.row_bench"
 ROW_COUNT = 2000
 """Random rows of random length per row-unit sweep (on top of corner and the operator's rows)."""
+MASKED_ROW_COUNT = 200
+"""Random masked rows per softmax sweep (on top of the corner masks)."""
 
 
 def bench_module(operator) -> str:
@@ -44,14 +46,19 @@ class Verification:
 def sweep_vectors(name: str, config, seed: int = 0, max_row: int | None = None,
                   row_count: int = ROW_COUNT):
     """The operator's sweep inputs and the golden outputs for them; for row operators, rows of
-    random lengths up to the unit's ``max_row``, corner rows (:func:`row_sweep`) and rows of
-    real activations of the bundled model (:func:`real_activation_rows`)."""
+    random lengths up to the unit's ``max_row``, corner rows (:func:`row_sweep`), rows of real
+    activations of the bundled model (:func:`real_activation_rows`) and, for softmax units,
+    masked rows (:func:`masked_row_sweep`)."""
     operator = registry.get(name)
     rng = np.random.default_rng(seed)
     if operator.row_wise:
         rows = row_sweep(operator, config, rng, max_row, row_count)
         rows += [r for r in real_activation_rows(operator.kind, config) if len(r) <= max_row]
-        return make_row_vectors(name, config, rows, operator.run)
+        if not operator.masked_rows:
+            return make_row_vectors(name, config, rows, operator.run)
+        masked, masks = masked_row_sweep(config, rng, max_row, MASKED_ROW_COUNT)
+        keeps = [np.ones(len(r), bool) for r in rows] + masks
+        return make_row_vectors(name, config, rows + masked, operator.run, keeps)
     x = operator.sweep_inputs(config, rng)
     return make_vectors(name, config, x, operator.run(config, x))
 

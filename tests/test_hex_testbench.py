@@ -191,3 +191,35 @@ def test_softmax_testbench_with_four_lanes_passes_every_vector(tmp_path):
     result = run_testbench(build_testbench(directory, module), directory)
     assert result.returncode == 0, result.stdout + result.stderr
     assert verdict(result.stdout) == (vectors.x.size, 0)
+
+
+def test_masked_softmax_testbench_checks_masked_lanes(tmp_path):
+    """softmax/ivit rows with masked elements (:func:`masked_row_sweep`) in beats of 4 lanes:
+    the plain-Verilog bench passes every compared lane (the count :func:`export_hex` states,
+    computed here independently: all lanes of a row's full beats, the kept lanes of its final
+    beat), and a corrupted probability of a masked element mid-row fails it."""
+    from intvit.fpga.hextb import write_hex_bench
+    from intvit.golden_model.vectors import masked_row_sweep
+
+    operator = registry.get("softmax/ivit")
+    config = operator.example_config()
+    rows, keeps = masked_row_sweep(config, np.random.default_rng(5), 32, count=40)
+    vectors = make_row_vectors("softmax/ivit", config, rows, operator.run, keeps)
+    bench = write_hex_bench(tmp_path / "hex", "softmax/ivit", config, vectors, lanes=4,
+                            max_row=32)
+    finals = [(len(k) - 1) // 4 * 4 for k in keeps]  # where each row's final beat starts
+    compared = sum(f + int(k[f:].sum()) for f, k in zip(finals, keeps))
+    assert bench.beats.elements == compared
+    executable = build_testbench(bench.directory, bench.module)
+    result = run_testbench(executable, bench.directory)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert verdict(result.stdout) == (compared, 0)
+    # Row 0 keeps every other element: element 1 (beat 0, lane 1) is masked, probability 0.
+    assert not keeps[0][1] and vectors.y[0, 1] == 0
+    expected = bench.beats.expected
+    lines = expected.read_text().splitlines()
+    word = int(lines[1], 16)
+    lines[1] = f"{word ^ (1 << config.out_bits):0{len(lines[1])}x}"  # lane 1's lowest bit
+    expected.write_text("\n".join(lines) + "\n")
+    result = run_testbench(executable, bench.directory)
+    assert result.returncode != 0 and verdict(result.stdout) == (compared - 1, 1)

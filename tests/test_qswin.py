@@ -50,8 +50,12 @@ def test_every_tap_is_computed_on_integers(swin, method, weight_bits):
     assert np.asarray(logits).tolist() == qmodel.forward(images_q[:2]).tolist()
     layers = nonlinear_layers(swin[0].config)
     assert {f"{layer}:{end}" for layer in layers for end in ("in", "out")} <= set(taps)
-    untrapped = [name for name, value in taps.items()
-                 if not (isinstance(value, IntegerOnlyArray) and value.dtype.kind == "i")]
+    # The shifted block's window mask (its ``:keep`` tap) is a constant of the model, not
+    # computed from the image; it must be booleans.
+    masks = {name: value for name, value in taps.items() if name.endswith(":keep")}
+    assert all(value.dtype == bool for value in masks.values())
+    untrapped = [name for name, value in taps.items() if name not in masks
+                 and not (isinstance(value, IntegerOnlyArray) and value.dtype.kind == "i")]
     assert not untrapped, f"taps computed outside the trap: {untrapped}"
     ran = {registry.get(name).run.__code__ for name in set(qmodel.assignment.values())}
     ran |= {qswin.IntegerSwin.forward.__code__, qswin.IntegerSwin._masked_softmax.__code__,
@@ -96,6 +100,7 @@ def test_shifted_window_rows_exclude_the_masked_positions(swin, method):
     qmodel.forward(images_q, taps)
     keep = reference["layers.0.blocks.1.attn.keep"] > 0
     assert 0 < keep.mean() < 1
+    assert np.array_equal(taps[f"{SHIFTED}:keep"], keep)  # the mask the vectors will carry
     probabilities = qmodel.plans[SHIFTED].config.dequantize_output(taps[f"{SHIFTED}:out"])
     assert (probabilities[~keep] == 0).all()
     assert (probabilities[keep] > 0).any()

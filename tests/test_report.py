@@ -38,6 +38,9 @@ def fake_run(directory, model=None):
                                   "gelu/ibert": {"checked": 256, "mismatches": 1, "cycles": 300,
                                                  "passed": False, "first_mismatch": "beat 3",
                                                  "waveform": "dump.fst"}}},
+        "vectors.done": {"units": {"softmax/fqvit": {"layer": "blocks.0.attn.softmax",
+                                                     "masked_rows": 0},
+                                   "gelu/ibert": {"layer": "blocks.0.mlp.gelu"}}},
         "accelerator.done": {"images": 16, "mismatches": 0, "image_cycles": [81805] * 16,
                              "model_cycles": 81805, "gemm_cycles": 55659,
                              "by_kind": {"GEMM": 56334, "layernorm": 10712},
@@ -163,3 +166,19 @@ def test_accuracies_carry_the_noise_of_the_runs_own_test_split(tmp_path, model, 
     assert f"({images:,} images)" in text
     se = 100 * (0.98 * 0.02 / images) ** 0.5
     assert f"98.00% ± {se:.2f}" in text
+
+
+def test_a_swin_run_reports_its_masked_rows_and_the_skipped_accelerator(tmp_path):
+    """A Swin's demo: the softmax vectors' masked window rows are counted in the verdicts, and
+    the accelerator section says why the stage did not run."""
+    fake_run(tmp_path, model="mnist-swin")
+    for name, change in (("vectors.done", lambda d: d["units"]["softmax/fqvit"].update(
+            layer="layers.0.blocks.1.attn.softmax", masked_rows=142)),
+            ("accelerator.done", lambda d: (d.clear(), d.update(skipped="ViT/DeiT only")))):
+        data = json.loads((tmp_path / name).read_text())
+        change(data)
+        (tmp_path / name).write_text(json.dumps(data))
+    write_report(tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "| softmax/fqvit | layers.0.blocks.1.attn.softmax | 142 | 17,408 |" in text
+    assert "## The whole model on the accelerator\n\nNot run: ViT/DeiT only." in text

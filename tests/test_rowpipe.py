@@ -8,24 +8,28 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from intvit.golden_model.vectors import keep_bits
 from toy_row import ToyRowUnit, toy_golden
 
 
-def run_rows(unit, rows, *, stall, seed):
+def run_rows(unit, rows, *, stall, seed, keeps=None, out_keeps=None):
+    """Stream ``rows`` (with their ``keeps`` masks, default every element) through ``unit``;
+    return the output rows, the kept lanes only without ``keeps``, else every lane of the row
+    (``out_keeps``, a list, receives each output row's keep bits), and the cycle counts."""
     rng = random.Random(seed)
     received, cycles = [], {"first": None, "last": None, "ends": [], "accept": None}
     lanes = unit.lanes
 
     async def source(ctx):
-        for row in rows:
+        for index, row in enumerate(rows):
             for start in range(0, len(row), lanes):
                 chunk = row[start:start + lanes]
                 while rng.random() < stall:
                     ctx.set(unit.i.valid, 0)
                     await ctx.tick()
+                keep = keep_bits(None if keeps is None else keeps[index], start, len(chunk))
                 ctx.set(unit.i.payload, {"data": list(chunk) + [0] * (lanes - len(chunk)),
-                                         "keep": (1 << len(chunk)) - 1,
-                                         "last": start + lanes >= len(row)})
+                                         "keep": keep, "last": start + lanes >= len(row)})
                 ctx.set(unit.i.valid, 1)
                 while True:
                     ready = ctx.get(unit.i.ready)
@@ -47,9 +51,17 @@ def run_rows(unit, rows, *, stall, seed):
             cycle += 1
             if transfer:
                 keep = beat.keep
-                row += [beat.data[j] for j in range(lanes) if keep >> j & 1]
+                if keeps is None:
+                    row += [beat.data[j] for j in range(lanes) if keep >> j & 1]
+                else:
+                    row += [(beat.data[j], keep >> j & 1) for j in range(lanes)]
                 cycles["first"] = cycles["first"] or cycle
                 if beat.last:
+                    if keeps is not None:
+                        row = row[:len(rows[len(received)])]
+                        if out_keeps is not None:
+                            out_keeps.append([bool(k) for _, k in row])
+                        row = [v for v, _ in row]
                     received.append(row)
                     row = []
                     cycles["last"] = cycle
@@ -128,3 +140,27 @@ def test_short_softmax_rows_stream_back_to_back(name, length):
     _, alone = run_rows(build_unit(name, config, lanes=1, max_row=256), rows[:1], stall=0.0,
                         seed=0)
     assert alone["ends"][0] - alone["accept"] <= unit.row_latency(length)
+
+
+@pytest.mark.parametrize("name", SOFTMAX_UNITS)
+def test_masked_softmax_rows_equal_the_golden_masked_softmax(name):
+    """Rows with masked elements anywhere (a shifted Swin window's rows: whole beats masked,
+    the row's peak masked, only the last element kept), 3 lanes with back-pressure: every
+    output element, masked ones included (probability 0, FQ-ViT's top code), equals the golden
+    softmax with the same ``keep``, and each output beat carries its input beat's mask."""
+    from intvit.golden_model import registry
+    from intvit.golden_model.vectors import masked_row_sweep
+    from intvit.hw.units import build_unit
+
+    operator = registry.get(name)
+    config = operator.example_config()
+    rows, keeps = masked_row_sweep(config, np.random.default_rng(7), 24, count=30)
+    unit = build_unit(name, config, lanes=3, max_row=24)
+    out_keeps: list = []
+    got, _ = run_rows(unit, [list(r) for r in rows], stall=0.3, seed=1, keeps=keeps,
+                      out_keeps=out_keeps)
+    want = [list(operator.run(config, np.array([r]), keep=k[None, :])[0])
+            for r, k in zip(rows, keeps)]
+    assert got == want
+    assert out_keeps == [list(k) for k in keeps]
+    assert not keeps[3][6:9].any()  # a whole beat of the 8-element masked run (3 lanes)

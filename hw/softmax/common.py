@@ -5,9 +5,11 @@ A :class:`SoftmaxRowUnit` is a three-pass :class:`intvit.hw.rowpipe.RowUnit`; a
 :class:`ReciprocalSoftmaxUnit` (``iptq``, ``ivit``, ``ibert``) normalizes as the golden
 ``normalize`` (:mod:`intvit.golden_model.ops.softmax.common`):
 
-- pass 0 loads the row into the buffer and reduces its maximum (``signed(in_bits)``);
+- pass 0 loads the row into the buffer and reduces its maximum (``signed(in_bits)``) over the
+  elements kept;
 - pass 1 turns each element into its exponential ``e`` (the candidate's ``exp_stages``, written
-  back in place) and sums them;
+  back in place; 0 for an element not kept, as the golden ``masked``: a shifted window's masked
+  positions get probability 0, FQ-ViT's top code) and sums them;
 - row step 1: one :class:`intvit.hw.seqmath.RestoringDivider` gives the row's reciprocal
   ``f = floor(recip_numerator / min(sum, sum_limit))``, one quotient bit per cycle, only the
   config's ``quotient_bits`` of them (the row maximum's own ``e`` bounds the sum from below);
@@ -84,8 +86,14 @@ class SoftmaxRowUnit(RowUnit):
 
     def passes(self) -> list[RowPass]:
         in_shape = signed(self.config.in_bits)
+        *stages, power = self.exp_stages()
+
+        def kept_power(value, ctx):
+            """``e``, and 0 for an element the row does not keep (the golden ``masked``)."""
+            return Mux(ctx.keep, power(value, ctx), 0)
+
         return [RowPass(in_shape, reductions={"max": Reduction("max", in_shape)}),
-                RowPass(self.exp_shape, stages=self.exp_stages(),
+                RowPass(self.exp_shape, stages=[*stages, kept_power],
                         reductions={"sum": Reduction("sum", self.sum_shape)}),
                 self.output_pass()]
 

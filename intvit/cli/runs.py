@@ -33,8 +33,8 @@ def cmd_demo(args) -> int:
     return run_demo(Path(args.out), force=args.force, only=args.only, source=source)
 
 
-REPORT_INPUTS = ("quant.json", "rules.json", "quantize.done", "sim.done", "accelerator.done",
-                 "cost.done")
+REPORT_INPUTS = ("quant.json", "rules.json", "quantize.done", "vectors.done", "sim.done",
+                 "accelerator.done", "cost.done")
 
 
 def cmd_report(args) -> int:
@@ -59,7 +59,7 @@ def add_demo(commands) -> None:
 
     demo = commands.add_parser("demo", help="the main job on a bundled model or a checkpoint")
     demo.add_argument("--model", default="digits", help="the bundled model: digits (default; "
-                      "alias bundled) or mnist, or a timm ViT/DeiT or Hugging Face ViT "
+                      "alias bundled), mnist or mnist-swin (a Swin), or a timm ViT/DeiT or Hugging Face ViT "
                       "checkpoint path (with --calibration)")
     demo.add_argument("-o", "--out", default="runs/demo",
                       help="output directory (default runs/demo)")
