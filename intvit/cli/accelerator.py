@@ -1,4 +1,5 @@
-"""``intvit verilog|sim accelerator`` and ``intvit perf``: the whole integer ViT on one array.
+"""``intvit verilog|sim accelerator`` and ``intvit perf``: the whole integer ViT on one array
+(``perf`` also the cycle model of a Swin: ``golden_model/program_swin.py``).
 
 The model comes from ``--quant DIR/quant.json`` (``intvit quantize`` or ``intvit demo``), by
 default the demo's run ``runs/demo/quant.json`` (the bundled model's unified mix).
