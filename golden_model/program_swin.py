@@ -22,9 +22,11 @@ channels, windows of ``n = M*M`` tokens, ``H`` heads of ``d = C / H``, MLP width
   (``n x d x n``), the softmax (``n`` rows of ``n``) and ``probs @ v`` (``n x n x d``); the
   projection ``T x C x C`` with the residual add; ``norm2``, FC1 ``T x C x F``, GELU (``T`` rows
   of ``F``), FC2 ``T x F x C`` with the residual add;
-- the final LayerNorm (``T`` rows of ``C``, written row-major), the mean pooling as a GEMM
-  ``ones(1 x T) @ h`` (``1 x T x C``; its requantizer is the pool's, the ``1/T`` folded in:
-  :class:`IntegerSwin`'s sum and one dyadic requantizer), the head GEMM ``1 x C x classes``.
+- the final LayerNorm (``T`` rows of ``C``, written row-major: ``h`` is then the weight
+  operand, as ``v`` is), the mean pooling as a GEMM ``ones(1 x T) @ h`` (``1 x T x C``; the
+  ones a constant row kept in the activation memory; its requantizer is the pool's, the ``1/T``
+  folded in: :class:`IntegerSwin`'s sum and one dyadic requantizer), the head GEMM ``1 x C x
+  classes``.
 
 What costs no cycles, by choice (stated, not measured):
 
@@ -43,6 +45,8 @@ What costs no cycles, by choice (stated, not measured):
   (``IntegerSwin._to_residual``): the row engine has no requantizer after its unit; that
   stage's latency, a few cycles once per image, is not counted.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from . import registry
@@ -76,8 +80,9 @@ class SwinShape:
         self.stages = []
         for s in range(c.stages):
             dim, hidden = c.dim(s), c.mlp_hidden(s)
-            merge = s and {"name": f"layers.{s}.downsample", "norm_in": _ShapeRequant(),
-                           "reduction": _ShapeLinear(dim, 2 * dim, res)}
+            merge = None if s == 0 else {"name": f"layers.{s}.downsample",
+                                         "norm_in": _ShapeRequant(),
+                                         "reduction": _ShapeLinear(dim, 2 * dim, res)}
             blocks = [{"name": f"layers.{s}.blocks.{b}", "heads": c.num_heads[s],
                        "resolution": c.resolution(s), "window": c.window(s),
                        "shift": c.shift(s, b), "norm1_in": _ShapeRequant(),
@@ -85,25 +90,23 @@ class SwinShape:
                        "context": _ShapeRequant(), "proj": _ShapeLinear(dim, dim, res),
                        "norm2_in": _ShapeRequant(), "fc1": _ShapeLinear(hidden, dim),
                        "fc2": _ShapeLinear(dim, hidden, res)} for b in range(c.depths[s])]
-            self.stages.append({"downsample": merge or None, "blocks": blocks})
+            self.stages.append({"downsample": merge, "blocks": blocks})
         self.norm = {"in": _ShapeRequant()}
         self.pool = _ShapeRequant(spec.act_bits)
         self.head = _ShapeLinear(c.num_classes, c.dim(c.stages - 1), LOGIT_BITS)
         self.residual_range = signed_range(res)
-        widths = {layer: shape[0] for layer, shape in
+        widths = {layer: length for layer, (length, _) in
                   layer_shapes(c, lambda length, rows: (length, rows)).items()}
         longest = max(c.window(s) ** 2 for s in range(c.stages))
-        example = {"layernorm": lambda layer: registry.get(ops["layernorm"]).example_config(
-                       channels=widths[layer]),
-                   "softmax": lambda layer: registry.get(ops["softmax"]).example_config(
-                       max_row=longest),
-                   "gelu": lambda layer: registry.get(ops["gelu"]).example_config()}
-        made: dict = {}  # one config object per (kind, width): equal layers share a unit
+        configs: dict = {}  # one per kind and LayerNorm width: equal layers share a unit
         self.plans = {}
         for layer, kind in nonlinear_layers(c).items():
-            key = (kind, widths[layer] if kind == "layernorm" else 0)
-            made.setdefault(key, example[kind](layer))
-            self.plans[layer] = LayerPlan(ops[kind], made[key])
+            width = widths[layer] if kind == "layernorm" else 0
+            if (kind, width) not in configs:
+                options = {"layernorm": {"channels": width}, "softmax": {"max_row": longest}}
+                configs[kind, width] = registry.get(ops[kind]).example_config(
+                    **options.get(kind, {}))
+            self.plans[layer] = LayerPlan(ops[kind], configs[kind, width])
 
 
 def _check_model(qmodel, lanes: int):
@@ -119,6 +122,24 @@ def _check_model(qmodel, lanes: int):
             raise IntvitError(f"a {lanes} x {lanes} array cannot hold this Swin's widths: the "
                               f"head width {head_dim} and the stage width {dim} must be "
                               f"multiples of {lanes}; choose --rows/--cols dividing {head_dim}")
+
+
+class _BlockShape(NamedTuple):
+    """A block's tokens ``T``, width ``C``, MLP width ``F``, window tokens ``n``, windows,
+    heads ``H`` and head width ``d``."""
+    tokens: int
+    dim: int
+    hidden: int
+    n: int
+    windows: int
+    heads: int
+    head_dim: int
+
+    @classmethod
+    def of(cls, block: dict) -> "_BlockShape":
+        dim, side, window = block["qkv"].weight.shape[1], block["resolution"], block["window"]
+        return cls(side * side, dim, block["fc1"].weight.shape[0], window * window,
+                   (side // window) ** 2, block["heads"], dim // block["heads"])
 
 
 def _sized(memory: _Memory, name: str, layout: str, shapes) -> tuple:
@@ -149,30 +170,24 @@ def compile_swin_program(qmodel, config: AcceleratorConfig = AcceleratorConfig()
     plans = qmodel.plans
     units = UnitTable(plans)
 
-    def shape(block):
-        """``(T, C, F, n, windows, H, d)`` of a block."""
-        dim, window = block["qkv"].weight.shape[1], block["window"]
-        return (block["resolution"] ** 2, dim, block["fc1"].weight.shape[0], window ** 2,
-                (block["resolution"] // window) ** 2, block["heads"], dim // block["heads"])
-
-    shapes = [shape(block) for block in blocks]
+    shapes = [_BlockShape.of(block) for block in blocks]
     merged = [(stage["blocks"][0]["resolution"] ** 2, stage["downsample"]["reduction"]
                .weight.shape[1]) for stage in qmodel.stages if stage["downsample"]]
     memory = _Memory(lanes)
-    res_base, res_stride = _sized(memory, "residual", "T", [(t, c) for t, c, *_ in shapes])
-    h_base, h_stride = _sized(memory, "normed", "T",
-                              [(tokens0, dim0), *merged, *((t, c) for t, c, *_ in shapes)])
+    streams = [(b.tokens, b.dim) for b in shapes]
+    res_base, res_stride = _sized(memory, "residual", "T", streams)
+    h_base, h_stride = _sized(memory, "normed", "T", [(tokens0, dim0), *merged, *streams])
     scratch = memory.top
     img_base, img_stride = memory.region("image", "T", tokens0, patch_k)
     memory.top = scratch
-    qk_base, qk_stride = _sized(memory, "qk", "T", [(t, 2 * c) for t, c, *_ in shapes])
-    v_base, v_stride = _sized(memory, "v", "RM", [(t, c) for t, c, *_ in shapes])
-    s_base, s_stride = _sized(memory, "scores", "RM", [(n, n) for *_, n, _, _, _ in shapes])
-    p_base, p_stride = _sized(memory, "probs", "T", [(n, n) for *_, n, _, _, _ in shapes])
-    ctx_base, ctx_stride = _sized(memory, "context", "T", [(t, c) for t, c, *_ in shapes])
+    qk_base, qk_stride = _sized(memory, "qk", "T", [(b.tokens, 2 * b.dim) for b in shapes])
+    v_base, v_stride = _sized(memory, "v", "RM", streams)
+    s_base, s_stride = _sized(memory, "scores", "RM", [(b.n, b.n) for b in shapes])
+    p_base, p_stride = _sized(memory, "probs", "T", [(b.n, b.n) for b in shapes])
+    ctx_base, ctx_stride = _sized(memory, "context", "T", streams)
     attn_top = memory.top
     memory.top = scratch
-    g_base, g_stride = _sized(memory, "hidden", "T", [(t, f) for t, _, f, *_ in shapes])
+    g_base, g_stride = _sized(memory, "hidden", "T", [(b.tokens, b.hidden) for b in shapes])
     hidden_top = memory.top
     memory.top = scratch
     f_base, f_stride = memory.region("final", "RM", last_tokens, last_dim)
@@ -235,7 +250,7 @@ def compile_swin_program(qmodel, config: AcceleratorConfig = AcceleratorConfig()
                               h_stride, rows, width, dim, "T", res_base, res_stride))
         for block in stage["blocks"]:
             p = block["name"]
-            tokens, dim, hidden, n, windows, heads, head_dim = shape(block)
+            tokens, dim, hidden, n, windows, heads, head_dim = _BlockShape.of(block)
             softmax = f"{p}.attn.softmax"
             top = getattr(plans[softmax].config, "top_code", None) or 0
             scores_b, context_b = constant_requant(), constant_requant()
