@@ -137,6 +137,8 @@ class Program:
     clspos: np.ndarray         # (words, lanes): class token + position embedding, T layout
     chan_bits: list = field(default_factory=list)
     """Output bits of each ``dim``-entry block of ``channels`` (one per LayerNorm)."""
+    position: str = "class/position"
+    """What ``clspos`` holds, as reports name it (a Swin's: its relative position bias)."""
 
     def summary(self) -> dict:
         return {"format": PROGRAM_FORMAT, "lanes": self.lanes,
@@ -159,6 +161,33 @@ class Program:
         """``program.json``: the steps and memory map, one step per line for reading."""
         text = json.dumps(self.summary(), indent=1)
         write_text_atomic(path, text + "\n")
+
+
+class UnitTable:
+    """The program's units: one per distinct operator config; LayerNorms whose configs differ
+    only in their per-channel tables share one unit (ops.layernorm.common.same_datapath), a
+    step naming the layer whose tables it reads."""
+
+    def __init__(self, plans: dict):
+        self.plans, self.units = plans, []  # units: (op, [configs])
+
+    def unit_for(self, layer) -> tuple:
+        """``(unit index, layer index within the unit)`` of non-linear layer ``layer``."""
+        plan = self.plans[layer]
+        for index, (op, configs) in enumerate(self.units):
+            if op != plan.op:
+                continue
+            if plan.config in configs:
+                return index, configs.index(plan.config)
+            if op.startswith("layernorm/") and same_datapath(configs[0], plan.config):
+                configs.append(plan.config)
+                return index, len(configs) - 1
+        self.units.append((plan.op, [plan.config]))
+        return len(self.units) - 1, 0
+
+    def frozen(self) -> list:
+        """``[(op, (config, ...))]`` in unit index order (:attr:`Program.units`)."""
+        return [(op, tuple(configs)) for op, configs in self.units]
 
 
 class _Memory:
@@ -220,24 +249,8 @@ def compile_program(qmodel: IntegerViT, config: AcceleratorConfig = AcceleratorC
     classes = qmodel.head.weight.shape[0]
     plans = qmodel.plans
 
-    # Units: one per distinct operator config; LayerNorms whose configs differ only in their
-    # per-channel tables share one unit (ops.layernorm.common.same_datapath), a step naming
-    # the layer whose tables it reads.
-    units: list = []          # (op, [configs])
-
-    def unit_for(layer):
-        """``(unit index, layer index within the unit)`` of non-linear layer ``layer``."""
-        plan = plans[layer]
-        for index, (op, configs) in enumerate(units):
-            if op != plan.op:
-                continue
-            if plan.config in configs:
-                return index, configs.index(plan.config)
-            if op.startswith("layernorm/") and same_datapath(configs[0], plan.config):
-                configs.append(plan.config)
-                return index, len(configs) - 1
-        units.append((plan.op, [plan.config]))
-        return len(units) - 1, 0
+    units = UnitTable(plans)
+    unit_for = units.unit_for
 
     memory = _Memory(lanes)
     res_base, res_stride = memory.region("residual", "T", tokens, dim)
@@ -363,7 +376,7 @@ def compile_program(qmodel: IntegerViT, config: AcceleratorConfig = AcceleratorC
     if constants:
         clspos[:tokens] = qmodel.cls_pos
     clspos = clspos.reshape(-1, lanes, dim).transpose(0, 2, 1).reshape(-1, lanes)
-    units = [(op, tuple(configs)) for op, configs in units]
+    units = units.frozen()
     lane_bits = max(residual_bits, LOGIT_BITS,
                     *(_out_width(config) for _, configs in units for config in configs))
     act_bits = max(IMAGE_BITS, *(_a_width(qmodel, step, plans) for step in steps

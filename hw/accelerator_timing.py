@@ -48,14 +48,17 @@ def step_cycles(program: Program, accelerator=None) -> list:
     accelerator = accelerator or model_only(Accelerator(program))
     units = [model_only(unit) for unit in accelerator.units()]
     requant = accelerator.requant_latency
-    result = []
+    result, rows = [], {}  # rows: a row step's cycles by all they depend on (a Swin repeats them)
     for step in program.steps:
         if step.kind == "input":
             cycles = FETCH + step.channels * (step.grid * step.patch) ** 2 + WRITE_TAIL
         elif step.kind == "gemm":
             cycles = gemm_step_cycles(program, step, accelerator.gemm_config)
         else:
-            cycles = row_step_cycles(program, step, units[step.unit], requant)
+            key = (step.unit, step.m, step.n, step.chan_base >= 0)
+            if key not in rows:
+                rows[key] = row_step_cycles(program, step, units[step.unit], requant)
+            cycles = rows[key]
         result.append((step.name, cycles))
     return result
 
@@ -83,7 +86,7 @@ ECP5_85F_BRAM_BITS = 208 * 18 * 1024
 def memory_bits(program: Program) -> dict:
     """On-chip bits of each memory: activations (``L`` lanes of ``lane_bits``), weights (int8
     lanes), biases (``bias, m, e`` per lane), LayerNorm-input requantizers, class token +
-    position embedding."""
+    position embedding (a Swin: its relative position bias codes, ``program.position``)."""
     from intvit.golden_model.ops.requant import MULTIPLIER_BITS, SHIFT_BITS
 
     lanes = program.lanes
@@ -91,7 +94,7 @@ def memory_bits(program: Program) -> dict:
             "weights": len(program.weights) * lanes * 8,
             "biases": len(program.biases) * lanes * (31 + MULTIPLIER_BITS + SHIFT_BITS),
             "requantizers": len(program.channels) * (MULTIPLIER_BITS + SHIFT_BITS),
-            "class/position": len(program.clspos) * lanes * program.lane_bits}
+            program.position: len(program.clspos) * lanes * program.lane_bits}
 
 
 def check_fits(program: Program, target: str) -> None:
@@ -140,7 +143,8 @@ def perf_report(program: Program, mhz: float, bandwidth_gbs: float, accelerator=
     seconds = cycles / (mhz * 1e6)
     if traffic:
         seconds = max(seconds, traffic / (bandwidth_gbs * 1e9))
-    gemm_busy = sum(predicted_cycles(s.m, s.k, s.n, _gemm_config(program))
+    gemm_config = _gemm_config(program)
+    gemm_busy = sum(predicted_cycles(s.m, s.k, s.n, gemm_config)
                     for s in program.steps if s.kind == "gemm")
     macs = sum(s.m * s.k * s.n for s in program.steps if s.kind == "gemm")
     return {"cycles": cycles, "gemm_cycles": gemm_busy, "by_kind": by_kind,
@@ -160,19 +164,23 @@ def _gemm_config(program: Program):
 
 
 def shape_program(arch: str, lanes: int = 8, requant_lanes: int = 4, method: str = "ivit"):
-    """The program of timm ViT/DeiT ``arch`` (a :data:`~intvit.golden_model.vit.PRESETS`
-    name) with every non-linear layer on ``method``, from its shape alone."""
+    """The program of timm ViT/DeiT or Swin ``arch`` (a :data:`~intvit.golden_model.vit.PRESETS`
+    or :data:`~intvit.golden_model.swin.PRESETS` name) with every non-linear layer on
+    ``method``, from its shape alone."""
+    from intvit.golden_model import swin, vit
     from intvit.golden_model.errors import IntvitError
     from intvit.golden_model.program import AcceleratorConfig, ModelShape, compile_program
+    from intvit.golden_model.program_swin import SwinShape, compile_swin_program
     from intvit.golden_model.qvit import default_assignment
-    from intvit.golden_model.vit import PRESETS
 
-    if arch not in PRESETS:
-        raise IntvitError(f"unknown architecture {arch!r}; known: {', '.join(sorted(PRESETS))}")
-    config = PRESETS[arch]
+    presets = {**vit.PRESETS, **swin.PRESETS}
+    if arch not in presets:
+        raise IntvitError(f"unknown architecture {arch!r}; known: {', '.join(sorted(presets))}")
+    config = presets[arch]
     assignment = default_assignment(config, method)
-    ops = {"layernorm": next(op for op in assignment.values() if op.startswith("layernorm")),
-           "softmax": next(op for op in assignment.values() if op.startswith("softmax")),
-           "gelu": next(op for op in assignment.values() if op.startswith("gelu"))}
-    return compile_program(ModelShape(config, ops),
-                           AcceleratorConfig(lanes=lanes, requant_lanes=requant_lanes))
+    ops = {kind: next(op for op in assignment.values() if op.startswith(kind))
+           for kind in ("layernorm", "softmax", "gelu")}
+    accelerator = AcceleratorConfig(lanes=lanes, requant_lanes=requant_lanes)
+    if arch in swin.PRESETS:
+        return compile_swin_program(SwinShape(config, ops), accelerator)
+    return compile_program(ModelShape(config, ops), accelerator)

@@ -1,4 +1,5 @@
-"""``intvit verilog|sim accelerator`` and ``intvit perf``: the whole integer ViT on one array.
+"""``intvit verilog|sim accelerator`` and ``intvit perf``: the whole integer ViT on one array
+(``perf`` also the cycle model of a Swin: ``golden_model/program_swin.py``).
 
 The model comes from ``--quant DIR/quant.json`` (``intvit quantize`` or ``intvit demo``), by
 default the demo's run ``runs/demo/quant.json`` (the bundled model's unified mix).
@@ -111,16 +112,29 @@ def cmd_perf(args) -> int:
 
     config = accelerator_config(args)
     if args.quant is not None:
-        _, _, _, program = compiled(args)
+        program = perf_program(args, config)
         name = str(args.quant)
     else:
-        refuse(args.arch is None, "give --arch (a timm ViT/DeiT name, e.g. "
-               "deit_tiny_patch16_224) or --quant quant.json")
+        refuse(args.arch is None, "give --arch (a timm ViT/DeiT or Swin name, e.g. "
+               "deit_tiny_patch16_224 or swin_tiny_patch4_window7_224) or --quant quant.json")
         program = shape_program(args.arch, config.lanes, config.requant_lanes, args.method)
         name = args.arch
     report = perf_report(program, mhz=args.mhz, bandwidth_gbs=args.bandwidth)
     print(format_perf(name, program, report, args.mhz))
     return 0
+
+
+def perf_program(args, config):
+    """The program of ``--quant``'s model: an integer ViT's (the one the accelerator runs) or an
+    integer Swin's (shape-only, for the cycle model: ``golden_model/program_swin.py``)."""
+    from intvit.golden_model.program import compile_program
+    from intvit.golden_model.program_swin import compile_swin_program
+    from intvit.golden_model.qswin import IntegerSwin
+
+    _, qmodel, _ = quantized_run(args)
+    if isinstance(qmodel, IntegerSwin):
+        return compile_swin_program(qmodel, config)
+    return compile_program(qmodel, config)
 
 
 def format_perf(name: str, program, report: dict, mhz: float) -> str:
@@ -144,8 +158,9 @@ def format_perf(name: str, program, report: dict, mhz: float) -> str:
 
 def add_perf(commands) -> None:
     perf = commands.add_parser("perf", help="the accelerator's performance model: cycles, "
-                               "images/s, on-chip memory and weight traffic of a ViT")
-    perf.add_argument("--arch", help="a timm ViT/DeiT name, e.g. deit_tiny_patch16_224")
+                               "images/s, on-chip memory and weight traffic of a ViT or a Swin")
+    perf.add_argument("--arch", help="a timm ViT/DeiT or Swin name, e.g. "
+                      "deit_tiny_patch16_224, swin_tiny_patch4_window7_224")
     perf.add_argument("--rows", type=int, default=8, help="array rows (default 8)")
     perf.add_argument("--cols", type=int, default=8, help="array columns (default 8)")
     perf.add_argument("--mhz", type=float, default=100.0, help="clock in MHz (default 100)")
