@@ -192,12 +192,16 @@ def build_markdown(out: Path) -> str:
 def _accelerator_section(record: dict) -> str:
     """The whole model on the generated accelerator: bit-exactness, cycles and their shares
     (or why the stage skipped the model)."""
+    total = sum(record["by_kind"].values())
+    shares = _table(["step kind", "cycles per image (steps)", "fraction of the steps' cycles"],
+                    [[kind, count(c), f"{c / total:.3f}"] for kind, c in record["by_kind"].items()])
     if "skipped" in record:
-        return f"## The whole model on the accelerator\n\nNot run: {record['skipped']}."
+        return (f"## The whole model on the accelerator\n\nNot simulated: {record['skipped']}. "
+                f"The cycle model: {count(record['model_cycles'])} cycles per image, the GEMM "
+                f"array busy {count(record['gemm_cycles'])} of them "
+                f"({record['model_cycles'] / record['gemm_cycles']:.2f}x).\n\n" + shares)
     cycles = record["image_cycles"]
     measured = sum(cycles) / len(cycles) if cycles else 0
-    total = sum(record["by_kind"].values())
-    shares = [[kind, count(c), f"{c / total:.3f}"] for kind, c in record["by_kind"].items()]
     verdict = ("every image's logits equal the integer model's" if not record["mismatches"]
                else f"FAIL: {record['first_mismatch']}; first differing step: "
                     f"{record['first_step']}")
@@ -208,9 +212,7 @@ def _accelerator_section(record: dict) -> str:
             f"{count(record['model_cycles'])} by the cycle model; the GEMM array is busy "
             f"{count(record['gemm_cycles'])} of them "
             f"({record['model_cycles'] / record['gemm_cycles']:.2f}x). Program: "
-            f"`{record['program']}`.\n\n"
-            + _table(["step kind", "cycles per image (steps)", "fraction of the steps' cycles"],
-                     shares))
+            f"`{record['program']}`.\n\n" + shares)
 
 
 def markdown_to_html(text: str, title: str) -> str:
