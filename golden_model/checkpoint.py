@@ -10,12 +10,11 @@ Accepted: a state dict with timm's ``VisionTransformer`` keys for a class-token 
 :class:`VisionTransformer`; or timm's ``SwinTransformer`` keys, into
 :class:`~intvit.golden_model.swin.SwinTransformer` (:mod:`.swin_checkpoint`, which reads the
 window and heads from the relative-position tables; the image size is given or a preset's).
-Given as a dict, a
-path to a ``torch.save`` or ``.safetensors`` file (:mod:`.safetensors_file`), a
-``save_pretrained`` directory, or wrapped as ``{"model": ...}`` / ``{"state_dict": ...}`` (DeiT
-releases). Tensors are converted to float32.
+Given as a dict, a path to a ``torch.save`` or ``.safetensors`` file (:mod:`.safetensors_file`),
+a ``save_pretrained`` directory, or wrapped as ``{"model": ...}`` / ``{"state_dict": ...}``
+(DeiT releases). Tensors are converted to float32.
 
-Without a config, the shapes give every field but ``num_heads``, which no weight shape records:
+Without a config, a ViT's shapes give every field but ``num_heads``, which no weight shape records:
 it is given, or taken from the preset (:data:`intvit.golden_model.vit.PRESETS`) with the same
 image, patch, embedding, depth and MLP sizes; a model matching no preset needs it given.
 """

@@ -44,7 +44,8 @@ def read_checkpoint(checkpoint, hint: str) -> tuple[dict[str, torch.Tensor], str
     messages and ``hint`` ends them."""
     path = Path(checkpoint) if isinstance(checkpoint, (str, Path)) else None
     source = "(in memory)" if path is None else str(path)
-    return unwrap_state(checkpoint if path is None else read_state(path), source, hint), source, path
+    state = unwrap_state(checkpoint if path is None else read_state(path), source, hint)
+    return state, source, path
 
 
 def unwrap_state(checkpoint: object, source: str, hint: str) -> dict[str, torch.Tensor]:
