@@ -74,11 +74,16 @@ def truncated(path):
     path.write_bytes(data[:len(data) // 2])
 
 
+def foreign(path):
+    torch.save({"encoder.weight": torch.zeros(2, 2)}, path)
+
+
 @pytest.mark.parametrize("make, extra, words", [
     (window12, ["--arch", "swin_tiny_patch4_window7_224"], "a table for windows of 12, but "
      "stage 0 uses windows of 7"),
     (None, ["--img-size", "30"], "img_size 30 is not a multiple of window_size x patch_size"),
     (truncated, ["--img-size", "28"], "cannot read checkpoint"),
+    (foreign, [], "or a timm Swin (patch_embed.proj.weight, layers.S.blocks.N.attn"),
     (None, [], "give it (--img-size N"),
     (None, ["--img-size", "28", "--heads", "2"], "leave out the heads (--heads)"),
     (None, ["--arch", "deit_tiny_patch16_224"], "is a timm Swin, but the architecture given"),
