@@ -1,17 +1,20 @@
-"""Load timm ViT/DeiT and Hugging Face ViT checkpoints (and the bundled models) into
-:class:`VisionTransformer`.
+"""Load timm ViT/DeiT, Hugging Face ViT and timm Swin checkpoints (and the bundled models):
+:func:`load_checkpoint` tells the family from the keys.
 
 Accepted: a state dict with timm's ``VisionTransformer`` keys for a class-token model with
 ``global_pool='token'`` and no register tokens, layer scale or pre-logits layer (timm's
 ``vit_*_patch16_224`` and DeiT's ``deit_*_patch16_224``), or timm's
 ``VisionTransformerDistilled`` keys (``deit_*_distilled_patch16_224``: ``dist_token`` and
 ``head_dist`` besides), or a Hugging Face ``ViTForImageClassification`` state dict
-(:mod:`.checkpoint_hf`, which maps its keys and reads its ``config.json``). Given as a dict, a
-path to a ``torch.save`` or ``.safetensors`` file (:mod:`.safetensors_file`), a
-``save_pretrained`` directory, or wrapped as ``{"model": ...}`` / ``{"state_dict": ...}`` (DeiT
-releases). Tensors are converted to float32.
+(:mod:`.checkpoint_hf`, which maps its keys and reads its ``config.json``), into
+:class:`VisionTransformer`; or timm's ``SwinTransformer`` keys, into
+:class:`~intvit.golden_model.swin.SwinTransformer` (:mod:`.swin_checkpoint`, which reads the
+window and heads from the relative-position tables; the image size is given or a preset's).
+Given as a dict, a path to a ``torch.save`` or ``.safetensors`` file (:mod:`.safetensors_file`),
+a ``save_pretrained`` directory, or wrapped as ``{"model": ...}`` / ``{"state_dict": ...}``
+(DeiT releases). Tensors are converted to float32.
 
-Without a config, the shapes give every field but ``num_heads``, which no weight shape records:
+Without a config, a ViT's shapes give every field but ``num_heads``, which no weight shape records:
 it is given, or taken from the preset (:data:`intvit.golden_model.vit.PRESETS`) with the same
 image, patch, embedding, depth and MLP sizes; a model matching no preset needs it given.
 """
@@ -22,11 +25,12 @@ from pathlib import Path
 import torch
 
 from . import checkpoint_hf
+from . import swin
 from .checkpoint_io import first_keys as _first
-from .checkpoint_io import read_state as _read
-from .checkpoint_io import unwrap_state
+from .checkpoint_io import read_checkpoint
 from .dataset import ALIASES
 from .errors import ConfigError, IntvitError
+from .swin_checkpoint import is_swin_state, swin_from_state
 from .vit import PRESETS, ViTConfig, VisionTransformer
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -44,12 +48,11 @@ HINT = ("export a timm VisionTransformer state dict (class token, global_pool='t
 FAMILIES = ("a timm ViT/DeiT (patch_embed.proj.weight, pos_embed, blocks.N.attn.qkv.weight, "
             "head.weight; distilled DeiT adds dist_token, head_dist.weight) or a Hugging Face "
             "ViTForImageClassification (vit.embeddings.*, vit.encoder.layer.N.*, "
-            "classifier.weight)")
+            "classifier.weight) or a timm Swin (patch_embed.proj.weight, "
+            "layers.S.blocks.N.attn.relative_position_bias_table, head.fc.weight)")
 """What a checkpoint's keys must look like: every family intvit reads."""
-
-
-def _unwrap(checkpoint: object, source: str) -> dict[str, torch.Tensor]:
-    return unwrap_state(checkpoint, source, HINT)
+ARCHITECTURES = {**PRESETS, **swin.PRESETS}
+"""Every preset config by timm name: the ViT/DeiT and the Swin ones."""
 
 
 def _is_timm(state: dict) -> bool:
@@ -130,24 +133,36 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "(in memory)",
         raise IntvitError(f"checkpoint {source}: {error}") from None
 
 
-def load_checkpoint(checkpoint, config: ViTConfig | None = None,
-                    num_heads: int | None = None) -> VisionTransformer:
-    """A float :class:`VisionTransformer` in eval mode with the checkpoint's weights.
+def load_checkpoint(checkpoint, config: ViTConfig | swin.SwinConfig | None = None,
+                    num_heads: int | None = None, img_size: int | None = None):
+    """A float :class:`VisionTransformer` or, for timm Swin keys,
+    :class:`~intvit.golden_model.swin.SwinTransformer`, in eval mode with the checkpoint's
+    weights.
 
     ``checkpoint`` is a path or a (possibly wrapped) state dict; ``config`` is inferred from the
-    shapes (with ``num_heads``, else a preset's) when omitted, else checked against them (a
-    Hugging Face ViT's comes from its ``config.json``). Anything unsupported is a one-line
+    shapes when omitted (a ViT's heads ``num_heads``, else a preset's; a Swin's image size
+    ``img_size``, else a preset's), else checked against them (a Hugging Face ViT's comes from
+    its ``config.json``). A Swin's tables record its heads, a ViT's position embedding its
+    image size: giving those is refused. Anything unsupported is a one-line
     :class:`IntvitError` naming the first few offending keys, or, for keys of no supported
     family, what was expected.
     """
-    path = Path(checkpoint) if isinstance(checkpoint, (str, Path)) else None
-    source = "(in memory)" if path is None else str(path)
-    state = _unwrap(checkpoint if path is None else _read(path), source)
+    state, source, path = read_checkpoint(checkpoint, HINT)
+    if is_swin_state(state):
+        _check_family(source, "timm Swin", config, swin.SwinConfig)
+        if num_heads is not None:
+            raise IntvitError(f"checkpoint {source} is a timm Swin, whose relative-position "
+                              "tables record its heads; leave out the heads (--heads)")
+        return swin_from_state(state, source, config, img_size)
+    if img_size is not None:
+        raise IntvitError(f"checkpoint {source} is a ViT, whose position embedding sets its "
+                          "image size; leave out the image size (--img-size)")
     if checkpoint_hf.is_hf_state(state):
         state, config = _from_hf(state, source, path, config, num_heads)
     elif not _is_timm(state):
         raise IntvitError(f"checkpoint {source} matches no supported model family (its keys "
                           f"include {_first(state) or 'nothing'}); expected {FAMILIES}")
+    _check_family(source, "ViT", config, ViTConfig)
     if config is None:
         config = infer_config(state, source, num_heads)
     model = VisionTransformer(config)
@@ -163,6 +178,14 @@ def load_checkpoint(checkpoint, config: ViTConfig | None = None,
                               "checkpoint was trained with (or none, to infer it)")
     model.load_state_dict({key: value.float() for key, value in state.items()})
     return model.eval()
+
+
+def _check_family(source: str, family: str, config, kind: type) -> None:
+    """A ``config`` given for another family than the checkpoint's is a one-line error."""
+    if config is not None and not isinstance(config, kind):
+        raise IntvitError(f"checkpoint {source} is a {family}, but the architecture given "
+                          f"(--arch, config) is a {type(config).__name__}; give a {family} "
+                          "architecture, or none to infer it")
 
 
 def bundled_name(name: str) -> str:
@@ -186,11 +209,6 @@ def load_bundled(name: str = "digits") -> tuple[VisionTransformer, ViTConfig, di
                           f"run scripts/train_bundled.py --model {bundled_name(name)} to "
                           "recreate them")
     meta = json.loads(meta_path.read_text())
-    if meta.get("architecture") == "swin":
-        from .swin import SwinConfig
-        from .swin_checkpoint import load_swin_checkpoint
-
-        config = SwinConfig(**meta["config"])
-        return load_swin_checkpoint(weights, config), config, meta
-    config = ViTConfig(**meta["config"])
+    kind = swin.SwinConfig if meta.get("architecture") == "swin" else ViTConfig
+    config = kind(**meta["config"])
     return load_checkpoint(weights, config), config, meta

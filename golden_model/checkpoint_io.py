@@ -38,6 +38,16 @@ def read_state(path: Path) -> object:
                       "torch.save(model.state_dict(), path)")
 
 
+def read_checkpoint(checkpoint, hint: str) -> tuple[dict[str, torch.Tensor], str, Path | None]:
+    """``(state, source, path)``: the named tensors of ``checkpoint``, a path (:func:`read_state`)
+    or an in-memory, possibly wrapped, state dict (``path`` None); ``source`` names it in
+    messages and ``hint`` ends them."""
+    path = Path(checkpoint) if isinstance(checkpoint, (str, Path)) else None
+    source = "(in memory)" if path is None else str(path)
+    state = unwrap_state(checkpoint if path is None else read_state(path), source, hint)
+    return state, source, path
+
+
 def unwrap_state(checkpoint: object, source: str, hint: str) -> dict[str, torch.Tensor]:
     """The named tensors of ``checkpoint`` (unwrapped from :data:`WRAPPERS`); ``hint`` ends
     a one-line error."""

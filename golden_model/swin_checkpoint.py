@@ -13,11 +13,9 @@ stage's first table (one column per head).
 """
 import math
 import re
-from pathlib import Path
 
 from .checkpoint_io import first_keys as _first
-from .checkpoint_io import read_state as _read
-from .checkpoint_io import unwrap_state
+from .checkpoint_io import read_checkpoint
 from .errors import ConfigError, IntvitError
 from .swin import PRESETS, SwinConfig, SwinTransformer
 
@@ -75,17 +73,25 @@ def infer_swin_config(state: dict, source: str = "(in memory)",
         raise IntvitError(f"checkpoint {source}: {error}") from None
 
 
+def is_swin_state(state: dict) -> bool:
+    """Whether ``state`` has timm Swin keys (``layers.S.blocks.i.*``)."""
+    return any(re.match(r"layers\.\d+\.blocks\.", key) for key in state)
+
+
 def load_swin_checkpoint(checkpoint, config: SwinConfig | None = None,
                          img_size: int | None = None) -> SwinTransformer:
-    """A float :class:`SwinTransformer` in eval mode with the checkpoint's weights; ``config``
-    inferred (:func:`infer_swin_config`) when omitted, else checked against the shapes. A
-    mismatch is a one-line :class:`IntvitError`."""
-    if isinstance(checkpoint, (str, Path)):
-        source = str(checkpoint)
-        checkpoint = _read(Path(checkpoint))
-    else:
-        source = "(in memory)"
-    state = {key: value for key, value in unwrap_state(checkpoint, source, HINT).items()
+    """A float :class:`SwinTransformer` in eval mode with the weights of ``checkpoint`` (a path
+    or a possibly wrapped state dict): :func:`swin_from_state`."""
+    state, source, _ = read_checkpoint(checkpoint, HINT)
+    return swin_from_state(state, source, config, img_size)
+
+
+def swin_from_state(state: dict, source: str, config: SwinConfig | None = None,
+                    img_size: int | None = None) -> SwinTransformer:
+    """A float :class:`SwinTransformer` in eval mode with the named tensors ``state``;
+    ``config`` inferred (:func:`infer_swin_config`) when omitted, else checked against the
+    shapes. A mismatch is a one-line :class:`IntvitError`."""
+    state = {key: value for key, value in state.items()
              if key.rsplit(".", 1)[-1] not in REBUILT}
     if config is None:
         config = infer_swin_config(state, source, img_size)
@@ -104,8 +110,9 @@ def load_swin_checkpoint(checkpoint, config: SwinConfig | None = None,
             stage = int(key.split(".")[1])
             raise IntvitError(f"checkpoint {source}: {key} is a table for windows of "
                               f"{_table_window(state, stage, source)}, but stage {stage} uses "
-                              f"windows of {config.window(stage)}; give the window_size (and "
-                              "image size) the checkpoint was trained with")
+                              f"windows of {config.window(stage)}; give the architecture "
+                              "(window, image size) the checkpoint was trained with, or none to "
+                              "infer it")
         raise IntvitError(f"checkpoint {source}: {key} has shape {tuple(state[key].shape)} but "
                           f"the config needs {tuple(tensor.shape)}; pass the config the "
                           "checkpoint was trained with (or none, to infer it)")

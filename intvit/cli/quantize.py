@@ -1,5 +1,5 @@
 """``intvit quantize``: IPTQ-ViT's three stages (``--method iptq``) or ADFQ-ViT (``--method
-adfq``) on a bundled model or a timm or Hugging Face checkpoint."""
+adfq``) on a bundled model or a timm ViT/DeiT, Hugging Face ViT or timm Swin checkpoint."""
 from pathlib import Path
 
 from intvit.golden_model.errors import IntvitError
@@ -23,7 +23,7 @@ def cmd_quantize(args) -> int:
 ADFQ_ONLY = ("components", "iterations", "outliers", "log_base")
 
 
-USER_IMAGES = ("arch", "heads", "calibration", "eval", "eval_count", "eval_labels")
+USER_IMAGES = ("arch", "heads", "img_size", "calibration", "eval", "eval_count", "eval_labels")
 """A user's checkpoint's shape and images (the bundled models have their own)."""
 CHECKPOINT_OPTIONS = USER_IMAGES + ("score_images", "batch")
 """Every option of :func:`add_checkpoint_options`."""
@@ -148,8 +148,8 @@ def bundled_choice(model: str) -> str | None:
         return None
     raise IntvitError(f"--model {model!r} is neither a bundled model "
                       f"({', '.join(BUNDLED_NAMES)}; bundled = digits) nor a checkpoint file; "
-                      "give one of those names or the path of a timm ViT/DeiT or Hugging Face ViT "
-                      "checkpoint")
+                      "give one of those names or the path of a timm ViT/DeiT, Hugging Face ViT or "
+                      "timm Swin checkpoint")
 
 
 def model_and_data(args, name: str | None, bits: str, options: dict):
@@ -198,27 +198,29 @@ for evaluation."""
 
 
 def checkpoint_and_images(args):
-    """A timm checkpoint (``--model PATH``, ``--arch``) and its calibration and evaluation
-    splits from ``--calibration``, ``--eval``/``--eval-count`` and ``--eval-labels``."""
+    """A checkpoint (``--model PATH``, ``--arch``, ``--heads``, ``--img-size``: a ViT or a
+    Swin, :func:`~intvit.golden_model.checkpoint.load_checkpoint`) and its calibration and
+    evaluation splits from ``--calibration``, ``--eval``/``--eval-count`` and
+    ``--eval-labels``."""
     import torch
 
-    from intvit.golden_model.checkpoint import load_checkpoint
+    from intvit.golden_model.checkpoint import ARCHITECTURES, load_checkpoint
     from intvit.golden_model.dataset import Split
     from intvit.golden_model.images import load_images, load_labels, split_images
-    from intvit.golden_model.vit import PRESETS
 
-    refuse(args.arch is not None and args.arch not in PRESETS, f"--arch {args.arch}: unknown "
-           f"architecture; use one of {', '.join(sorted(PRESETS))}")
-    refuse(args.arch is not None and args.heads is not None, "--arch sets the heads too; give "
-           "--arch or --heads, not both")
+    refuse(args.arch is not None and args.arch not in ARCHITECTURES, f"--arch {args.arch}: "
+           f"unknown architecture; use one of {', '.join(sorted(ARCHITECTURES))}")
+    for flag, what in (("heads", "heads"), ("img_size", "image size")):
+        refuse(args.arch is not None and getattr(args, flag) is not None, f"--arch sets the "
+               f"{what} too; give --arch or --{flag.replace('_', '-')}, not both")
     refuse(args.calibration is None, "--model PATH needs --calibration IMAGES (a float .npy "
            "N x C x H x W normalized as the model expects, or a folder of image files)")
     refuse(args.eval is not None and args.eval_count is not None, "--eval-count holds out "
            "calibration images; with --eval the evaluation images are given: use one")
     refuse(not Path(args.model).exists(), f"--model {args.model}: no such checkpoint file; "
-           "give a timm ViT/DeiT .pth or .safetensors, a Hugging Face ViT directory or weight "
-           "file, or a bundled model: digits, mnist")
-    model = load_checkpoint(args.model, PRESETS[args.arch] if args.arch else None, args.heads)
+           "give a timm ViT/DeiT or Swin .pth or .safetensors, a Hugging Face ViT directory or "
+           "weight file, or a bundled model: digits, mnist, mnist-swin")
+    model = load_checkpoint(args.model, ARCHITECTURES.get(args.arch), args.heads, args.img_size)
     shape = (model.config.in_chans, model.config.img_size)
     calibration = load_images(args.calibration, *shape, "calibration images")
     if args.eval is not None:
@@ -277,8 +279,8 @@ def add_quantize(commands) -> None:
     quantize.add_argument("--model", default="digits",
                           help="a bundled model: digits (default; alias bundled), mnist or "
                           "mnist-swin (a Swin), or a checkpoint path: timm ViT/DeiT (distilled "
-                          "too; .pth or .safetensors) or a Hugging Face ViT directory or weight "
-                          "file")
+                          "too) or timm Swin (.pth or .safetensors), or a Hugging Face ViT "
+                          "directory or weight file; the family is told from the weights' names")
     quantize.add_argument("--bits", default=None, help=f"{' or '.join(IPTQ_BITS)} (default "
                           "w8a8); with --method adfq: w4a4 (default) or w6a6")
     quantize.add_argument("--method", default="iptq", choices=("iptq", "adfq"),
@@ -328,10 +330,16 @@ def add_adfq_options(group) -> None:
 def add_checkpoint_options(group) -> None:
     """The checkpoint's architecture and images, and how many images a pass takes."""
     group.add_argument("--arch", default=None, help="architecture of --model PATH, e.g. "
-                       "deit_tiny_patch16_224 (default: inferred from the weights)")
+                       "deit_tiny_patch16_224 or swin_tiny_patch4_window7_224 (default: "
+                       "inferred from the weights)")
     group.add_argument("--heads", type=positive_int, default=None,
-                       help="--model PATH: attention heads, which the weights do not record "
-                       "(default: those of the timm preset of the same shapes)")
+                       help="--model PATH, a ViT: attention heads, which its weights do not "
+                       "record (default: those of the timm preset of the same shapes; a Swin's "
+                       "come from its relative-position tables)")
+    group.add_argument("--img-size", type=positive_int, default=None,
+                       help="--model PATH, a Swin: image side in pixels, which its weights do "
+                       "not record (default: that of the timm preset of the same shapes; a "
+                       "ViT's comes from its position embedding)")
     group.add_argument("--calibration", default=None,
                        help="--model PATH: calibration images, a float .npy (N, C, H, W) "
                        "normalized as the model expects, or a folder of image files (timm's "

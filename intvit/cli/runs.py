@@ -59,8 +59,10 @@ def add_demo(commands) -> None:
 
     demo = commands.add_parser("demo", help="the main job on a bundled model or a checkpoint")
     demo.add_argument("--model", default="digits", help="the bundled model: digits (default; "
-                      "alias bundled), mnist or mnist-swin (a Swin), or a timm ViT/DeiT or Hugging Face ViT "
-                      "checkpoint path (with --calibration)")
+                      "alias bundled), mnist or mnist-swin (a Swin), or a timm ViT/DeiT, "
+                      "Hugging Face ViT or timm Swin checkpoint path (with --calibration; a "
+                      "Swin's accelerator stage gives the cycle model's figures, not a "
+                      "simulation)")
     demo.add_argument("-o", "--out", default="runs/demo",
                       help="output directory (default runs/demo)")
     demo.add_argument("--force", action="store_true",
