@@ -410,14 +410,21 @@ def run_demo(out: Path, force: bool = False, only: str | None = None,
     check_same_model(out, model)
     progress = Progress(len(STAGES))
     records = {"source": source}
-    for stage in STAGES:
-        record = _load(out, stage)
-        with progress.stage(stage if record is None else f"{stage} (finished earlier, reused)"):
-            if record is None:
-                clear_markers(out, stage)
-                out.mkdir(parents=True, exist_ok=True)
-                record = run_stage(out, stage, records)
-        records[stage] = record
+    created = not out.exists()
+    try:
+        for stage in STAGES:
+            record = _load(out, stage)
+            with progress.stage(stage if record is None
+                                else f"{stage} (finished earlier, reused)"):
+                if record is None:
+                    clear_markers(out, stage)
+                    out.mkdir(parents=True, exist_ok=True)
+                    record = run_stage(out, stage, records)
+            records[stage] = record
+    except IntvitError:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # bad input: leave no empty run directory behind
+        raise
     return summary(records)
 
 

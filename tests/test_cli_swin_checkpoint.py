@@ -113,3 +113,16 @@ def test_adfq_refuses_a_swin_checkpoint(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bundled model only" in err
     assert not out.exists()
+
+
+def test_demo_with_a_bad_swin_input_leaves_no_run_directory(tmp_path, capsys):
+    """``intvit demo`` on a Swin checkpoint whose image size is not a multiple of window x
+    patch: one line, exit 2, and the new --out directory is not left behind."""
+    calibration = tmp_path / "cal.npy"
+    np.save(calibration, np.zeros((4, 3, IMG_SIZE, IMG_SIZE), np.float32))
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(SWIN), "--calibration", str(calibration),
+                 "--img-size", "30", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "multiple" in err, err
+    assert not out.exists()
