@@ -592,7 +592,7 @@ class _RowBuilder:
             m.d.sync += [row[name].eq(v) for name, v in offered_values.items()]
         self.reads.append((k, running, slot, issued, advance))
         beat = _Beat(valid=issue, index=issued, first=fresh, last=at_last,
-                     keep=Const(0, lanes), slot=slot)
+                     keep=Const(0, lanes), slot=slot)  # keep: read with the data (r3 below)
         beat = beat.registered(m, advance, f"p{k}_r1")
         beat = beat.registered(m, advance, f"p{k}_r2")
         word = Signal(self.word_bits, name=f"p{k}_word")

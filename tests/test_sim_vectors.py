@@ -130,6 +130,73 @@ def test_a_file_of_another_operator_names_the_right_command(tmp_path, capsys, mo
     assert err.count("\n") == 1 and "intvit sim layernorm/ibert --vectors" in err
 
 
+def masked_softmax_rows():
+    """A small valid masked ``softmax/iptq`` file's contents (:func:`masked_row_sweep`)."""
+    from intvit.golden_model.vectors import masked_row_sweep
+
+    operator = registry.get("softmax/iptq")
+    config = operator.example_config()
+    rows, keeps = masked_row_sweep(config, np.random.default_rng(0), 16, count=6)
+    return make_row_vectors("softmax/iptq", config, rows, operator.run, keeps)
+
+
+def unmasked_y(v):
+    """The golden outputs of the rows without their masks, beside the masks."""
+    operator = registry.get(v.op)
+    plain = make_row_vectors(v.op, operator.example_config(), [x for x, _ in v.rows()],
+                             operator.run)
+    return dataclasses.replace(v, y=plain.y)
+
+
+def keep_as_integers(v):
+    return dataclasses.replace(v, keep=v.keep.astype(np.int8))
+
+
+def keep_of_another_shape(v):
+    return dataclasses.replace(v, keep=v.keep[:, :-1])
+
+
+def a_row_keeping_nothing(v):
+    keep = v.keep.copy()
+    keep[1] = False
+    return dataclasses.replace(v, keep=keep)
+
+
+def mask_on_a_layernorm(v):
+    return dataclasses.replace(example_rows(), keep=np.ones_like(example_rows().x, bool))
+
+
+@pytest.mark.parametrize("damage, words", [
+    (unmasked_y, "is not the golden output"),
+    (keep_as_integers, "keep must be booleans shaped as x"),
+    (keep_of_another_shape, "keep must be booleans shaped as x"),
+    (a_row_keeping_nothing, "a row keeps no element"),
+    (mask_on_a_layernorm, "layernorm/ibert takes no keep mask"),
+])
+def test_a_bad_masked_vector_file_is_an_input_error(damage, words, tmp_path, capsys,
+                                                    monkeypatch):
+    """Masked rows whose y ignores the masks, masks of the wrong type or shape, a row that
+    keeps nothing, a mask on an operator that takes none: exit 2, one line, no RTL."""
+    monkeypatch.setattr("intvit.sim.verify.run_bench", pytest.fail)
+    vectors = damage(masked_softmax_rows())
+    path = save_vectors(tmp_path / "bad.npz", vectors)
+    assert main(["sim", vectors.op, "--vectors", str(path), "--work-dir",
+                 str(tmp_path / "sim")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.npz" in err and words in err, err
+
+
+def test_masked_rows_round_trip_and_their_masks_change_the_outputs(tmp_path):
+    """A masked file reads back with its masks and passes the golden check; the masks matter
+    (the same rows unmasked give other outputs) and excluded elements have probability 0."""
+    vectors = masked_softmax_rows()
+    loaded, _ = load_checked_vectors(save_vectors(tmp_path / "m.npz", vectors))
+    assert np.array_equal(loaded.keep, vectors.keep)
+    assert not np.array_equal(unmasked_y(vectors).y, vectors.y)
+    for (_, y), keep in zip(loaded.rows(), loaded.row_keeps()):
+        assert (y[~keep] == 0).all()
+
+
 @pytest.mark.parametrize("name", ["layernorm/ibert", "layernorm/fqvit", "gelu/ibert",
                                   "softmax/fqvit", "requant", "log2quant"])
 def test_the_stored_config_round_trips(name, tmp_path):
