@@ -71,15 +71,32 @@ def write_images(directory: Path, first: int, count: int) -> Path:
 
 
 def run_measured(argv: list[str], log: Path) -> dict:
-    """Run ``argv`` with its output in ``log``; its wall time, peak resident memory (this
-    process alone, from ``os.wait4``) and exit status."""
+    """Run ``argv`` with its output in ``log``; its wall time, CPU time, peak resident memory
+    (this process alone, from ``os.wait4``), exit status, and the machine's 15-minute load
+    average at the end (how much other work shared the cores: the wall time of a loaded run
+    overstates the work)."""
     start = time.monotonic()
     with log.open("w") as stream:
         process = subprocess.Popen(argv, stdout=stream, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return {"seconds": time.monotonic() - start, "peak_gb": usage.ru_maxrss * 1024 / 1e9,
-            "status": process.returncode, "log": str(log)}
+    return {"seconds": time.monotonic() - start, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "peak_gb": usage.ru_maxrss * 1024 / 1e9, "status": process.returncode,
+            "log": str(log), "load15": os.getloadavg()[2]}
+
+
+def machine_cells(run: dict) -> list[str]:
+    """CPU minutes and the 15-minute load average at the end of ``run`` (``n/a`` for runs
+    measured before they were recorded)."""
+    cpu = run.get("cpu_seconds")
+    load = run.get("load15")
+    return ["n/a" if cpu is None else f"{cpu / 60:.1f}",
+            "n/a" if load is None else f"{load:.1f}"]
+
+
+MACHINE_NOTE = (" CPU minutes are the process's user + system time (it may use both cores); the "
+                "load is the machine's 15-minute load average when the run ended: above 2, "
+                "other work shared the two cores and the wall time overstates the work.")
 
 
 def intvit(*args) -> list[str]:
@@ -121,7 +138,8 @@ def section(results: list[dict], args) -> str:
     rows = []
     for r in results:
         q, f = r["quantize"], r.get("fidelity") or {}
-        rows.append([r["arch"], f"{q['seconds'] / 60:.1f}", f"{q['peak_gb']:.2f}",
+        rows.append([r["arch"], f"{q['seconds'] / 60:.1f}", *machine_cells(q),
+                     f"{q['peak_gb']:.2f}",
                      f"{f.get('logit_sqnr_db', float('nan')):.1f}",
                      f"{f.get('kl', float('nan')):.2e} ± {f.get('kl_se', float('nan')):.1e}",
                      f"{100 * f.get('agreement', float('nan')):.1f}%",
@@ -133,13 +151,14 @@ def section(results: list[dict], args) -> str:
             "and no pretrained weights, so the figures are fidelity to the float model. Wall "
             "time and peak resident memory of the `intvit quantize` process on this 2-core "
             f"machine; issue 15's bound: {LIMITS['memory_gb']:g} GB and "
-            f"{LIMITS['minutes']:g} min for DeiT-Small."
+            f"{LIMITS['minutes']:g} min for DeiT-Small." + MACHINE_NOTE
             + " Each row is the last run for that model (`--arch MODEL`, same image counts); "
             "the default command measures DeiT-Tiny and DeiT-Small, `--arch "
             "deit_tiny_distilled_patch16_224` the distilled DeiT-Tiny (class and distillation "
             "tokens, the two heads merged into one GEMM).\n\n"
-            + markdown_table(["model", "minutes", "peak GB", "logit ASQNR dB", "KL to float",
-                              "top-1 agreement", "status", "measured"], rows))
+            + markdown_table(["model", "minutes", "CPU minutes", "load", "peak GB",
+                              "logit ASQNR dB", "KL to float", "top-1 agreement", "status",
+                              "measured"], rows))
     for r in results:
         if "demo" not in r:
             continue

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.deit_scale import LIMITS, SEED, run_measured, write_images  # noqa: E402
+from bench.deit_scale import (LIMITS, MACHINE_NOTE, SEED, machine_cells,  # noqa: E402
+                               run_measured, write_images)
 from bench.results import markdown_table, write_section  # noqa: E402
 
 ARCH = "swin_tiny_patch4_window7_224"
@@ -100,7 +101,8 @@ def section(results: list[dict]) -> str:
         within = run["peak_gb"] <= LIMITS["memory_gb"] and run["seconds"] <= 60 * LIMITS["minutes"]
         units = ", ".join(sorted(set((r.get("assignment") or {}).values())))
         rows.append([r["rule"], f"{r['calibration']} / {r['score_images']} / {r['eval']}",
-                     f"{run['seconds'] / 60:.1f}", f"{run['peak_gb']:.2f}",
+                     f"{run['seconds'] / 60:.1f}", *machine_cells(run),
+                     f"{run['peak_gb']:.2f}",
                      "yes" if within else "no", f"{f.get('logit_sqnr_db', float('nan')):.1f}",
                      f"{f.get('kl', float('nan')):.2e} ± {f.get('kl_se', float('nan')):.1e}",
                      f"{100 * f.get('agreement', float('nan')):.1f}%",
@@ -114,9 +116,10 @@ def section(results: list[dict]) -> str:
             f"against deit_scale's limits of {LIMITS['memory_gb']:g} GB and "
             f"{LIMITS['minutes']:g} min, which are set for DeiT-Small with 256 calibration and "
             "64 evaluation images: a run with fewer images meets an easier bound. One row per "
-            "run kept, its options (`R`, `C / S / E`) in the first two columns.\n\n"
+            "run kept, its options (`R`, `C / S / E`) in the first two columns."
+            + MACHINE_NOTE + "\n\n"
             + markdown_table(["rule", "images (calibration / scored / eval)", "minutes",
-                              "peak GB", "within limits", "logit ASQNR dB", "KL to float",
+                              "CPU minutes", "load", "peak GB", "within limits", "logit ASQNR dB", "KL to float",
                               "top-1 agreement", "status", "units of the mix", "measured"],
                              rows))
 
