@@ -22,7 +22,7 @@ from intvit.golden_model.program import compile_program  # noqa: E402
 from intvit.golden_model.qvit import (QuantSpec, build_integer_vit,  # noqa: E402
                                       default_assignment, quantize_images)
 from intvit.golden_model.quantfile import load_run  # noqa: E402
-from intvit.hw.accelerator_timing import perf_report, shape_program  # noqa: E402
+from intvit.hw.accelerator_timing import cycle_shares, perf_report, shape_program  # noqa: E402
 from intvit.sim.accelerator import run_hex_bench  # noqa: E402
 
 DEMO_QUANT = Path("runs/demo/quant.json")
@@ -79,7 +79,7 @@ def deit_block(images: int, mhz: float, work_dir: Path) -> tuple[str, int]:
     """The DeiT-Tiny block through the same generator: simulated cycles against the model."""
     qmodel, codes = deit_block_model(images)
     program = compile_program(qmodel)
-    report = perf_report(program, mhz=mhz, bandwidth_gbs=4.0)
+    report = perf_report(program, mhz=mhz)
     start = time.monotonic()
     run = run_hex_bench(program, codes, qmodel.forward(codes), work_dir=work_dir,
                         timeout_cycles=report["cycles"],
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         batch = codes[:args.images]
         start = time.monotonic()
         expected = qmodel.forward(batch)
-        report = perf_report(program, mhz=args.mhz, bandwidth_gbs=4.0)
+        report = perf_report(program, mhz=args.mhz)
         run = run_hex_bench(program, batch, expected,
                             work_dir=args.work_dir / name.split()[0],
                             timeout_cycles=report["cycles"],
@@ -130,17 +130,15 @@ def main(argv=None) -> int:
         seconds = time.monotonic() - start
         bad += run.mismatches
         measured = sorted(set(run.image_cycles))
-        shares = ", ".join(f"{kind} {c / report['cycles']:.1%}"
-                           for kind, c in report["by_kind"].items())
         print(f"{name}: {run.summary()} ({seconds:.0f} s)", flush=True)
         units = [op for op, _ in program.units]
         rows.append([name, ", ".join(f"{op} x{units.count(op)}" for op in dict.fromkeys(units)),
                      run.images,
                      run.mismatches, ", ".join(f"{c:,}" for c in measured), f"{report['cycles']:,}",
-                     f"{report['cycles'] / report['gemm_cycles']:.2f}", shares])
+                     f"{report['cycles'] / report['gemm_cycles']:.2f}", cycle_shares(report)])
     predictions = []
     for arch in TIMM:
-        report = perf_report(shape_program(arch), mhz=args.mhz, bandwidth_gbs=4.0)
+        report = perf_report(shape_program(arch), mhz=args.mhz)
         memory = sum(report["memory_bits"].values()) / 8 / 2 ** 20
         predictions.append([arch, f"{report['cycles']:,}",
                             f"{report['cycles'] / report['gemm_cycles']:.2f}",

@@ -12,26 +12,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import markdown_table, write_section  # noqa: E402
-from intvit.golden_model.program import AcceleratorConfig  # noqa: E402
-from intvit.golden_model.program_swin import compile_swin_program  # noqa: E402
+from intvit.golden_model.program_swin import cycle_program  # noqa: E402
 from intvit.golden_model.quantfile import load_run  # noqa: E402
 from intvit.golden_model.swin import PRESETS  # noqa: E402
-from intvit.hw.accelerator_timing import perf_report, shape_program  # noqa: E402
-
-BANDWIDTH_GBS = 4.0
-"""``intvit perf``'s default off-chip bandwidth for streamed weights."""
+from intvit.hw.accelerator_timing import (DEFAULT_BANDWIDTH_GBS, cycle_shares,  # noqa: E402
+                                          perf_report, shape_program)
 
 
 def row(name: str, program, mhz: float) -> list:
-    report = perf_report(program, mhz=mhz, bandwidth_gbs=BANDWIDTH_GBS)
+    report = perf_report(program, mhz=mhz)
     memory = sum(report["memory_bits"].values()) / 8 / 2 ** 20
-    shares = ", ".join(f"{kind} {cycles / report['cycles']:.1%}"
-                       for kind, cycles in report["by_kind"].items())
     weights = report["weights"] if not report["weight_traffic_bytes"] else \
         f"streamed, {report['weight_traffic_bytes'] / 1e6:,.0f} MB per image"
     return [name, f"{report['cycles']:,}", f"{report['cycles'] / report['gemm_cycles']:.2f}",
             f"{report['utilization']:.1%}", f"{report['ms_per_image']:.2f}",
-            f"{report['images_per_s']:.2f}", shares,
+            f"{report['images_per_s']:.2f}", cycle_shares(report),
             f"{report['memory_bits']['activations'] / 8 / 1024:,.0f}", f"{memory:,.1f}",
             weights]
 
@@ -45,10 +40,10 @@ def main(argv=None) -> int:
     if args.quant:
         quant, qmodel, _ = load_run(args.quant / "quant.json")
         rows.append(row(f"{quant['model']} ({quant['rule']} mix)",
-                        compile_swin_program(qmodel, AcceleratorConfig()), args.mhz))
+                        cycle_program(qmodel), args.mhz))
     body = "\n".join([
         f"`intvit perf` on an 8 x 8 array (4 requantizer lanes) at {args.mhz:g} MHz, "
-        f"weights streamed at {BANDWIDTH_GBS:g} GB/s when the memories exceed an LFE5U-85F: "
+        f"weights streamed at {DEFAULT_BANDWIDTH_GBS:g} GB/s when the memories exceed an LFE5U-85F: "
         "timm's Swin shapes with all-I-ViT units (`--arch`), and the bundled 28 x 28 MNIST "
         "Swin quantized by `intvit quantize --model mnist-swin` with its own mix (`--quant`). "
         "The Swin runs as the ViT's steps (`golden_model/program_swin.py`): per block "

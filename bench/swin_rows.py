@@ -29,7 +29,7 @@ def main():
     swin = BundledSwinRows()
     rows_per_image = (swin.config.resolution(0) // swin.config.window(0)) ** 2 \
         * swin.config.num_heads[0] * WINDOW_ROW
-    table = []
+    table, mismatches = [], 0
     for method in METHODS:
         start = time.monotonic()
         vectors = swin.vectors(method, args.images, args.images * rows_per_image)
@@ -39,6 +39,7 @@ def main():
                          progress=lambda line: print(f"  {line}", flush=True))
         keeps = vectors.row_keeps()
         r = outcome.result
+        mismatches += r.mismatches
         table.append([f"softmax/{method}", count(len(keeps)),
                       count(sum(not keep.all() for keep in keeps)),
                       count(sum(int((~keep).sum()) for keep in keeps)), count(r.checked),
@@ -61,7 +62,7 @@ def main():
                          f"python bench/swin_rows.py --images {args.images} --lanes "
                          f"{args.lanes}", body)
     print(f"wrote {path}")
-    return 0 if all(row[5] == "0" for row in table) else 1
+    return 0 if mismatches == 0 else 1
 
 
 if __name__ == "__main__":

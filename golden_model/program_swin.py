@@ -54,7 +54,7 @@ from .errors import IntvitError
 from .gemm import padded
 from .integer import signed_range
 from .program import (AcceleratorConfig, Program, Step, UnitTable, _a_width, _Memory,
-                      _out_width, _ShapeLinear, _ShapeRequant)
+                      _out_width, _ShapeLinear, _ShapeRequant, compile_program)
 from .qswin import IntegerSwin, layer_shapes
 from .qvit import IMAGE_BITS, LOGIT_BITS, LayerPlan, QuantSpec
 
@@ -311,3 +311,12 @@ def compile_swin_program(qmodel, config: AcceleratorConfig = AcceleratorConfig()
                    channels=np.zeros((words["channels"], 2), dtype=np.int64),
                    clspos=np.zeros((words["relpos"], 0), dtype=np.int8), chan_bits=chan_bits,
                    position="relative position bias")
+
+
+def cycle_program(model, config: AcceleratorConfig = AcceleratorConfig()) -> Program:
+    """The program the cycle model costs for ``model``: an integer Swin's or a Swin shape's
+    (:func:`compile_swin_program`), else an integer ViT's or a ViT shape's
+    (:func:`~.program.compile_program`)."""
+    if isinstance(model, (IntegerSwin, SwinShape)):
+        return compile_swin_program(model, config)
+    return compile_program(model, config)

@@ -16,6 +16,10 @@ read data enters the source buffer."""
 WRITE_TAIL = 2
 """From a part's last output to the step's end: the write request is registered into the
 memory, then the engine's done."""
+DEFAULT_MHZ = 100.0
+"""The clock ``intvit perf`` and the benches assume unless told."""
+DEFAULT_BANDWIDTH_GBS = 4.0
+"""Off-chip bandwidth (GB/s) for streamed weights, unless told."""
 TRANSPOSE_TAIL = 1
 """``T`` output: after the last row the buffer's columns are emitted (``L`` cycles), through
 the read-ahead stage, before the write tail."""
@@ -75,8 +79,18 @@ def image_cycles(program: Program, accelerator=None) -> int:
     """Cycles per image by the model, as the testbenches count them: from the first pixel
     accepted to the last logits beat, both counted (the steps' sum less the first step's fetch
     and :func:`logits_tail`)."""
-    steps = sum(cycles for _, cycles in step_cycles(program, accelerator))
-    return steps - FETCH - logits_tail(program)
+    return _image_total(program, step_cycles(program, accelerator))
+
+
+def cycle_shares(report: dict) -> str:
+    """``kind share, ...``: each step kind's part of :func:`perf_report`'s cycles per image."""
+    return ", ".join(f"{kind} {cycles / report['cycles']:.1%}"
+                     for kind, cycles in report["by_kind"].items())
+
+
+def _image_total(program: Program, steps: list) -> int:
+    """:func:`image_cycles` from the steps' ``(name, cycles)``."""
+    return sum(cycles for _, cycles in steps) - FETCH - logits_tail(program)
 
 
 ECP5_85F_BRAM_BITS = 208 * 18 * 1024
@@ -126,12 +140,16 @@ def weight_traffic_bytes(program: Program) -> int:
     return total
 
 
-def perf_report(program: Program, mhz: float, bandwidth_gbs: float, accelerator=None) -> dict:
+def perf_report(program: Program, mhz: float = DEFAULT_MHZ,
+                bandwidth_gbs: float = DEFAULT_BANDWIDTH_GBS, accelerator=None) -> dict:
     """Cycles per image, images per second at ``mhz``, on-chip memory, and the weights' home:
     on chip when everything fits the LFE5U-85F's block RAM, else streamed (the weight traffic
     per image at ``bandwidth_gbs`` then bounds the rate from below)."""
+    from .accelerator import Accelerator, model_only
+
+    accelerator = accelerator or model_only(Accelerator(program))
     steps = step_cycles(program, accelerator)
-    cycles = image_cycles(program, accelerator)
+    cycles = _image_total(program, steps)
     by_kind: dict = {}
     for step, (_, c) in zip(program.steps, steps):
         kind = {"gemm": "GEMM", "input": "data movement"}.get(step.kind) or \
@@ -143,8 +161,7 @@ def perf_report(program: Program, mhz: float, bandwidth_gbs: float, accelerator=
     seconds = cycles / (mhz * 1e6)
     if traffic:
         seconds = max(seconds, traffic / (bandwidth_gbs * 1e9))
-    gemm_config = _gemm_config(program)
-    gemm_busy = sum(predicted_cycles(s.m, s.k, s.n, gemm_config)
+    gemm_busy = sum(predicted_cycles(s.m, s.k, s.n, accelerator.gemm_config)
                     for s in program.steps if s.kind == "gemm")
     macs = sum(s.m * s.k * s.n for s in program.steps if s.kind == "gemm")
     return {"cycles": cycles, "gemm_cycles": gemm_busy, "by_kind": by_kind,
@@ -154,23 +171,14 @@ def perf_report(program: Program, mhz: float, bandwidth_gbs: float, accelerator=
             "weight_traffic_bytes": traffic}
 
 
-def _gemm_config(program: Program):
-    from intvit.golden_model.gemm import GemmConfig
-
-    gemm = [s for s in program.steps if s.kind == "gemm"]
-    return GemmConfig(rows=program.lanes, cols=program.lanes, k_max=max(s.k for s in gemm),
-                      act_bits=program.act_bits, per_channel=True, out_bits=16,
-                      requant_lanes=program.requant_lanes)
-
-
 def shape_program(arch: str, lanes: int = 8, requant_lanes: int = 4, method: str = "ivit"):
     """The program of timm ViT/DeiT or Swin ``arch`` (a :data:`~intvit.golden_model.vit.PRESETS`
     or :data:`~intvit.golden_model.swin.PRESETS` name) with every non-linear layer on
     ``method``, from its shape alone."""
     from intvit.golden_model import swin, vit
     from intvit.golden_model.errors import IntvitError
-    from intvit.golden_model.program import AcceleratorConfig, ModelShape, compile_program
-    from intvit.golden_model.program_swin import SwinShape, compile_swin_program
+    from intvit.golden_model.program import AcceleratorConfig, ModelShape
+    from intvit.golden_model.program_swin import SwinShape, cycle_program
     from intvit.golden_model.qvit import default_assignment
 
     presets = {**vit.PRESETS, **swin.PRESETS}
@@ -180,7 +188,5 @@ def shape_program(arch: str, lanes: int = 8, requant_lanes: int = 4, method: str
     assignment = default_assignment(config, method)
     ops = {kind: next(op for op in assignment.values() if op.startswith(kind))
            for kind in ("layernorm", "softmax", "gelu")}
-    accelerator = AcceleratorConfig(lanes=lanes, requant_lanes=requant_lanes)
-    if arch in swin.PRESETS:
-        return compile_swin_program(SwinShape(config, ops), accelerator)
-    return compile_program(ModelShape(config, ops), accelerator)
+    shape = (SwinShape if arch in swin.PRESETS else ModelShape)(config, ops)
+    return cycle_program(shape, AcceleratorConfig(lanes=lanes, requant_lanes=requant_lanes))

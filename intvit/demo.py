@@ -11,8 +11,9 @@ rerun skips finished stages, so an interrupted demo resumes):
    Swin's softmax: its first shifted block's, whose window rows are masked).
 3. ``verilog``: Verilog of each chosen unit (that layer's config) and of the GEMM array.
 4. ``sim``: each unit simulated under Verilator against its vectors, bit for bit.
-5. ``accelerator``: the whole ViT on the generated accelerator under Verilator (a Swin: skipped,
-   the accelerator's compiler takes ViT/DeiT programs; the record says so).
+5. ``accelerator``: the whole ViT on the generated accelerator under Verilator (a Swin: the
+   cycle model's figures only, the accelerator's Verilog takes ViT/DeiT programs; the record
+   says so).
 6. ``cost``: the resources of the units whose Verilog stage 3 wrote, measured at those configs
    (Yosys and nextpnr, cached: a rerun is free); the GEMM array from the checked-in table.
 7. ``report``: ``report.md`` and ``report.html``.
@@ -255,33 +256,30 @@ def stage_accelerator(out: Path) -> dict:
     ``IntegerViT.forward``, cycles per image measured and by the cycle model. A Swin is not
     simulated (the record's ``skipped`` says why); its record holds the cycle model's figures
     (:mod:`intvit.golden_model.program_swin`)."""
-    from intvit.golden_model.program import compile_program
-    from intvit.golden_model.program_swin import compile_swin_program
+    from intvit.golden_model.program_swin import cycle_program
     from intvit.golden_model.qswin import IntegerSwin
     from intvit.hw.accelerator_timing import perf_report
 
     qmodel, codes = chosen_model(out)
+    program = cycle_program(qmodel)
+    report = perf_report(program)
+    model = {"model_cycles": report["cycles"], "gemm_cycles": report["gemm_cycles"],
+             "by_kind": report["by_kind"]}
     if isinstance(qmodel, IntegerSwin):
-        report = perf_report(compile_swin_program(qmodel), mhz=100.0, bandwidth_gbs=4.0)
         print(f"      not simulated: {SWIN_NOT_ON_ACCELERATOR}; the cycle model: "
               f"{report['cycles']:,} cycles per image", flush=True)
-        return _finish(out, "accelerator", {
-            "skipped": SWIN_NOT_ON_ACCELERATOR, "model_cycles": report["cycles"],
-            "gemm_cycles": report["gemm_cycles"], "by_kind": report["by_kind"]})
+        return _finish(out, "accelerator", {"skipped": SWIN_NOT_ON_ACCELERATOR, **model})
     from intvit.sim.accelerator import simulate_accelerator
 
-    program = compile_program(qmodel)
     program.write(out / "accelerator" / "program.json")
     batch = codes[:ACCELERATOR_IMAGES]
-    report = perf_report(program, mhz=100.0, bandwidth_gbs=4.0)
     run = simulate_accelerator(program, batch, qmodel.forward(batch),
                                work_dir=out / "accelerator", timeout_cycles=report["cycles"],
                                progress=lambda line: print(f"      {line}", flush=True))
     print(f"      {run.summary()}", flush=True)
     return _finish(out, "accelerator", {
         "images": run.images, "mismatches": run.mismatches,
-        "image_cycles": run.image_cycles, "model_cycles": report["cycles"],
-        "gemm_cycles": report["gemm_cycles"], "by_kind": report["by_kind"],
+        "image_cycles": run.image_cycles, **model,
         "steps": len(program.steps), "units": [op for op, _ in program.units],
         "first_mismatch": run.first_mismatch, "first_step": run.first_step,
         "program": str(out / "accelerator" / "program.json")})

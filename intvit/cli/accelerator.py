@@ -127,28 +127,24 @@ def cmd_perf(args) -> int:
 def perf_program(args, config):
     """The program of ``--quant``'s model: an integer ViT's (the one the accelerator runs) or an
     integer Swin's (shape-only, for the cycle model: ``golden_model/program_swin.py``)."""
-    from intvit.golden_model.program import compile_program
-    from intvit.golden_model.program_swin import compile_swin_program
-    from intvit.golden_model.qswin import IntegerSwin
+    from intvit.golden_model.program_swin import cycle_program
 
     _, qmodel, _ = quantized_run(args)
-    if isinstance(qmodel, IntegerSwin):
-        return compile_swin_program(qmodel, config)
-    return compile_program(qmodel, config)
+    return cycle_program(qmodel, config)
 
 
 def format_perf(name: str, program, report: dict, mhz: float) -> str:
     """The performance model's figures as lines."""
+    from intvit.hw.accelerator_timing import cycle_shares
+
     memory = ", ".join(f"{kind} {bits / 8 / 1024:,.0f} KiB"
                        for kind, bits in report["memory_bits"].items())
-    shares = ", ".join(f"{kind} {cycles / report['cycles']:.1%}"
-                       for kind, cycles in report["by_kind"].items())
     lines = [f"{name} on a {program.lanes}x{program.lanes} array at {mhz:g} MHz: "
              f"{report['cycles']:,} cycles per image ({report['cycles'] / report['gemm_cycles']:.3f}"
              f"x the array's busy cycles), {report['ms_per_image']:.2f} ms, "
              f"{report['images_per_s']:.2f} images/s; array utilization "
              f"{report['utilization']:.1%}",
-             f"  cycle shares: {shares}",
+             f"  cycle shares: {cycle_shares(report)}",
              f"  on-chip memory: {memory}",
              f"  weights: {report['weights']}"
              + (f", {report['weight_traffic_bytes'] / 1e6:,.1f} MB per image"
