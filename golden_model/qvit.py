@@ -536,8 +536,6 @@ class _Builder:
     def __init__(self, model: VisionTransformer, assignment: dict, spec: QuantSpec, taps: dict):
         self.config, self.assignment, self.spec, self.taps = model.config, assignment, spec, taps
         self.state = {k: v.detach().double().numpy() for k, v in model.state_dict().items()}
-        if self.config.distilled:
-            self.state.update(merged_heads(self.state))
         self.s_res = self._residual_scale()
         self.scales: dict = {"patch_embed.proj": spec.image_scale}
         self.zero_points: dict = {}
@@ -678,6 +676,8 @@ class _Builder:
     def head(self):
         """The final LayerNorm, and the classifier on the prefix tokens (the ``head`` tap) to
         int16 logits."""
+        if self.config.distilled:
+            self.state.update(merged_heads(self.state))
         norm, norm_in = self.layernorm("norm")
         self.scales["head"] = norm.out_scale
         s_logit = self.taps.max_abs("logits") * HEADROOM / qmax(LOGIT_BITS)

@@ -60,8 +60,6 @@ class SwinConfig:
     """Shape of a Swin Transformer. ``depths`` and ``num_heads`` hold one entry per stage; stage
     ``S`` is ``embed_dim * 2**S`` wide; the MLP hidden width is ``int(C * mlp_ratio)``."""
 
-    distilled: ClassVar[bool] = False
-    """No distillation token (the integer builder shared with the ViT asks)."""
     layer_norm_eps: ClassVar[float] = LAYERNORM_EPS
     """Every LayerNorm's epsilon (the integer LayerNorms' float reference takes it)."""
 

@@ -161,21 +161,28 @@ def test_vectors_follow_the_model_quant_json_names(tmp_path, capsys):
     assert "number 1000; give 1..1000" in capsys.readouterr().err
 
 
-def test_quantize_records_the_bundled_model(tmp_path, monkeypatch, capsys):
-    """``quantize --model mnist`` hands the selection the mnist model, its splits and its input
-    scale, and quant.json names the model. The selection itself is stubbed: scoring every
-    candidate on the MNIST model takes minutes (the full run is timed in docs/guide.md)."""
+def stub_selection(monkeypatch, describe) -> dict:
+    """Replace the selection (scoring every candidate takes minutes) with a stub that records
+    ``describe(model)``, the test split's size and the input scale it was handed; returns the
+    record, filled when ``intvit quantize`` runs."""
     from intvit.golden_model import select
 
     seen = {}
 
     def selection(model, splits, spec, rule, *args, **kwargs):
-        seen.update(tokens=model.config.num_tokens, test=len(splits["test"]),
-                    scale=spec.image_scale)
+        seen.update(**describe(model), test=len(splits["test"]), scale=spec.image_scale)
         return select.QuantizationResult(spec, rule, default_assignment(model.config), {},
                                          {"float": 1.0, "stage2": 1.0, "stage3": 1.0})
 
     monkeypatch.setattr(select, "quantize_model", selection)
+    return seen
+
+
+def test_quantize_records_the_bundled_model(tmp_path, monkeypatch, capsys):
+    """``quantize --model mnist`` hands the selection the mnist model, its splits and its input
+    scale, and quant.json names the model. The selection itself is stubbed: scoring every
+    candidate on the MNIST model takes minutes (the full run is timed in docs/guide.md)."""
+    seen = stub_selection(monkeypatch, lambda model: {"tokens": model.config.num_tokens})
     out = tmp_path / "run"
     assert main(["quantize", "--model", "mnist", "--rule", "all-iptq", "-o", str(out)]) == 0
     assert seen == {"tokens": 50, "test": 1000, "scale": dataset("mnist").image_scale}
@@ -187,18 +194,10 @@ def test_quantize_records_the_bundled_model(tmp_path, monkeypatch, capsys):
 def test_quantize_takes_the_bundled_swin(tmp_path, monkeypatch, capsys):
     """``quantize --model mnist-swin`` hands the selection the Swin, the mnist splits and their
     input scale (the selection stubbed as above; bench/swin.py runs it in full)."""
-    from intvit.golden_model import select
     from intvit.golden_model.swin import SwinTransformer
 
-    seen = {}
-
-    def selection(model, splits, spec, rule, *args, **kwargs):
-        seen.update(swin=isinstance(model, SwinTransformer), test=len(splits["test"]),
-                    scale=spec.image_scale)
-        return select.QuantizationResult(spec, rule, default_assignment(model.config), {},
-                                         {"float": 1.0, "stage2": 1.0, "stage3": 1.0})
-
-    monkeypatch.setattr(select, "quantize_model", selection)
+    seen = stub_selection(monkeypatch,
+                          lambda model: {"swin": isinstance(model, SwinTransformer)})
     out = tmp_path / "run"
     assert main(["quantize", "--model", "mnist-swin", "--rule", "all-iptq", "-o", str(out)]) == 0
     assert seen == {"swin": True, "test": 1000, "scale": dataset("mnist").image_scale}
