@@ -27,7 +27,7 @@ import torch
 from . import checkpoint_hf
 from . import swin
 from .checkpoint_io import first_keys as _first
-from .checkpoint_io import read_checkpoint
+from .checkpoint_io import key_mismatch, load_weights, read_checkpoint
 from .dataset import ALIASES
 from .errors import ConfigError, IntvitError
 from .swin_checkpoint import is_swin_state, swin_from_state
@@ -68,8 +68,8 @@ def _from_hf(state: dict, source: str, path: Path | None, config: ViTConfig | No
     expected = checkpoint_hf.hf_keys(depth)
     missing, unexpected = set(expected) - state.keys(), state.keys() - set(expected)
     if missing or unexpected:
-        raise _key_mismatch(source, missing, unexpected, checkpoint_hf.HINT,
-                            "Hugging Face ViTForImageClassification")
+        raise key_mismatch(source, missing, unexpected, checkpoint_hf.HINT,
+                           "Hugging Face ViTForImageClassification")
     if path is not None and (config is not None or num_heads is not None):
         raise IntvitError(f"checkpoint {source} is a Hugging Face ViT whose config.json sets "
                           "its architecture; leave out the architecture and heads (--arch, "
@@ -84,17 +84,6 @@ def _from_hf(state: dict, source: str, path: Path | None, config: ViTConfig | No
     return state, config
 
 
-def _key_mismatch(source: str, missing, unexpected, hint: str = HINT,
-                  family: str = "ViT") -> IntvitError:
-    parts = []
-    if missing:
-        parts.append(f"missing {_first(missing)}")
-    if unexpected:
-        parts.append(f"unexpected {_first(unexpected)}")
-    return IntvitError(f"checkpoint {source} is not a supported {family}: {'; '.join(parts)}; "
-                       f"{hint}")
-
-
 def infer_config(state: dict[str, torch.Tensor], source: str = "(in memory)",
                  num_heads: int | None = None) -> ViTConfig:
     """The config of a timm ViT state dict, from its tensor shapes; ``num_heads`` given, or
@@ -102,7 +91,7 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "(in memory)",
     needed = ("patch_embed.proj.weight", "pos_embed", "head.weight", "blocks.0.mlp.fc1.weight")
     missing = [key for key in needed if key not in state]
     if missing:
-        raise _key_mismatch(source, missing, [])
+        raise key_mismatch(source, missing, (), HINT, "ViT")
     for key, ndim in zip(needed, (4, 3, 2, 2)):
         if state[key].dim() != ndim:
             raise IntvitError(f"checkpoint {source}: {key} has shape {tuple(state[key].shape)}, "
@@ -165,19 +154,7 @@ def load_checkpoint(checkpoint, config: ViTConfig | swin.SwinConfig | None = Non
     _check_family(source, "ViT", config, ViTConfig)
     if config is None:
         config = infer_config(state, source, num_heads)
-    model = VisionTransformer(config)
-    expected = model.state_dict()
-    missing = expected.keys() - state.keys()
-    unexpected = state.keys() - expected.keys()
-    if missing or unexpected:
-        raise _key_mismatch(source, missing, unexpected)
-    for key, tensor in expected.items():
-        if state[key].shape != tensor.shape:
-            raise IntvitError(f"checkpoint {source}: {key} has shape {tuple(state[key].shape)} "
-                              f"but the config needs {tuple(tensor.shape)}; pass the config the "
-                              "checkpoint was trained with (or none, to infer it)")
-    model.load_state_dict({key: value.float() for key, value in state.items()})
-    return model.eval()
+    return load_weights(VisionTransformer(config), state, source, HINT, "ViT")
 
 
 def _check_family(source: str, family: str, config, kind: type) -> None:

@@ -70,3 +70,32 @@ def first_keys(keys) -> str:
     keys = sorted(map(str, keys))
     more = f" (+{len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else ""
     return ", ".join(keys[:SHOWN_KEYS]) + more
+
+
+def key_mismatch(source: str, missing, unexpected, hint: str, family: str) -> IntvitError:
+    """``checkpoint SOURCE is not a supported FAMILY: missing ...; unexpected ...; HINT``."""
+    parts = [f"{what} {first_keys(keys)}" for what, keys in
+             (("missing", missing), ("unexpected", unexpected)) if keys]
+    return IntvitError(f"checkpoint {source} is not a supported {family}: {'; '.join(parts)}; "
+                       f"{hint}")
+
+
+def load_weights(model, state: dict, source: str, hint: str, family: str, shape_error=None):
+    """``model`` in eval mode with ``state``'s weights (as float32): the key sets must match
+    (:func:`key_mismatch`), and every shape (``shape_error(key)`` may first raise a more telling
+    error for a key of another shape)."""
+    expected = model.state_dict()
+    missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
+    if missing or unexpected:
+        raise key_mismatch(source, missing, unexpected, hint, family)
+    for key, tensor in expected.items():
+        if state[key].shape == tensor.shape:
+            continue
+        if shape_error is not None:
+            shape_error(key)
+        raise IntvitError(f"checkpoint {source}: {key} has shape {tuple(state[key].shape)} but "
+                          f"the config needs {tuple(tensor.shape)}; pass the config the "
+                          "checkpoint was trained with (or none, to infer it)")
+    model.load_state_dict({key: value.float() for key, value in state.items()})
+    return model.eval()
+

@@ -14,8 +14,7 @@ stage's first table (one column per head).
 import math
 import re
 
-from .checkpoint_io import first_keys as _first
-from .checkpoint_io import read_checkpoint
+from .checkpoint_io import key_mismatch, load_weights, read_checkpoint
 from .errors import ConfigError, IntvitError
 from .swin import PRESETS, SwinConfig, SwinTransformer
 
@@ -42,8 +41,7 @@ def infer_swin_config(state: dict, source: str = "(in memory)",
               "layers.0.blocks.0.mlp.fc1.weight")
     missing = [key for key in needed if key not in state]
     if missing:
-        raise IntvitError(f"checkpoint {source} is not a supported Swin: missing "
-                          f"{_first(missing)}; {HINT}")
+        raise key_mismatch(source, missing, (), HINT, "Swin")
     embed_dim, in_chans, patch_size, _ = state["patch_embed.proj.weight"].shape
     blocks = {}
     for key in state:
@@ -95,17 +93,9 @@ def swin_from_state(state: dict, source: str, config: SwinConfig | None = None,
              if key.rsplit(".", 1)[-1] not in REBUILT}
     if config is None:
         config = infer_swin_config(state, source, img_size)
-    model = SwinTransformer(config)
-    expected = model.state_dict()
-    missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
-    if missing or unexpected:
-        parts = [f"{what} {_first(keys)}" for what, keys in
-                 (("missing", missing), ("unexpected", unexpected)) if keys]
-        raise IntvitError(f"checkpoint {source} is not a supported Swin: {'; '.join(parts)}; "
-                          f"{HINT}")
-    for key, tensor in expected.items():
-        if state[key].shape == tensor.shape:
-            continue
+
+    def window_mismatch(key):
+        """A relative-position table of another shape: the window differs."""
         if key.endswith("relative_position_bias_table"):
             stage = int(key.split(".")[1])
             raise IntvitError(f"checkpoint {source}: {key} is a table for windows of "
@@ -113,8 +103,5 @@ def swin_from_state(state: dict, source: str, config: SwinConfig | None = None,
                               f"windows of {config.window(stage)}; give the architecture "
                               "(window, image size) the checkpoint was trained with, or none to "
                               "infer it")
-        raise IntvitError(f"checkpoint {source}: {key} has shape {tuple(state[key].shape)} but "
-                          f"the config needs {tuple(tensor.shape)}; pass the config the "
-                          "checkpoint was trained with (or none, to infer it)")
-    model.load_state_dict({key: value.float() for key, value in state.items()})
-    return model.eval()
+
+    return load_weights(SwinTransformer(config), state, source, HINT, "Swin", window_mismatch)
