@@ -53,10 +53,11 @@ from . import registry
 from .errors import IntvitError
 from .gemm import padded
 from .integer import signed_range
-from .program import (AcceleratorConfig, Program, Step, UnitTable, _a_width, _Memory,
-                      _out_width, _ShapeLinear, _ShapeRequant, compile_program)
+from .program import (AcceleratorConfig, ModelShape, Program, Step, UnitTable, _a_width,
+                      _Memory, _out_width, _ShapeLinear, _ShapeRequant, compile_program)
 from .qswin import IntegerSwin, layer_shapes
-from .qvit import IMAGE_BITS, LOGIT_BITS, LayerPlan, QuantSpec
+from .qvit import IMAGE_BITS, LOGIT_BITS, LayerPlan, QuantSpec, default_assignment
+from .swin import SwinConfig
 
 RELPOS = "relpos"
 """The scores step's post-add: the relative position bias codes (Swin eq. 4), saturated to the
@@ -311,6 +312,15 @@ def compile_swin_program(qmodel, config: AcceleratorConfig = AcceleratorConfig()
                    channels=np.zeros((words["channels"], 2), dtype=np.int64),
                    clspos=np.zeros((words["relpos"], 0), dtype=np.int8), chan_bits=chan_bits,
                    position="relative position bias")
+
+
+def model_shape(config, method: str = "ivit"):
+    """The shape of a ViT (:class:`~.program.ModelShape`) or a Swin (:class:`SwinShape`)
+    ``config`` with every non-linear layer on ``method``'s candidates."""
+    assignment = default_assignment(config, method)
+    ops = {kind: next(op for op in assignment.values() if op.startswith(kind))
+           for kind in ("layernorm", "softmax", "gelu")}
+    return (SwinShape if isinstance(config, SwinConfig) else ModelShape)(config, ops)
 
 
 def cycle_program(model, config: AcceleratorConfig = AcceleratorConfig()) -> Program:

@@ -177,16 +177,11 @@ def shape_program(arch: str, lanes: int = 8, requant_lanes: int = 4, method: str
     ``method``, from its shape alone."""
     from intvit.golden_model import swin, vit
     from intvit.golden_model.errors import IntvitError
-    from intvit.golden_model.program import AcceleratorConfig, ModelShape
-    from intvit.golden_model.program_swin import SwinShape, cycle_program
-    from intvit.golden_model.qvit import default_assignment
+    from intvit.golden_model.program import AcceleratorConfig
+    from intvit.golden_model.program_swin import cycle_program, model_shape
 
     presets = {**vit.PRESETS, **swin.PRESETS}
     if arch not in presets:
         raise IntvitError(f"unknown architecture {arch!r}; known: {', '.join(sorted(presets))}")
-    config = presets[arch]
-    assignment = default_assignment(config, method)
-    ops = {kind: next(op for op in assignment.values() if op.startswith(kind))
-           for kind in ("layernorm", "softmax", "gelu")}
-    shape = (SwinShape if arch in swin.PRESETS else ModelShape)(config, ops)
-    return cycle_program(shape, AcceleratorConfig(lanes=lanes, requant_lanes=requant_lanes))
+    return cycle_program(model_shape(presets[arch], method),
+                         AcceleratorConfig(lanes=lanes, requant_lanes=requant_lanes))

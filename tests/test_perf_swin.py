@@ -9,7 +9,7 @@ import pytest
 
 from intvit.cli import main
 from intvit.golden_model.gemm import GemmConfig, predicted_cycles
-from intvit.golden_model.program_swin import SwinShape, compile_swin_program
+from intvit.golden_model.program_swin import compile_swin_program, model_shape
 from intvit.golden_model.swin import PRESETS
 from intvit.hw.accelerator import Accelerator, model_only
 from intvit.hw.accelerator_timing import gemm_step_cycles, perf_report, shape_program, step_cycles
@@ -183,11 +183,7 @@ def test_perf_of_a_quantized_mnist_swin_run(mnist_swin, capsys):
 
 
 def shape_program_of(config):
-    from intvit.golden_model.qvit import default_assignment
-
-    ops = {kind: next(op for op in default_assignment(config, "iptq").values()
-                      if op.startswith(kind)) for kind in ("layernorm", "softmax", "gelu")}
-    return compile_swin_program(SwinShape(config, ops))
+    return compile_swin_program(model_shape(config, "iptq"))
 
 
 @pytest.mark.parametrize("argv, words", [
